@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SAMPLE := resources/samples/digits_cnn.onnx
+
+.PHONY: setup run test bench sample clean
+
+setup: $(STAMP)
+
+# Re-installs only when the project's dependency files change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Opens the bundled trained sample. Until the desktop window lands, this prints its inspection.
+run: setup
+	$(VENV)/bin/modeldeck inspect $(SAMPLE)
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/inspect_bench.py
+
+# Regenerates the sample model and its held-out data from scikit-learn's digits.
+sample: setup
+	$(PY) -m resources.samples.train_digits_cnn
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,14 @@
+"""Errors a person can act on. The CLI prints `str(err)` as one line; the GUI shows it as is."""
+from __future__ import annotations
+
+
+class ModelDeckError(Exception):
+    """Base for every error that carries a message meant for the user."""
+
+
+class ModelLoadError(ModelDeckError):
+    """The file could not be read as a model; the message says why and what to do."""
+
+
+class UnsupportedModelError(ModelLoadError):
+    """The file is a model, but something in it (an op, a construct) is not supported."""
