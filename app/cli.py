@@ -11,7 +11,7 @@ from converters.errors import ModelDeckError
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_BUDGET = 0, 1, 2, 3
 
 
 def _human(n: float, unit: str = "") -> str:
@@ -112,6 +112,189 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _LiveStatus:
+    """One status line on stderr, redrawn from the worker's events (rolling p50/p99, RSS, power)."""
+
+    def __init__(self, enabled: bool):
+        import collections
+
+        self.enabled = enabled
+        self.lat: collections.deque[float] = collections.deque(maxlen=500)
+        self.last: dict[str, float] = {}
+        self.stage = ""
+        self.n = 0
+        self.power_source = ""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "stage":
+            self.stage = event["stage"]
+        elif kind == "samples":
+            for name, points in event["series"].items():
+                if name == "latency_ms":
+                    self.lat.extend(v for _, v in points)
+                    self.n += len(points)
+                elif points:
+                    self.last[name] = points[-1][1]
+        elif kind == "budget" and not event.get("ok"):
+            self._print(f"budget broken: {event['budget']} (now {event['value']:.3g})\n")
+        else:
+            return
+        self._draw()
+
+    def _draw(self) -> None:
+        if not self.enabled:
+            return
+        import numpy as np
+
+        parts = [f"{self.stage:<8s}"]
+        if self.lat:
+            a = np.fromiter(self.lat, float)
+            parts.append(f"{self.n:>7d} it  p50 {np.percentile(a, 50):8.3f} ms  "
+                         f"p99 {np.percentile(a, 99):8.3f} ms")
+        if "rss_mb" in self.last:
+            parts.append(f"RSS {self.last['rss_mb']:7.1f} MB")
+        if "power_w" in self.last:
+            parts.append(f"{self.last['power_w']:5.1f} W")
+        self._print("\r" + "  ".join(parts) + "\033[K")
+
+    def _print(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        self._print("\n")
+
+
+def _run_job(spec: dict[str, Any], on_event=None, timeout_s: float | None = None):
+    from app.jobs.client import JobClient
+
+    client = JobClient(spec, on_event=on_event, timeout_s=timeout_s).start()
+    try:
+        return client.wait()
+    except KeyboardInterrupt:
+        client.cancel()
+        return client.wait()
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from profilers.backends import BackendOptions
+    from profilers.inputs import parse_shape_args
+    from profilers.runner import RunConfig
+
+    try:
+        options = BackendOptions(threads=args.threads, inter_threads=args.inter_threads,
+                                 graph_optimization=args.graph_opt,
+                                 performance_hint=args.hint.upper(), streams=args.streams,
+                                 precision=args.precision)
+    except ValueError as e:
+        raise ModelDeckError(str(e)) from None
+    cfg = RunConfig(model=args.model, backend=args.backend, device=args.device, options=options,
+                    iterations=args.iterations, duration_s=args.duration, warmup=args.warmup,
+                    shapes=parse_shape_args(args.shape), inputs_npz=args.inputs,
+                    layers=args.layers, budgets=tuple(args.budget or ()),
+                    samplers=not args.no_samplers)
+    status = _LiveStatus(enabled=sys.stderr.isatty() and not args.quiet)
+    outcome = _run_job({"job": "profile", "config": cfg.to_dict()}, on_event=status,
+                       timeout_s=args.timeout)
+    status.done()
+    if outcome.status == "cancelled":
+        print("modeldeck: cancelled", file=sys.stderr)
+        return 130
+    if outcome.status != "ok":
+        if outcome.error_kind == "bad_input":
+            raise ModelDeckError(outcome.error or "bad input")
+        tail = outcome.stderr_tail.strip().splitlines()[-8:]
+        print(f"modeldeck: error: {outcome.error}", file=sys.stderr)
+        if tail and (args.debug or outcome.error_kind in ("crashed", "timeout")):
+            print("\n".join("  | " + line for line in tail), file=sys.stderr)
+        return EXIT_INTERNAL
+    report = outcome.result
+    assert report is not None
+    _write_outputs(report, args)
+    if not args.quiet:  # the JSON owns stdout when it goes there
+        _print_profile(report, sys.stderr if args.json == "-" else sys.stdout)
+    broken = [b for b in report["budgets"] if b["ok"] is False]
+    return EXIT_BUDGET if broken else EXIT_OK
+
+
+def _write_outputs(report: dict[str, Any], args: argparse.Namespace) -> None:
+    from profilers.report import write_csv, write_html, write_json
+
+    if args.json == "-":
+        json.dump(report, sys.stdout)
+        sys.stdout.write("\n")
+    elif args.json:
+        write_json(report, args.json)
+    if args.html:
+        write_html(report, args.html)
+    if getattr(args, "csv", None):
+        write_csv(report, args.csv)
+
+
+def _print_profile(r: dict[str, Any], out) -> None:
+    lat = r["latency_ms"]
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"{r['model']['path']}  [{r['backend']} / {r['device']}, threads {r['threads'] or 'default'}]")
+    p(f"  load {r['load_ms']:.1f} ms   first inference {r['first_inference_ms']:.3f} ms   "
+      f"{r['iterations']} iterations in {r['measure_s']:.2f} s")
+    p(f"  latency ms  p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p95 {lat['p95']:.3f}  "
+      f"p99 {lat['p99']:.3f}  p99.9 {lat['p999']:.3f}")
+    p(f"              mean {lat['mean']:.3f} ± {lat['std']:.3f}  min {lat['min']:.3f}  "
+      f"max {lat['max']:.3f}  CV {lat['cv']:.3f}  spikes {lat['spikes']}")
+    p(f"  throughput  {r['throughput_ips']:.1f} inferences/s")
+    mem = r["memory"]
+    p(f"  memory      RSS peak {mem['rss_peak_mb']:.1f} MB")
+    pw = r["power"]
+    if pw["mean_w"] is not None:
+        p(f"  power       {pw['mean_w']:.2f} W, {pw['energy_per_inference_j'] * 1e3:.3f} mJ per "
+          f"inference [{pw['source']}]")
+        if pw["source"] == "estimate":
+            p(f"              {pw['note']}")
+    prec = r.get("runtime", {}).get("inference_precision")
+    if prec:
+        p(f"  precision   {prec}")
+    for b in r["budgets"]:
+        verdict = "ok" if b["ok"] else "BROKEN" if b["ok"] is False else "n/a"
+        value = "—" if b["value"] is None else f"{b['value']:.3f} {b['unit']}"
+        p(f"  budget      {b['budget']}: {value} → {verdict}")
+    if r["layers"]:
+        p("  slowest layers (separate profiling run):")
+        for row in r["layers"][:10]:
+            flag = "  CPU fallback" if row.get("fallback") else ""
+            p(f"    {row['time_ms']:9.4f} ms  {row['op_type']:<18s} {row['name'][:50]:<50s} "
+              f"{row.get('device', '')} {row.get('precision', '')}{flag}")
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from profilers.devices import list_devices
+
+    rows = list_devices()
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    for b in rows:
+        state = b["version"] if b["available"] else f"not available: {b['version']}"
+        print(f"{b['backend']}: {state}")
+        for d in b["devices"]:
+            mark = "" if d["available"] else f"  (unavailable: {d['reason']})"
+            desc = f" — {d['description']}" if d["description"] else ""
+            print(f"  {d['name']}{desc}{mark}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from profilers.report import load_report
+
+    report = load_report(args.run)
+    if not (args.html or args.csv or args.json):
+        raise ModelDeckError("nothing to write: give --html OUT.html, --csv DIR or --json OUT")
+    _write_outputs(report, args)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modeldeck", description="Inspect, profile and "
                                      "compress deep-learning models.")
@@ -125,6 +308,50 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow loading a pickled PyTorch module (runs code from the file: "
                         "only for files from a source you trust)")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("profile", help="run a model on a backend and measure it")
+    p.add_argument("model")
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | openvino | torch")
+    p.add_argument("--device", default="CPU", help="CPU, CUDA, GPU, NPU, AUTO, ... "
+                   "(see `modeldeck devices`)")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: the runtime's)")
+    p.add_argument("--inter-threads", type=int)
+    p.add_argument("--streams", type=int, help="OpenVINO streams")
+    p.add_argument("--hint", default="latency", choices=["latency", "throughput"],
+                   help="OpenVINO performance hint")
+    p.add_argument("--precision", choices=["f32", "f16", "bf16"],
+                   help="OpenVINO inference precision (default: the device's choice, recorded)")
+    p.add_argument("--graph-opt", default="all", choices=["disable", "basic", "extended", "all"],
+                   help="ONNX Runtime graph optimisation level")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--iterations", type=int, help="measured iterations (default 100)")
+    group.add_argument("--duration", type=float, help="measure for this many seconds")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--shape", action="append", metavar="NAME=DxDxD",
+                   help="set a dynamic input shape, e.g. input=1x3x224x224 (repeatable)")
+    p.add_argument("--inputs", metavar="X.npz", help="real inputs, arrays named like the inputs")
+    p.add_argument("--layers", action="store_true",
+                   help="add a per-layer profile (a separate run; clean latencies unaffected)")
+    p.add_argument("--budget", action="append", metavar="METRIC=VALUE",
+                   help="e.g. p99=20ms, rss=500MB, power=15W (repeatable); exit 3 if broken")
+    p.add_argument("--no-samplers", action="store_true", help="no memory/CPU/power sampling")
+    p.add_argument("--timeout", type=float, help="stop the worker after this many seconds")
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON ('-': stdout)")
+    p.add_argument("--html", metavar="OUT", help="write a self-contained HTML report")
+    p.add_argument("--csv", metavar="DIR", help="write per-iteration and per-layer CSV files")
+    p.add_argument("--quiet", action="store_true", help="no live status line, no summary")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("devices", help="list backends and the devices they can use here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("report", help="turn a run's JSON into HTML / CSV")
+    p.add_argument("run", help="RUN.json written by `profile --json`")
+    p.add_argument("--html", metavar="OUT")
+    p.add_argument("--csv", metavar="DIR")
+    p.add_argument("--json", metavar="OUT", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -10,6 +10,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "resources" / "samples"
+SAMPLE_ONNX = SAMPLES / "digits_cnn.onnx"
+SAMPLE_NPZ = SAMPLES / "digits_test.npz"
 
 
 def light_model(name: str) -> Path:

@@ -31,7 +31,9 @@ _DTYPES = {
 
 def _looks_like_pytorch(head: bytes) -> bool:
     """pytorch_model.bin files are zip archives or raw pickles: leave them to the torch format."""
-    return head.startswith(b"PK\x03\x04") or (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5)
+    is_zip = head.startswith(b"PK\x03\x04")
+    is_pickle = len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5
+    return is_zip or is_pickle
 
 
 @register_format
@@ -136,8 +138,12 @@ def graph_from_ov_model(model: Any, meta: ModelMeta) -> ModelGraph:
     graph = builder.build(model)
     if builder.decompressions:
         meta.notes.append(
-            f"{builder.decompressions} weights are stored compressed (e.g. float16 or int8) and "
-            "widened at load time by Convert nodes; the weight tensors show the stored type")
+            f"weights are stored compressed (e.g. float16 or int8): {builder.decompressions} "
+            "Convert nodes widen them at load time; weight tensors show the stored type")
+    if builder.flat_ops:
+        meta.notes.append(
+            f"bodies of {', '.join(sorted(builder.flat_ops))} could not be read; "
+            "those ops are shown without their subgraphs")
     return ModelGraph(graph=graph, meta=meta)
 
 
@@ -149,14 +155,16 @@ class _GraphBuilder:
         self.used: set[str] = set()
         self.node_count = 0
         self.decompressions = 0
+        self.flat_ops: set[str] = set()  # control-flow ops whose bodies the Python API hid
 
     def build(self, model: Any) -> Graph:
         graph = Graph()
         for op in model.get_ordered_ops():
             kind = op.get_type_name()
             if kind == "Constant":
-                name = self._name_output(op.output(0))
-                graph.tensors[name] = _tensor_info(name, op.output(0), weight_bytes=op.get_byte_size())
+                out = op.output(0)
+                name = self._name_output(out)
+                graph.tensors[name] = _tensor_info(name, out, weight_bytes=op.get_byte_size())
             elif kind == "Parameter":
                 name = self._name_output(op.output(0))
                 graph.tensors[name] = _tensor_info(name, op.output(0))
@@ -183,10 +191,16 @@ class _GraphBuilder:
             name = self._name_output(out)
             graph.tensors[name] = _tensor_info(name, out)
             node.outputs.append(name)
-        for key, body in _bodies(op).items():
+        try:
+            bodies = _bodies(op)
+        except (AttributeError, RuntimeError):
+            log.debug("bodies of %s unreadable", friendly, exc_info=True)
+            bodies = {}
+            self.flat_ops.add(node.op_type)
+        for key, body in bodies.items():
             node.subgraphs[key] = self.build(body)
         if node.op_type == "Convert" and any("decompression" in k for k in op.get_rt_info().keys()):
-            self.decompressions += 1
+            self.decompressions += 1  # marked by OpenVINO's weight compression
         return node
 
     def _name_output(self, out: Any) -> str:
@@ -209,6 +223,7 @@ class _GraphBuilder:
 
 
 def _bodies(op: Any) -> dict[str, Any]:
+    """The ov.Model bodies of a control-flow op, keyed by the name shown in Node.subgraphs."""
     kind = op.get_type_name()
     if kind == "If":
         return {"then_body": op.get_then_body(), "else_body": op.get_else_body()}

@@ -62,3 +62,64 @@ def test_debug_shows_traceback(tmp_path):
     r = run_cli("--debug", "inspect", str(bad))
     assert r.returncode != 0
     assert "Traceback" in r.stderr and "empty" in r.stderr
+
+
+# --- profile / devices / report ---------------------------------------------------------------
+
+def test_profile_json_html_csv(tmp_path):
+    from tests.conftest import SAMPLE_ONNX
+
+    out, html, csv_dir = tmp_path / "run.json", tmp_path / "run.html", tmp_path / "csv"
+    r = run_cli("profile", str(SAMPLE_ONNX), "--backend", "onnxruntime", "--threads", "1",
+                "--iterations", "100", "--json", str(out), "--html", str(html),
+                "--csv", str(csv_dir))
+    assert r.returncode == 0, r.stderr
+    s = json.loads(out.read_text())
+    for key in ("p50", "p90", "p95", "p99", "mean", "min", "max", "std"):
+        assert s["latency_ms"][key] > 0
+    assert s["throughput_ips"] > 0 and s["first_inference_ms"] > 0 and s["load_ms"] > 0
+    assert s["memory"]["rss_peak_mb"] > 0
+    assert s["power"]["source"] and "energy_per_inference_j" in s["power"]
+    assert (s["backend"], s["device"], s["threads"]) == ("onnxruntime", "CPU", 1)
+    assert f"p50 {s['latency_ms']['p50']:.3f}" in r.stdout
+    assert html.read_text().lstrip().lower().startswith("<!doctype html")
+    assert (csv_dir / "iterations.csv").exists()
+    # `report` regenerates the HTML from the JSON
+    html2 = tmp_path / "again.html"
+    r = run_cli("report", str(out), "--html", str(html2))
+    assert r.returncode == 0, r.stderr
+    assert html2.stat().st_size > 1000
+
+
+def test_profile_broken_budget_exits_3(tmp_path):
+    from tests.conftest import SAMPLE_ONNX
+
+    r = run_cli("profile", str(SAMPLE_ONNX), "--iterations", "30", "--budget", "p99=1us",
+                "--json", "-", "--quiet")
+    assert r.returncode == 3, r.stderr
+    s = json.loads(r.stdout)
+    assert s["budgets"][0]["ok"] is False
+
+
+def test_profile_bad_shape_exits_2():
+    from tests.conftest import SAMPLE_ONNX
+
+    r = run_cli("profile", str(SAMPLE_ONNX), "--shape", "input=1x2x8x8", "--iterations", "5")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "dim 1 is fixed to 1" in r.stderr
+
+
+def test_devices_lists_cpu():
+    r = run_cli("devices", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {b["backend"]: b for b in json.loads(r.stdout)}
+    for name in ("onnxruntime", "openvino", "torch"):
+        assert rows[name]["available"]
+        assert any(d["name"] == "CPU" and d["available"] for d in rows[name]["devices"])
+
+
+def test_report_rejects_non_reports(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text('{"hello": 1}')
+    r = run_cli("report", str(p), "--html", str(tmp_path / "o.html"))
+    assert r.returncode == 2 and "report" in r.stderr.lower()

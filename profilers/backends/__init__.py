@@ -1,0 +1,134 @@
+"""Runtimes that execute a model: one module per backend, registered by name.
+
+Add a backend: a module here with a `@register_backend` class, imported at the bottom of this
+file, and one test. `devices()` never raises (an absent runtime lists no devices); the
+framework import happens inside methods so the registry loads fast and without the framework.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from converters.errors import ModelDeckError
+
+
+class BackendError(ModelDeckError):
+    """The runtime refused the model or the device; the message names what and why."""
+
+
+@dataclass(frozen=True)
+class Device:
+    backend: str
+    name: str  # what the user passes: "CPU", "CUDA", "GPU.0", "AUTO", ...
+    description: str = ""
+    available: bool = True
+    reason: str = ""  # why not available
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    threads: int | None = None  # intra-op threads; None = the runtime's default
+    inter_threads: int | None = None
+    graph_optimization: str = "all"  # ONNX Runtime: disable | basic | extended | all
+    performance_hint: str = "LATENCY"  # OpenVINO: LATENCY | THROUGHPUT
+    streams: int | None = None  # OpenVINO
+    precision: str | None = None  # OpenVINO inference precision hint: f32 | f16 | bf16
+    profile_layers: bool = False  # set up per-layer profiling (a separate, slower run)
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError("threads must be at least 1")
+        if self.graph_optimization not in ("disable", "basic", "extended", "all"):
+            raise ValueError("graph optimisation must be disable, basic, extended or all")
+        if self.performance_hint not in ("LATENCY", "THROUGHPUT"):
+            raise ValueError("performance hint must be LATENCY or THROUGHPUT")
+        if self.precision not in (None, "f32", "f16", "bf16"):
+            raise ValueError("precision must be f32, f16 or bf16")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dtype: str  # numpy name
+    shape: tuple[int | str | None, ...] | None  # str / None: dynamic dim; None: rank unknown
+
+
+@dataclass
+class LayerTime:
+    """Time of one runtime layer per inference, mapped to a ModelGraph node when possible."""
+
+    name: str  # the runtime's layer / kernel name
+    op_type: str
+    time_ms: float  # mean per inference
+    node_id: str | None = None
+    device: str = ""  # provider / device it ran on
+    exec_type: str = ""  # kernel or OpenVINO exec type
+    precision: str = ""
+    fallback: bool = False  # ran on the CPU although another device was asked for
+
+
+@dataclass
+class LoadInfo:
+    load_ms: float
+    details: dict[str, Any] = field(default_factory=dict)  # providers, precision, streams...
+
+
+class Backend:
+    name: ClassVar[str]
+    formats: ClassVar[frozenset[str]]
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """(installed?, version or reason). Never raises."""
+        raise NotImplementedError
+
+    @classmethod
+    def devices(cls) -> list[Device]:
+        """Devices this runtime can use here. Never raises; [] when not installed."""
+        raise NotImplementedError
+
+    def load(self, model: Path, fmt: str, device: str, options: BackendOptions) -> LoadInfo:
+        raise NotImplementedError
+
+    def input_specs(self) -> list[InputSpec]:
+        raise NotImplementedError
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run once; returns when the device work is done."""
+        raise NotImplementedError
+
+    def reset_layer_profile(self) -> None:
+        """Forget per-layer times so far (the runner calls it after warm-up)."""
+
+    def layer_profile(self, node_ids_by_name: dict[str, str]) -> list[LayerTime]:
+        """Per-layer times of the inferences since load or the last reset (needs
+        options.profile_layers)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+BACKENDS: dict[str, type[Backend]] = {}
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    if cls.name in BACKENDS:
+        raise ValueError(f"backend {cls.name!r} registered twice")
+    BACKENDS[cls.name] = cls
+    return cls
+
+
+def get_backend(name: str) -> type[Backend]:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise BackendError(f"unknown backend {name!r}; choose one of: "
+                           f"{', '.join(sorted(BACKENDS))}") from None
+
+
+from profilers.backends import onnxruntime_backend, openvino_backend, torch_backend  # noqa: E402,F401

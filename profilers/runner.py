@@ -1,0 +1,341 @@
+"""One profiling run, in stages: inspect -> load (timed) -> first inference (timed apart) ->
+warm-up -> measured loop (count or duration) -> optional per-layer run on a separate instance.
+
+Only the backend call sits between the two perf_counter_ns reads; inputs are prepared before
+the loop, events are emitted between iterations. Per-layer profiling slows inference, so it runs
+on its own backend instance after the clean loop and never mixes into its latencies.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.errors import ModelDeckError
+from profilers.backends import Backend, BackendError, BackendOptions, get_backend
+from profilers.budgets import Budget, parse_budget
+from profilers.stats import latency_stats
+
+log = logging.getLogger(__name__)
+
+REPORT_SCHEMA = "modeldeck.report/1"
+Emit = Callable[[dict[str, Any]], None]
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str
+    backend: str = "onnxruntime"
+    device: str = "CPU"
+    options: BackendOptions = field(default_factory=BackendOptions)
+    iterations: int | None = None  # neither given: 100 iterations
+    duration_s: float | None = None
+    warmup: int = 10
+    shapes: dict[str, list[int]] = field(default_factory=dict)
+    inputs_npz: str | None = None
+    layers: bool = False
+    layer_iterations: int = 20
+    budgets: tuple[str, ...] = ()
+    samplers: bool = True
+    sample_period_s: float = 0.05
+    emit_period_s: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.iterations is not None and self.iterations < 1:
+            raise ModelDeckError("--iterations must be at least 1")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise ModelDeckError("--duration must be positive")
+        if self.warmup < 0:
+            raise ModelDeckError("--warmup cannot be negative")
+        for b in self.budgets:
+            parse_budget(b)  # fail before any work
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        d = dict(d)
+        d["options"] = BackendOptions(**d.get("options", {}))
+        d["budgets"] = tuple(d.get("budgets", ()))
+        return cls(**d)
+
+
+def _load_backend(cfg: RunConfig, fmt: str, options: BackendOptions) -> tuple[Backend, Any]:
+    cls = get_backend(cfg.backend)
+    ok, why = cls.available()
+    if not ok:
+        raise BackendError(f"backend {cfg.backend} is not usable here: {why}")
+    if fmt not in cls.formats:
+        raise BackendError(f"backend {cfg.backend} does not run {fmt} models (it runs "
+                           f"{', '.join(sorted(cls.formats))}); convert the model or pick "
+                           "another backend")
+    backend = cls()
+    info = backend.load(_model_path(cfg), fmt, cfg.device, options)
+    return backend, info
+
+
+def _model_path(cfg: RunConfig) -> Path:
+    return Path(cfg.model)
+
+
+def _prepare_inputs(cfg: RunConfig, backend: Backend) -> dict[str, np.ndarray]:
+    from profilers import inputs
+
+    specs = backend.input_specs()
+    if cfg.inputs_npz:
+        return inputs.from_npz(cfg.inputs_npz, specs, cfg.shapes)
+    return inputs.generate(specs, cfg.shapes, seed=cfg.seed)
+
+
+class _Budgets:
+    """Checks budgets on a rolling window while running and on the final figures."""
+
+    def __init__(self, texts: tuple[str, ...], emit: Emit):
+        self.budgets: list[Budget] = [parse_budget(t) for t in texts]
+        self.emit = emit
+        self.broken_live: set[str] = set()
+
+    def live(self, recent_ms: np.ndarray, rss_mb: float | None) -> None:
+        if not self.budgets or recent_ms.size < 20:
+            return
+        values = {"p50": np.percentile(recent_ms, 50), "p90": np.percentile(recent_ms, 90),
+                  "p95": np.percentile(recent_ms, 95), "p99": np.percentile(recent_ms, 99),
+                  "mean": recent_ms.mean(), "max": recent_ms.max(), "rss": rss_mb}
+        for b in self.budgets:
+            v = values.get(b.metric)
+            if b.check(v) is False and b.text not in self.broken_live:
+                self.broken_live.add(b.text)
+                self.emit({"event": "budget", "budget": b.text, "value": float(v), "ok": False,
+                           "live": True})
+
+    def final(self, values: dict[str, float | None]) -> list[dict[str, Any]]:
+        out = []
+        for b in self.budgets:
+            v = values.get(b.metric)
+            out.append({"budget": b.text, "metric": b.metric, "limit": b.limit, "unit": b.unit,
+                        "value": v, "ok": b.check(v), "broken_live": b.text in self.broken_live})
+        return out
+
+
+def _summarise_timeline(tl, start: float, end: float) -> dict[str, Any]:
+    t = np.asarray(tl.t_s)
+    v = np.asarray(tl.values, dtype=np.float64)
+    window = v[(t >= start) & (t <= end)] if t.size else v
+    if window.size == 0:
+        window = v
+    return {"source": tl.source, "unit": tl.unit, "note": tl.note,
+            "mean": float(window.mean()) if window.size else None,
+            "max": float(v.max()) if v.size else None}
+
+
+def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lambda: False
+                ) -> dict[str, Any]:
+    """Run one profile and return the report (a JSON-ready dict, schema REPORT_SCHEMA)."""
+    from converters.analysis import analyze
+    from converters.formats import open_model
+    from profilers.environment import environment
+    from profilers.samplers import SamplerThread, default_samplers
+    from profilers.samplers.memory import peak_rss_mb
+
+    t0 = time.perf_counter()
+    budgets = _Budgets(cfg.budgets, emit)
+
+    def stage(name: str, msg: str = "") -> None:
+        if cancelled():
+            raise Cancelled
+        emit({"event": "stage", "stage": name, "message": msg,
+              "t_s": round(time.perf_counter() - t0, 4)})
+
+    stage("inspect", f"reading {cfg.model}")
+    graph = open_model(cfg.model)
+    summary = analyze(graph, keep_nodes=False)
+    node_ids = _node_ids_by_name(graph)
+
+    sampler_thread = None
+    if cfg.samplers:
+        def on_batch(batch):
+            emit({"event": "samples", "series": batch})
+
+        gpu = cfg.device.upper().startswith(("CUDA", "GPU", "TENSORRT"))
+        sampler_thread = SamplerThread(default_samplers(gpu=gpu), cfg.sample_period_s, t0=t0,
+                                       on_batch=on_batch, batch_s=cfg.emit_period_s).start()
+    latencies: list[float] = []
+    starts: list[float] = []
+    try:
+        stage("load", f"{cfg.backend} on {cfg.device}")
+        options = BackendOptions(**{**asdict(cfg.options), "profile_layers": False})
+        backend, load_info = _load_backend(cfg, graph.meta.format, options)
+        try:
+            feeds = _prepare_inputs(cfg, backend)
+            stage("first", "first inference")
+            a = time.perf_counter_ns()
+            backend.infer(feeds)
+            first_ms = (time.perf_counter_ns() - a) / 1e6
+
+            stage("warmup", f"{cfg.warmup} iterations")
+            for _ in range(cfg.warmup):
+                if cancelled():
+                    raise Cancelled
+                backend.infer(feeds)
+
+            iterations = cfg.iterations if cfg.iterations or cfg.duration_s else 100
+            stage("measure", f"{iterations} iterations" if iterations else
+                  f"{cfg.duration_s:g} s")
+            measure_start = time.perf_counter()
+            deadline = measure_start + cfg.duration_s if cfg.duration_s else None
+            next_emit = measure_start + cfg.emit_period_s
+            pending: list[list[float]] = []
+            while True:
+                a = time.perf_counter_ns()
+                backend.infer(feeds)
+                b = time.perf_counter_ns()
+                latencies.append((b - a) / 1e6)
+                starts.append(a / 1e9 - t0)
+                pending.append([round(a / 1e9 - t0, 5), latencies[-1]])
+                n = len(latencies)
+                now = b / 1e9
+                if iterations and n >= iterations:
+                    break
+                if deadline is not None and now >= deadline:
+                    break
+                if now >= next_emit:
+                    next_emit = now + cfg.emit_period_s
+                    emit({"event": "samples", "series": {"latency_ms": pending}})
+                    pending = []
+                    frac = n / iterations if iterations else (now - measure_start) / cfg.duration_s
+                    emit({"event": "progress", "frac": round(min(frac, 1.0), 4),
+                          "message": f"{n} iterations"})
+                    budgets.live(np.asarray(latencies[-200:]), _last_rss(sampler_thread))
+                    if cancelled():
+                        raise Cancelled
+            measure_end = time.perf_counter()
+            if pending:
+                emit({"event": "samples", "series": {"latency_ms": pending}})
+            budgets.live(np.asarray(latencies[-200:]), _last_rss(sampler_thread))
+        finally:
+            backend.close()
+    finally:
+        if sampler_thread is not None:
+            sampler_thread.stop()
+
+    layers: list[dict[str, Any]] = []
+    if cfg.layers:
+        stage("layers", f"per-layer profile, {cfg.layer_iterations} iterations (separate run)")
+        layers = _layer_run(cfg, graph.meta.format, node_ids, cancelled)
+        for row in layers:
+            emit({"event": "layer", **row})
+
+    stats = latency_stats(np.asarray(latencies))
+    wall_s = measure_end - measure_start
+    rel_start, rel_end = measure_start - t0, measure_end - t0
+    timelines: dict[str, Any] = {"latency_ms": {"t_s": starts, "values": latencies,
+                                                "unit": "ms", "source": "perf_counter_ns"}}
+    resources: dict[str, Any] = {}
+    if sampler_thread is not None:
+        for name, tl in sampler_thread.timelines.items():
+            timelines[name] = {"t_s": tl.t_s, "values": tl.values, "unit": tl.unit,
+                               "source": tl.source, "note": tl.note}
+            resources[name] = _summarise_timeline(tl, rel_start, rel_end)
+    power = resources.get("power_w")
+    mean_w = power["mean"] if power else None
+    energy = mean_w * wall_s / len(latencies) if mean_w is not None else None
+    rss_peak = max(peak_rss_mb(), (resources.get("rss_mb") or {}).get("max") or 0.0)
+
+    report: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "status": "ok",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backend": cfg.backend,
+        "device": cfg.device,
+        "threads": cfg.options.threads,
+        "model": {"path": cfg.model, "format": graph.meta.format, "sha256": graph.meta.sha256,
+                  "file_size": graph.meta.file_size, "nodes": summary.node_count,
+                  "params": summary.params, "macs": summary.macs, "flops": summary.flops},
+        "config": cfg.to_dict(),
+        "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in feeds.items()},
+        "inputs_source": cfg.inputs_npz or f"generated (seed {cfg.seed})",
+        "environment": environment(),
+        "load_ms": load_info.load_ms,
+        "runtime": load_info.details,
+        "first_inference_ms": first_ms,
+        "latency_ms": stats.to_dict(),
+        "throughput_ips": len(latencies) / wall_s if wall_s > 0 else None,
+        "iterations": len(latencies),
+        "measure_s": wall_s,
+        "memory": {"rss_peak_mb": rss_peak,
+                   "rss_mean_mb": (resources.get("rss_mb") or {}).get("mean")},
+        "cpu": {"mean_percent": (resources.get("cpu_percent") or {}).get("mean")},
+        "power": {"source": power["source"] if power else None,
+                  "note": power["note"] if power else "samplers off",
+                  "mean_w": mean_w, "energy_per_inference_j": energy,
+                  "inferences_per_joule": 1.0 / energy if energy else None},
+        "gpu": {k: resources[k] for k in ("gpu_mem_mb", "gpu_power_w") if k in resources},
+        "sampling": ({"period_s": cfg.sample_period_s, "ticks": sampler_thread.ticks,
+                      "busy_s": sampler_thread.busy_s,
+                      "busy_fraction": sampler_thread.busy_s / max(time.perf_counter() - t0, 1e-9)}
+                     if sampler_thread else None),
+        "timelines": timelines,
+        "spikes": [i for i, s in enumerate(_spikes(latencies)) if s],
+        "layers": layers,
+        "errors": [],
+    }
+    report["budgets"] = budgets.final({
+        "p50": stats.p50, "p90": stats.p90, "p95": stats.p95, "p99": stats.p99,
+        "p999": stats.p999, "mean": stats.mean, "max": stats.max, "first": first_ms,
+        "rss": rss_peak, "power": mean_w})
+    return report
+
+
+def _last_rss(sampler_thread) -> float | None:
+    if sampler_thread is None:
+        return None
+    values = sampler_thread.timelines["rss_mb"].values
+    return values[-1] if values else None
+
+
+def _node_ids_by_name(graph) -> dict[str, str]:
+    """Runtime layer name -> ModelGraph node id. Node names win; a node's first output name is
+    a fallback, since runtimes name unnamed nodes after it."""
+    ids: dict[str, str] = {}
+    items = list(graph.walk())
+    for item in items:
+        if item.node.outputs and item.node.outputs[0]:
+            ids.setdefault(item.node.outputs[0], item.node.id)
+    for item in items:
+        ids[item.node.name] = item.node.id
+    return ids
+
+
+def _spikes(latencies: list[float]) -> np.ndarray:
+    from profilers.stats import spike_mask
+
+    return spike_mask(np.asarray(latencies))
+
+
+def _layer_run(cfg: RunConfig, fmt: str, node_ids: dict[str, str],
+               cancelled: Callable[[], bool]) -> list[dict[str, Any]]:
+    options = BackendOptions(**{**asdict(cfg.options), "profile_layers": True})
+    backend, _ = _load_backend(cfg, fmt, options)
+    try:
+        feeds = _prepare_inputs(cfg, backend)
+        backend.infer(feeds)  # warm-up: compilation and first allocations stay out of the table
+        backend.reset_layer_profile()
+        for _ in range(cfg.layer_iterations):
+            if cancelled():
+                raise Cancelled
+            backend.infer(feeds)
+        return [asdict(lt) for lt in backend.layer_profile(node_ids)]
+    finally:
+        backend.close()
