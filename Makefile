@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Opens the bundled trained sample. Until the desktop window lands, this prints its inspection.
+# Opens the desktop window on the bundled trained sample.
 run: setup
-	$(VENV)/bin/modeldeck inspect $(SAMPLE)
+	$(VENV)/bin/modeldeck $(SAMPLE)
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q

@@ -355,7 +355,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SUBCOMMANDS = ("inspect", "profile", "devices", "report", "convert", "compare")
+
+
+def _wants_gui(argv: list[str]) -> bool:
+    """`modeldeck`, `modeldeck MODEL` and `modeldeck --measure-startup` open the window."""
+    if not argv:
+        return True
+    first = argv[0]
+    return first == "--measure-startup" or (first not in SUBCOMMANDS and not first.startswith("-"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:  # a frozen build starts its workers through itself
+        from app.jobs.worker import main as worker_main
+
+        return worker_main()
+    if _wants_gui(argv):
+        from app.gui.app import run_gui
+
+        return run_gui(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
