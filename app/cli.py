@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from converters.errors import ModelDeckError
@@ -199,19 +200,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     outcome = _run_job({"job": "profile", "config": cfg.to_dict()}, on_event=status,
                        timeout_s=args.timeout)
     status.done()
-    if outcome.status == "cancelled":
-        print("modeldeck: cancelled", file=sys.stderr)
-        return 130
-    if outcome.status != "ok":
-        if outcome.error_kind == "bad_input":
-            raise ModelDeckError(outcome.error or "bad input")
-        tail = outcome.stderr_tail.strip().splitlines()[-8:]
-        print(f"modeldeck: error: {outcome.error}", file=sys.stderr)
-        if tail and (args.debug or outcome.error_kind in ("crashed", "timeout")):
-            print("\n".join("  | " + line for line in tail), file=sys.stderr)
-        return EXIT_INTERNAL
-    report = outcome.result
-    assert report is not None
+    report = _job_or_raise(outcome, args.debug)
+    if isinstance(report, int):
+        return report
     _write_outputs(report, args)
     if not args.quiet:  # the JSON owns stdout when it goes there
         _print_profile(report, sys.stderr if args.json == "-" else sys.stdout)
@@ -295,6 +286,136 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _fmt_opt(v: float | None, fmt: str) -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def _print_steps(result: dict[str, Any]) -> None:
+    print(f"{result['source']} -> {result['output']}  ({result['seconds']:.1f} s; verified on "
+          f"{result['verified_on']})")
+    print(f"  {'step':<18s} {'format':<9s} {'size':>10s} {'params':>10s} {'sparsity':>8s} "
+          f"{'cosine':>9s} {'top-1':>7s} {'accuracy':>8s} {'s':>6s}")
+    for st in result["steps"]:
+        fid = st.get("fidelity") or {}
+        acc = (st.get("accuracy") or {}).get("accuracy")
+        print(f"  {st['pass']:<18s} {st['format']:<9s} {_human(st['size_bytes'], 'B'):>10s} "
+              f"{_human(st['params'] or 0):>10s} {_fmt_opt(st['sparsity'], '.1%'):>8s} "
+              f"{_fmt_opt(fid.get('cosine'), '.6f'):>9s} "
+              f"{_fmt_opt(fid.get('top1_agreement'), '.1%'):>7s} {_fmt_opt(acc, '.2%'):>8s} "
+              f"{st['seconds']:>6.1f}")
+        for m in st.get("messages", []):
+            print(f"      note: {m}")
+    b = result.get("first_broken")
+    if b:
+        where = f", first diverging node {b['node']['name']}" if b.get("node") else ""
+        print(f"  fidelity broke at step {b['step']} ({b['pass']}, cosine {b['cosine']:.4f}"
+              f"{where})")
+    print(f"  lineage: {result['lineage']}")
+
+
+def _job_or_raise(outcome, debug: bool) -> dict[str, Any] | int:
+    """The job's result, or an exit code after telling the user what went wrong."""
+    if outcome.status == "cancelled":
+        print("modeldeck: cancelled", file=sys.stderr)
+        return 130
+    if outcome.status != "ok":
+        if outcome.error_kind == "bad_input":
+            raise ModelDeckError(outcome.error or "bad input")
+        print(f"modeldeck: error: {outcome.error}", file=sys.stderr)
+        tail = outcome.stderr_tail.strip().splitlines()[-8:]
+        if tail and (debug or outcome.error_kind in ("crashed", "timeout")):
+            print("\n".join("  | " + line for line in tail), file=sys.stderr)
+        return EXIT_INTERNAL
+    return outcome.result
+
+
+class _Progress:
+    """Stage and progress of a conversion on one stderr line."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.stage = enabled, ""
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if e.get("event") == "stage":
+            self.stage = e.get("message") or e["stage"]
+        elif e.get("event") != "progress":
+            return
+        frac = e.get("frac")
+        pct = f"{frac:6.1%} " if isinstance(frac, (int, float)) else ""
+        sys.stderr.write(f"\r{pct}{self.stage[:70]}\033[K")
+        sys.stderr.flush()
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from converters.passes import parse_pass_arg
+    from converters.pipeline import ConvertSpec, StepSpec, spec_from_recipe
+
+    if args.recipe:
+        spec, warnings = spec_from_recipe(args.recipe, args.model, args.output)
+        for w in warnings:
+            print(f"modeldeck: warning: {w}", file=sys.stderr)
+    else:
+        passes = tuple(StepSpec(*parse_pass_arg(p)) for p in args.passes or ())
+        spec = ConvertSpec(model=args.model, output=args.output, to=args.to, passes=passes,
+                           calib=args.calib, eval=args.eval,
+                           fidelity_threshold=args.fidelity_threshold)
+    if spec.calib == "random":
+        print("modeldeck: warning: calibrating on random data: quantization ranges will not "
+              "match real inputs; accuracy may suffer. Prefer --calib DATA.npz", file=sys.stderr)
+    show = _Progress(sys.stderr.isatty() and not args.json)
+    outcome = _run_job({"job": "convert", "convert": spec.to_dict()}, on_event=show)
+    if show.enabled:
+        sys.stderr.write("\n")
+    result = _job_or_raise(outcome, args.debug)
+    if isinstance(result, int):
+        return result
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_steps(result)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from profilers.backends import BackendOptions
+    from profilers.runner import RunConfig
+
+    cfg = RunConfig(model=args.models[0], backend=args.backend or "onnxruntime",
+                    device=args.device, options=BackendOptions(threads=args.threads),
+                    iterations=args.iterations, warmup=args.warmup, layers=args.layers)
+    spec = {"job": "compare", "models": args.models, "config": cfg.to_dict(),
+            "eval": args.eval, "backend_given": args.backend is not None}
+    outcome = _run_job(spec, on_event=_Progress(sys.stderr.isatty() and not args.json))
+    result = _job_or_raise(outcome, args.debug)
+    if isinstance(result, int):
+        return result
+    if args.html:
+        from profilers.report.compare_html import write_compare_html
+
+        write_compare_html(result, args.html)
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print(f"\n{'model':<34s} {'backend':<12s} {'size':>9s} {'params':>9s} {'p50 ms':>9s} "
+          f"{'p99 ms':>9s} {'RSS MB':>8s} {'cosine':>9s} {'top-1':>7s} {'accuracy':>8s}")
+    for r in result["rows"]:
+        fid = r["fidelity"] or {}
+        acc = (r["accuracy"] or {}).get("accuracy")
+        print(f"{Path(r['model']).name[:34]:<34s} {r['backend']:<12s} "
+              f"{_human(r['size_bytes'], 'B'):>9s} {_human(r['params']):>9s} "
+              f"{r['latency_ms']['p50']:>9.4f} {r['latency_ms']['p99']:>9.4f} "
+              f"{r['rss_peak_mb']:>8.1f} {_fmt_opt(fid.get('cosine'), '.6f'):>9s} "
+              f"{_fmt_opt(fid.get('top1_agreement'), '.1%'):>7s} {_fmt_opt(acc, '.2%'):>8s}")
+    for d in result["layer_deltas"][:10]:
+        print(f"  layer {d['name']} ({d['op_type']}): {d['base_ms']:.4f} -> "
+              f"{d['time_ms']:.4f} ms ({d['delta_ms']:+.4f})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modeldeck", description="Inspect, profile and "
                                      "compress deep-learning models.")
@@ -352,6 +473,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="DIR")
     p.add_argument("--json", metavar="OUT", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("convert", help="apply compression passes and/or convert the format")
+    p.add_argument("model")
+    p.add_argument("--to", choices=["onnx", "openvino"], help="target format")
+    p.add_argument("--pass", dest="passes", action="append", metavar="NAME[:k=v,...]",
+                   help="a pass with options, in order (repeatable), e.g. "
+                        "int8-static:method=entropy,exclude=/fc/Gemm")
+    p.add_argument("--calib", metavar="DATA", help="calibration data: .npz, image folder, "
+                   "'sample' or 'random' (warned)")
+    p.add_argument("--eval", metavar="DATA", help="labelled data (.npz with labels) for accuracy")
+    p.add_argument("--recipe", metavar="LINEAGE.json", help="replay the steps of a lineage file")
+    p.add_argument("--fidelity-threshold", type=float, default=0.99,
+                   help="cosine below which a step is reported as where fidelity broke")
+    p.add_argument("-o", "--output", required=True, help="output model file")
+    p.add_argument("--json", action="store_true", help="print the steps as JSON")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("compare", help="profile variants side by side on the same inputs")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--backend", help="the same backend for all (default: one per format)")
+    p.add_argument("--device", default="CPU")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--layers", action="store_true", help="per-layer time deltas")
+    p.add_argument("--eval", metavar="DATA", help="labelled data for accuracy")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--html", metavar="OUT")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -12,3 +12,7 @@ class ModelLoadError(ModelDeckError):
 
 class UnsupportedModelError(ModelLoadError):
     """The file is a model, but something in it (an op, a construct) is not supported."""
+
+
+class Cancelled(Exception):
+    """The user cancelled the job. Not an error: whoever created partial outputs removes them."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from converters.errors import ModelDeckError
+from converters.errors import Cancelled, ModelDeckError
 from profilers.backends import Backend, BackendError, BackendOptions, get_backend
 from profilers.budgets import Budget, parse_budget
 from profilers.stats import latency_stats
@@ -26,10 +26,6 @@ log = logging.getLogger(__name__)
 
 REPORT_SCHEMA = "modeldeck.report/1"
 Emit = Callable[[dict[str, Any]], None]
-
-
-class Cancelled(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -259,7 +255,8 @@ def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lamb
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backend": cfg.backend,
         "device": cfg.device,
-        "threads": cfg.options.threads,
+        # what the runtime reports it used, else what was asked (None: the runtime's default)
+        "threads": load_info.details.get("threads") or cfg.options.threads,
         "model": {"path": cfg.model, "format": graph.meta.format, "sha256": graph.meta.sha256,
                   "file_size": graph.meta.file_size, "nodes": summary.node_count,
                   "params": summary.params, "macs": summary.macs, "flops": summary.flops},

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from app.jobs.protocol import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK
-from converters.errors import ModelDeckError
+from converters.errors import Cancelled, ModelDeckError
 
 log = logging.getLogger("modeldeck.worker")
 
@@ -83,8 +83,24 @@ def job_devices(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bo
     return {"backends": list_devices()}
 
 
+def job_convert(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:
+    from converters.pipeline import ConvertSpec, run_pipeline
+
+    return run_pipeline(ConvertSpec.from_dict(spec["convert"]), emit, cancelled)
+
+
+def job_compare(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:
+    from profilers.compare import run_compare
+    from profilers.runner import RunConfig
+
+    base = RunConfig.from_dict({**spec["config"], "model": spec["models"][0]})
+    return run_compare(spec["models"], base, spec.get("eval"), emit, cancelled,
+                       backend_given=spec.get("backend_given", True))
+
+
 JOBS: dict[str, Callable[[dict[str, Any], Callable, Callable[[], bool]], dict]] = {
     "inspect": job_inspect, "profile": job_profile, "devices": job_devices,
+    "convert": job_convert, "compare": job_compare,
 }
 
 
@@ -103,8 +119,6 @@ def main() -> int:
         return EXIT_INTERNAL
     cancel = threading.Event()
     threading.Thread(target=_listen_for_cancel, args=(sys.stdin, cancel), daemon=True).start()
-
-    from profilers.runner import Cancelled
 
     try:
         result = job(spec, emit, cancel.is_set)

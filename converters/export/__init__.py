@@ -20,10 +20,27 @@ def register_conversion(source: str, target: str):
     return deco
 
 
+HUB = "onnx"
+
+
 def conversion_path(source: str, target: str) -> list[tuple[str, str]]:
-    """Shortest chain of registered conversions from source to target format."""
+    """Chain of registered conversions from source to target format.
+
+    Routes go through ONNX when they can (torch -> onnx -> openvino rather than the direct
+    OpenVINO PyTorch frontend): the ONNX step can be verified node by node and kept as a
+    variant. Otherwise the shortest chain.
+    """
     if source == target:
         return []
+    if HUB not in (source, target):
+        try:
+            return _shortest(source, HUB) + _shortest(HUB, target)
+        except PassError:
+            pass
+    return _shortest(source, target)
+
+
+def _shortest(source: str, target: str) -> list[tuple[str, str]]:
     frontier: list[list[tuple[str, str]]] = [[]]
     seen = {source}
     while frontier:

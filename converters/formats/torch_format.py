@@ -266,9 +266,31 @@ def _describe_inputs(example: Sequence[Any]) -> str:
 
 # --- torch.export archives (.pt2) -----------------------------------------------------------
 
-def _load_exported_program(path: Path, trust: Trust) -> tuple[Graph, ModelMeta]:
-    import torch
+def load_exported_program(path: str | Path, trust: Trust = Trust()) -> Any:
+    """torch.export.load behind the same safety checks as inspection (passes use this)."""
+    path = Path(path)
+    producer_version, _ = _check_exported_program(path, trust)
+    return _export_load(path, producer_version)
 
+
+def load_weights_for_analysis(path: str | Path, trust: Trust = Trust()):
+    """(name, numpy array) for every parameter and buffer of a .pt2 or TorchScript archive."""
+    path = Path(path)
+    kind = archive_kind(_zip_names(path)) if zipfile.is_zipfile(path) else None
+    if kind == "export":
+        state = load_exported_program(path, trust).state_dict
+    elif kind == "torchscript":
+        module, _ = _jit_load(path, restore_shapes=False)
+        state = module.state_dict()
+    else:
+        raise ModelLoadError(f"{path.name}: weights can be read from .pt2 and TorchScript "
+                             "archives only")
+    for name, tensor in state.items():
+        yield name, tensor.detach().cpu().numpy()
+
+
+def _check_exported_program(path: Path, trust: Trust) -> tuple[str, dict[str, int]]:
+    """Refuse archives that would run code on load (unless trusted); (producer, opset)."""
     with zipfile.ZipFile(path) as zf:
         programs = _pt2_programs(zf)
         if not programs:
@@ -277,16 +299,28 @@ def _load_exported_program(path: Path, trust: Trust) -> tuple[Graph, ModelMeta]:
                                  "archives written by torch.export.save")
         if not trust.allow_pickle:
             _refuse_code_in_pt2(path, zf, programs)
-    producer_version, opset = _pt2_header(programs[0])
+    return _pt2_header(programs[0])
+
+
+def _export_load(path: Path, producer_version: str = "") -> Any:
+    import torch
+
     try:
         with open(path, "rb") as f:  # a file object: torch wants a ".pt2" name otherwise
-            ep = torch.export.load(f)
+            return torch.export.load(f)
     except Exception as e:
         logger.debug("torch.export.load failed", exc_info=True)
         raise ModelLoadError(
             f"{path.name}: torch {torch.__version__} cannot read this torch.export archive "
             f"(written by torch {producer_version or 'unknown'}): {_first_line(e)}. Export it "
             "again with this torch version, or to ONNX") from e
+
+
+def _load_exported_program(path: Path, trust: Trust) -> tuple[Graph, ModelMeta]:
+    import torch
+
+    producer_version, opset = _check_exported_program(path, trust)
+    ep = _export_load(path, producer_version)
     meta = ModelMeta(format="torch", producer=f"torch {producer_version or torch.__version__}",
                      opset=opset)
     return _ExportedProgramWalker(ep).convert(), meta

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,15 +19,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from converters.errors import ModelDeckError
+from converters.errors import Cancelled, ModelDeckError  # noqa: F401  (passes import it here)
 
 
 class PassError(ModelDeckError):
     """A pass cannot run on this model; the message names the node / op / option at fault."""
-
-
-class Cancelled(ModelDeckError):
-    """The user cancelled; partial outputs are removed by whoever created them."""
 
 
 @dataclass(frozen=True)
@@ -139,15 +136,16 @@ def _coerce(value: str, annotation: Any, where: str) -> Any:
     """'0.5' -> 0.5 for a float field, 'a;b' -> ('a', 'b') for a tuple[str, ...] field, ..."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:
         if value.lower() in ("none", "null", ""):
             return None
         non_none = [a for a in args if a is not type(None)]
         return _coerce(value, non_none[0], where)
     if origin is typing.Literal:
-        if value not in args:
-            raise PassError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
-        return value
+        for choice in args:  # Literal[4, 8] takes "4"
+            if str(choice) == value:
+                return choice
+        raise PassError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
     if origin in (tuple, list):
         items = [v for v in value.split(";") if v]
         return tuple(_coerce(v, args[0] if args else str, where) for v in items)

@@ -1,0 +1,477 @@
+"""Live charts of a profiling run: latency, memory, CPU and power, streamed from the worker.
+
+Samples land in preallocated numpy ring buffers (no per-sample allocation, no per-sample
+setData); a ~30 Hz QTimer redraws only what changed, with clip-to-view, peak downsampling and
+antialiasing off, so a fast model (thousands of iterations a second) stays cheap to watch.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from app.gui import qt_guard  # noqa: F401  (PySide6 6.12 refcount bug; applies on import)
+
+log = logging.getLogger(__name__)
+
+REDRAW_MS = 33  # ~30 Hz
+STATS_EVERY = 6  # rolling p50/p99 label: every 6th redraw (~5 Hz)
+ROLLING_WINDOW = 1000  # latencies behind the rolling p50/p99
+SPIKE_WINDOW = 2000  # latencies behind the live spike threshold
+SPIKE_K = 6.0  # same rule as profilers.stats.spike_mask: median + k x MAD
+MAX_SPIKE_MARKERS = 300  # on a noisy machine more would bury the curve: the largest are marked
+LATENCY_CAPACITY = 1 << 18  # 262k iterations (a 60 s run of a ~0.25 ms model)
+SAMPLER_CAPACITY = 1 << 15  # 32k samples (27 min at the default 50 ms period)
+
+# Mid-tone hues readable on light and dark backgrounds; axes and background follow the palette.
+SERIES_COLOURS = {"latency_ms": "#3b82f6", "rss_mb": "#10b981", "gpu_mem_mb": "#a855f7",
+                  "cpu_percent": "#f59e0b", "power_w": "#ef4444", "gpu_power_w": "#ec4899"}
+SPIKE_COLOUR = "#ef4444"
+BUDGET_COLOUR = "#ef4444"
+
+
+def nice_ceiling(x: float) -> float:
+    """The next 1-2-2.5-5 x 10^k at or above x: axis ranges that move in steps, not per frame."""
+    if not np.isfinite(x) or x <= 0:
+        return 1.0
+    exp = np.floor(np.log10(x))
+    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if m * 10 ** exp >= x:
+            return float(m * 10 ** exp)
+    return float(10 ** (exp + 1))
+
+
+def fmt_ms(value: float | None) -> str:
+    """One formatting of milliseconds for every label, so the GUI and report agree."""
+    if value is None:
+        return "—"
+    if value >= 100:
+        return f"{value:.1f} ms"
+    if value >= 10:
+        return f"{value:.2f} ms"
+    return f"{value:.3f} ms"
+
+
+class RingBuffer:
+    """Preallocated (t, value) ring of fixed capacity.
+
+    Each point is written twice (slot i and i + capacity) so the newest `capacity` points are
+    always one contiguous slice: views for plotting need no copy and no concatenate.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._t = np.zeros(2 * capacity, dtype=np.float64)
+        self._v = np.zeros(2 * capacity, dtype=np.float64)
+        self.total = 0  # points ever written
+
+    def __len__(self) -> int:
+        return min(self.total, self.capacity)
+
+    def clear(self) -> None:
+        self.total = 0
+
+    def extend(self, t: np.ndarray, v: np.ndarray) -> None:
+        m = len(v)
+        if m == 0:
+            return
+        if m > self.capacity:
+            t, v = t[-self.capacity:], v[-self.capacity:]
+            self.total += m - self.capacity
+            m = self.capacity
+        idx = np.arange(self.total, self.total + m) % self.capacity
+        self._t[idx] = t
+        self._t[idx + self.capacity] = t
+        self._v[idx] = v
+        self._v[idx + self.capacity] = v
+        self.total += m
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        """The buffered points, oldest first (views into the buffer: read, don't keep)."""
+        if self.total <= self.capacity:
+            return self._t[:self.total], self._v[:self.total]
+        start = self.total % self.capacity
+        return (self._t[start:start + self.capacity], self._v[start:start + self.capacity])
+
+    def last(self, k: int) -> np.ndarray:
+        _, v = self.view()
+        return v[-k:]
+
+
+@dataclass
+class _Series:
+    name: str
+    buffer: RingBuffer
+    curve: pg.PlotDataItem
+    dirty: bool = False
+
+
+def predicted_power_source() -> str:
+    """What the worker's power sampler will be on this machine: RAPL when its counters are
+    readable, else an estimate. The report's own `power.source` replaces it at the end."""
+    try:
+        from profilers.samplers.power import rapl_packages
+
+        for domain in rapl_packages():
+            (domain / "energy_uj").read_text()
+            return "rapl"
+    except OSError:
+        pass
+    except Exception as e:  # never let a sensor probe break the window
+        log.debug("power source probe failed: %s", e)
+    return "estimate"
+
+
+class LiveCharts(QWidget):
+    """Four linked time plots plus a line of rolling figures; fed by `add_samples`."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        pg.setConfigOptions(antialias=False, useOpenGL=False)
+        self.series: dict[str, _Series] = {}
+        self.final_p50_ms: float | None = None
+        self.power_source: str | None = None
+        self._budget_items: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
+        self._budget_lines: dict[str, pg.InfiniteLine] = {}
+        self._spikes = RingBuffer(4096)
+        self._spike_checked = 0  # latency points already checked for spikes
+        self._redraws = 0
+        self._streaming = False
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        layout.setSpacing(2)
+        header = QHBoxLayout()
+        self.rolling_label = QLabel("no run yet")
+        self.rolling_label.setToolTip("rolling figures over the last "
+                                      f"{ROLLING_WINDOW} iterations while the run streams")
+        self.p50_label = QLabel("")
+        self.p50_label.setToolTip("p50 latency of the finished run, as the worker's report has it")
+        self.p50_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = self.p50_label.font()
+        font.setBold(True)
+        self.p50_label.setFont(font)
+        self.resources_label = QLabel("")  # kept separate for callers; shown in one line
+        self.resources_label.hide()
+        header.addWidget(self.rolling_label, 1)
+        header.addSpacing(12)
+        header.addWidget(self.p50_label)
+        layout.addLayout(header)
+
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.ci.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.canvas, 1)
+        self.plots: dict[str, pg.PlotItem] = {}
+        for key in ("latency", "memory", "cpu", "power"):
+            plot = self.canvas.addPlot(title=None)
+            plot.setLabel("bottom", "time (s)")
+            # No grid: pyqtgraph draws it with the axis items, which would then repaint (and
+            # replay their tick text) on every frame. Ranges move in steps (_update_ranges).
+            plot.setMenuEnabled(False)
+            plot.enableAutoRange(x=False, y=False)
+            plot.getViewBox().sigRangeChangedManually.connect(self._manual_range)
+            plot.hideButtons()
+            plot.getAxis("left").setWidth(44)
+            plot.setMinimumWidth(160)
+            self.plots[key] = plot
+        self.plots["latency"].setLabel("left", "latency (ms)")
+        self.plots["memory"].setLabel("left", "RSS (MB)")
+        self.plots["cpu"].setLabel("left", "CPU (%)")
+        self.set_power_source(None)
+        first = self.plots["latency"]
+        for plot in list(self.plots.values())[1:]:
+            plot.setXLink(first)
+
+        self._add_series("latency_ms", "latency", LATENCY_CAPACITY)
+        self._add_series("rss_mb", "memory", SAMPLER_CAPACITY)
+        self._add_series("gpu_mem_mb", "memory", SAMPLER_CAPACITY)
+        self._add_series("cpu_percent", "cpu", SAMPLER_CAPACITY)
+        self._add_series("power_w", "power", SAMPLER_CAPACITY)
+        self._add_series("gpu_power_w", "power", SAMPLER_CAPACITY)
+        spike = QColor(SPIKE_COLOUR)
+        spike.setAlpha(170)
+        self.spike_markers = pg.ScatterPlotItem(size=6, symbol="t1", pen=None,
+                                                brush=pg.mkBrush(spike))
+        self.plots["latency"].addItem(self.spike_markers)
+        self.plots["latency"].getAxis("left").setToolTip(
+            "y follows the robust range (p99.5 of the run); spikes above median + 6 × MAD "
+            f"are marked ▲ (the {MAX_SPIKE_MARKERS} largest), pinned to the top edge when they "
+            "are off the scale. Drag or zoom "
+            "to take over the range; a new run gives it back.")
+        self._auto_range = True
+        self._y_top: float | None = None  # latency axis top (robust range)
+        self._ranges: dict[str, tuple[float, float]] = {}
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(REDRAW_MS)
+        self.timer.timeout.connect(self.redraw)
+        self._apply_palette()
+
+    def _manual_range(self, *_: Any) -> None:
+        """The user dragged or zoomed: the ranges are theirs until the next run."""
+        self._auto_range = False
+        self._y_top = None
+        self._draw_spikes()
+
+    def _add_series(self, name: str, plot: str, capacity: int) -> None:
+        curve = pg.PlotDataItem(pen=pg.mkPen(SERIES_COLOURS[name], width=1), antialias=False,
+                                skipFiniteCheck=True)
+        curve.setClipToView(True)
+        curve.setDownsampling(auto=True, method="peak")
+        self.plots[plot].addItem(curve)
+        self.series[name] = _Series(name, RingBuffer(capacity), curve)
+
+    # --- palette ---------------------------------------------------------------------------
+    def _apply_palette(self) -> None:
+        pal = self.palette()
+        base = pal.color(QPalette.ColorRole.Base)
+        text = pal.color(QPalette.ColorRole.Text)
+        self.canvas.setBackground(base)
+        for plot in self.plots.values():
+            for axis in ("left", "bottom"):
+                ax = plot.getAxis(axis)
+                ax.setPen(pg.mkPen(text))
+                ax.setTextPen(pg.mkPen(text))
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._apply_palette()
+        super().changeEvent(event)
+
+    # --- run lifecycle ---------------------------------------------------------------------
+    def reset(self, budgets: list[str] | tuple[str, ...] = ()) -> None:
+        """A new run: empty buffers (memory stays allocated), budget lines, streaming on."""
+        for s in self.series.values():
+            s.buffer.clear()
+            s.curve.setData([], [])
+            s.dirty = False
+        self._spikes.clear()
+        self._spike_checked = 0
+        self.spike_markers.setData([], [])
+        self._auto_range, self._y_top = True, None
+        self._ranges.clear()
+        self.final_p50_ms = None
+        self.p50_label.setText("")
+        self.rolling_label.setText("starting…")
+        self.resources_label.setText("")
+        self.set_budgets(budgets)
+        self.set_power_source(predicted_power_source(), provisional=True)
+        self._streaming = True
+        self.timer.start()
+
+    def stop(self) -> None:
+        """The run ended (any way): draw what arrived and stop the timer; data stays."""
+        self.redraw()
+        self._streaming = False
+        self.timer.stop()
+        self._update_ranges()
+        self._update_rolling()
+
+    @property
+    def streaming(self) -> bool:
+        return self._streaming
+
+    def add_samples(self, series: dict[str, list[list[float]]]) -> None:
+        """One `samples` event: append to the ring buffers; drawing waits for the timer."""
+        for name, points in series.items():
+            s = self.series.get(name)
+            if s is None or not points:
+                continue
+            a = np.asarray(points, dtype=np.float64)
+            if a.ndim != 2 or a.shape[1] < 2:
+                continue
+            s.buffer.extend(a[:, 0], a[:, 1])
+            s.dirty = True
+
+    def point_count(self, name: str) -> int:
+        return len(self.series[name].buffer)
+
+    def redraw(self) -> None:
+        any_dirty = False
+        for s in self.series.values():
+            if s.dirty:
+                t, v = s.buffer.view()
+                s.curve.setData(t, v)
+                s.dirty = False
+                any_dirty = True
+        if not any_dirty:
+            return
+        self._find_spikes()
+        self._redraws += 1
+        if self._redraws % STATS_EVERY == 1 or not self._streaming:
+            self._update_ranges()
+            self._update_rolling()
+
+    def _find_spikes(self) -> None:
+        buf = self.series["latency_ms"].buffer
+        new = buf.total - self._spike_checked
+        if new <= 0:
+            return
+        t, v = buf.view()
+        new = min(new, len(v))
+        window = v[-max(SPIKE_WINDOW, new):]
+        if window.size < 20:
+            return  # too few to call anything a spike yet
+        med = float(np.median(window))
+        mad = 1.4826 * float(np.median(np.abs(window - med)))
+        limit = med + SPIKE_K * max(mad, 0.01 * med)
+        fresh_t, fresh_v = t[-new:], v[-new:]
+        mask = fresh_v > limit
+        if mask.any():
+            self._spikes.extend(fresh_t[mask], fresh_v[mask])
+            self._draw_spikes()
+        self._spike_checked = buf.total
+
+    def _draw_spikes(self) -> None:
+        st, sv = self._spikes.view()
+        if sv.size > MAX_SPIKE_MARKERS:
+            keep = np.sort(np.argpartition(sv, -MAX_SPIKE_MARKERS)[-MAX_SPIKE_MARKERS:])
+            st, sv = st[keep], sv[keep]
+        y = sv.copy()
+        if self._y_top is not None:
+            np.minimum(y, self._y_top * 0.97, out=y)  # off the scale: pinned to the top edge
+        self.spike_markers.setData(st.copy(), y)
+
+    def _set_range(self, key: str, lo: float, hi: float, axis: str) -> None:
+        if self._ranges.get(key + axis) != (lo, hi):
+            self._ranges[key + axis] = (lo, hi)
+            vb = self.plots[key].getViewBox()
+            (vb.setXRange if axis == "x" else vb.setYRange)(lo, hi, padding=0)
+
+    def _update_ranges(self) -> None:
+        """Axis ranges that change in nice steps (x: the run's length so far; y: from zero to
+        a nice ceiling), so axes repaint a few times per run instead of 30 times a second.
+        Latency y follows a subsampled p99.5, so a few huge spikes do not flatten the body of
+        the distribution into a line at zero (spikes above it are pinned to the top edge)."""
+        if not self._auto_range:
+            return
+        t_end = 0.0
+        for s in self.series.values():
+            if len(s.buffer):
+                t_end = max(t_end, float(s.buffer.view()[0][-1]))
+        if t_end > 0:
+            self._set_range("latency", 0.0, nice_ceiling(t_end * 1.05), "x")
+        for key, names in (("memory", ("rss_mb", "gpu_mem_mb")), ("cpu", ("cpu_percent",)),
+                           ("power", ("power_w", "gpu_power_w"))):
+            top = 0.0
+            for name in names:
+                b = self.series[name].buffer
+                if len(b):
+                    top = max(top, float(b.view()[1].max()))
+            top = max([top] + [float(line.value()) for plot, line in self._budget_items
+                               if plot is self.plots[key]])
+            if top > 0:
+                self._set_range(key, 0.0, nice_ceiling(top * 1.1), "y")
+        _, v = self.series["latency_ms"].buffer.view()
+        if v.size < 5:
+            return
+        sample = v[:: max(1, v.size // 20_000)]
+        top = float(np.percentile(sample, 99.5)) * 1.2
+        if float(sample.max()) <= top * 1.5:
+            top = float(sample.max()) * 1.05  # nothing far out: show everything
+        for plot, line in self._budget_items:
+            if plot is self.plots["latency"]:
+                top = max(top, float(line.value()) * 1.1)
+        top = nice_ceiling(top)
+        if top != self._y_top:
+            self._y_top = top
+            self._set_range("latency", 0.0, top, "y")
+            self._draw_spikes()
+
+    def _update_rolling(self) -> None:
+        lat = self.series["latency_ms"].buffer
+        parts = []
+        if len(lat):
+            recent = lat.last(ROLLING_WINDOW)
+            p50, p99 = np.percentile(recent, [50, 99])
+            parts.append(f"{lat.total:,} it · rolling p50 {fmt_ms(float(p50))} · "
+                         f"p99 {fmt_ms(float(p99))} · spikes {self._spikes.total}")
+        res = []
+        for name, fmt in (("rss_mb", "RSS {:.0f} MB"), ("cpu_percent", "CPU {:.0f}%"),
+                          ("power_w", "{:.1f} W")):
+            b = self.series[name].buffer
+            if len(b):
+                res.append(fmt.format(float(b.last(1)[0])))
+        if res and self.power_source == "estimate" and len(self.series["power_w"].buffer):
+            res[-1] += " (estimated)"
+        self.resources_label.setText(" · ".join(res))
+        self.rolling_label.setText("   |   ".join(p for p in (" · ".join(parts),
+                                                              " · ".join(res)) if p)
+                                   or "waiting for samples…")
+
+    # --- budgets, power source, final figures ----------------------------------------------
+    def set_budgets(self, texts: list[str] | tuple[str, ...]) -> None:
+        from profilers.budgets import parse_budget
+
+        for plot, line in self._budget_items:
+            plot.removeItem(line)
+        self._budget_items.clear()
+        self._budget_lines.clear()
+        target = {"rss": "memory", "power": "power"}
+        for text in texts:
+            try:
+                b = parse_budget(text)
+            except Exception:
+                continue  # the backend panel validates; a bad one is not drawn
+            plot = self.plots[target.get(b.metric, "latency")]
+            line = pg.InfiniteLine(pos=b.limit, angle=0, movable=False,
+                                   pen=pg.mkPen(BUDGET_COLOUR, width=1,
+                                                style=Qt.PenStyle.DashLine),
+                                   label=f"{b.metric} ≤ {b.limit:g} {b.unit}",
+                                   labelOpts={"position": 0.98, "color": BUDGET_COLOUR,
+                                              "anchors": [(1, 1), (1, 1)]})
+            plot.addItem(line)
+            self._budget_items.append((plot, line))
+            self._budget_lines[b.text] = line
+
+    def mark_budget_broken(self, text: str, value: float) -> None:
+        line = self._budget_lines.get(text)
+        if line is not None:
+            line.setPen(pg.mkPen(BUDGET_COLOUR, width=2))
+            if line.label is not None:
+                line.label.setFormat(f"{text} — broken ({value:.3g})")
+
+    def set_power_source(self, source: str | None, note: str = "",
+                         provisional: bool = False) -> None:
+        """The power axis always names its source; an estimate says 'estimated' in the axis."""
+        self.power_source = source
+        if source is None:
+            label = "power (W)"
+        elif source == "estimate":
+            label = "power (W) · estimated"
+        else:
+            label = f"power (W) · {source.upper() if source in ('rapl', 'nvml') else source}"
+        self.plots["power"].setLabel("left", label)
+        tip = note or ("expected source; confirmed when the run ends" if provisional else "")
+        self.plots["power"].getAxis("left").setToolTip(tip)
+
+    def set_result(self, report: dict[str, Any]) -> None:
+        """The worker's report: exact p50, its spikes, the power source it really used."""
+        lat = report.get("latency_ms") or {}
+        self.final_p50_ms = lat.get("p50")
+        self.p50_label.setText(f"p50 {fmt_ms(self.final_p50_ms)}   p99 {fmt_ms(lat.get('p99'))}"
+                               f"   ({report.get('iterations', 0):,} it)")
+        power = report.get("power") or {}
+        if power.get("source"):
+            self.set_power_source(power["source"], power.get("note") or "")
+        tl = (report.get("timelines") or {}).get("latency_ms") or {}
+        spikes = report.get("spikes")
+        if spikes is not None and tl.get("t_s"):
+            t = np.asarray(tl["t_s"], dtype=np.float64)
+            v = np.asarray(tl["values"], dtype=np.float64)
+            idx = np.asarray([i for i in spikes if 0 <= i < len(v)], dtype=np.int64)
+            self._spikes.clear()
+            self._spikes.extend(t[idx], v[idx])
+        self.stop()
+        self._update_ranges()
+        self._draw_spikes()
+        self._update_rolling()
+
+    def plot_colour(self, name: str) -> QColor:
+        return QColor(SERIES_COLOURS[name])

@@ -1,0 +1,344 @@
+"""int8-static: INT8 weights and activations, activation ranges calibrated on real inputs.
+
+The fastest INT8 form on CPUs and NPUs: every quantized op runs integer kernels with fixed scales.
+ONNX: onnxruntime.quantization.quantize_static (QDQ by default) after quant_pre_process.
+OpenVINO: nncf.quantize (FakeQuantize nodes; the weights are stored as int8 in the saved IR).
+Both read the calibration inputs through a feeder that reports progress and honours cancel.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from converters.passes import (
+    CalibrationData, Cancelled, ModelFile, Pass, PassContext, PassError, PassResult,
+    register_pass,
+)
+from converters.passes._common import (
+    check_node_names, check_onnx_runs, error_line, graph_inputs, in_directory, is_large_onnx,
+    load_onnx,
+    node_names, onnx_files, onnx_input_dtypes, op_count_changes, op_counts,
+    openvino_int_weight_layers, openvino_op_counts, ort_error, output_stem, quant_prepare,
+    normalise_reduce_range, read_openvino, remove_files, resolve_reduce_range, save_openvino,
+)
+
+log = logging.getLogger(__name__)
+
+ONNX_BATCH = 16  # calibration batch for models with a free batch dimension
+ENTROPY_BINS = 1024  # histogram bins for the entropy (KL) search over 128 quantized levels
+CALIB_SPAN = (0.2, 0.85)  # the share of the progress bar calibration takes
+
+
+@register_pass
+class Int8Static(Pass):
+    name = "int8-static"
+    accepts = frozenset({"onnx", "openvino"})
+    description = "INT8 weights and activations, calibrated on sample inputs"
+    needs_calibration = True
+
+    @dataclass(frozen=True)
+    class Options:
+        quant_format: Literal["qdq", "qoperator"] = "qdq"  # ONNX only
+        per_channel: bool = True  # ONNX (NNCF quantizes weights per channel always)
+        method: Literal["minmax", "entropy", "percentile"] = "minmax"  # ONNX calibration
+        exclude: tuple[str, ...] = ()  # node names kept in float
+        samples: int = 300  # calibration samples used (at most those given)
+        preprocess: bool = True  # ONNX: ORT's quant_pre_process first
+        # ONNX: 7-bit weights; "auto": on for x86 CPUs without VNNI (see cpu_saturates_int8)
+        reduce_range: Literal["auto", "true", "false"] = "auto"
+
+        def __post_init__(self) -> None:
+            if self.samples < 1:
+                raise ValueError("samples must be at least 1")
+            normalise_reduce_range(self)
+
+    def run(self, model: ModelFile, opts: Options, ctx: PassContext) -> PassResult:
+        calib = ctx.need_calibration(self.name)
+        messages = [calib.warning] if calib.warning else []
+        if calib.count < opts.samples:
+            log.info("int8-static: %d calibration samples given, %d asked for", calib.count,
+                     opts.samples)
+        if model.format == "openvino":
+            result = _run_openvino(model, opts, ctx, calib)
+        else:
+            result = _run_onnx(model, opts, ctx, calib)
+        result.messages[:0] = messages
+        result.details["calibration"] = calib.source
+        return result
+
+
+# --- calibration feed --------------------------------------------------------------------------
+
+class _Feeder:
+    """Calibration batches for ORT (get_next) and NNCF (iteration + transform), reporting
+    progress and raising Cancelled between batches."""
+
+    def __init__(self, calib: CalibrationData, names: dict[str, str], dtypes: dict[str, Any],
+                 batch: int, samples: int, ctx: PassContext, *, whole_batches: bool) -> None:
+        self._calib, self._names, self._dtypes = calib, names, dtypes
+        self._batch, self._ctx = batch, ctx
+        self.samples = min(samples, calib.count)
+        if whole_batches:  # a fixed batch dimension: a short last batch would not fit
+            self.samples -= self.samples % batch
+            if not self.samples:
+                raise PassError(f"int8-static: the model's batch size is fixed at {batch}, and "
+                                f"only {min(samples, calib.count)} calibration samples were given")
+        self.batches = math.ceil(self.samples / batch)
+        self._seen = 0
+        self._iter: Iterator[dict[str, np.ndarray]] | None = None
+
+    def feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One batch keyed by model input name, in the model's dtypes; progress and cancel."""
+        self._ctx.check_cancelled()
+        self._seen += 1
+        frac = min(1.0, self._seen / max(1, self.batches))
+        lo, hi = CALIB_SPAN
+        self._ctx.progress(lo + (hi - lo) * frac,
+                           f"calibrating: {min(self._seen * self._batch, self.samples)}/"
+                           f"{self.samples} samples")
+        return {self._names[k]: np.ascontiguousarray(v, dtype=self._dtypes.get(self._names[k]))
+                for k, v in arrays.items() if k in self._names}
+
+    def raw_batches(self) -> list[dict[str, np.ndarray]]:
+        return list(self._calib.batches(self._batch, limit=self.samples))
+
+    # ORT CalibrationDataReader protocol (duck-typed: it checks for get_next only)
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._iter is None:
+            self._iter = iter(self._calib.batches(self._batch, limit=self.samples))
+        arrays = next(self._iter, None)
+        return None if arrays is None else self.feed(arrays)
+
+
+def _match_inputs(calib: CalibrationData, model_inputs: dict[str, set[str]]) -> dict[str, str]:
+    """{calibration array name: model input name}; every model input must be fed."""
+    mapping = {}
+    for main, aliases in model_inputs.items():
+        found = next((k for k in calib.arrays if k in aliases or k == main), None)
+        if found is None and len(model_inputs) == 1 and len(calib.arrays) == 1:
+            found = next(iter(calib.arrays))  # one input, one array: names need not match
+        if found is None:
+            raise PassError(f"int8-static: the calibration data has no array for model input "
+                            f"{main!r} (it has {', '.join(sorted(calib.arrays)) or 'none'})")
+        mapping[found] = main
+    return mapping
+
+
+# --- ONNX --------------------------------------------------------------------------------------
+
+def _run_onnx(model: ModelFile, opts: Int8Static.Options, ctx: PassContext,
+              calib: CalibrationData) -> PassResult:
+    ctx.progress(0.0, "reading the model")
+    source = load_onnx(model.path, with_weights=False)
+    before = op_counts(source)
+    inputs = graph_inputs(source)
+    names = _match_inputs(calib, {i.name: {i.name} for i in inputs})
+    batch, fixed = _onnx_batch(inputs, min(opts.samples, calib.count), opts.method)
+    feeder = _Feeder(calib, names, onnx_input_dtypes(source), batch, opts.samples, ctx,
+                     whole_batches=fixed)
+    check_node_names(opts.exclude, node_names(source), "exclude")
+    ctx.check_cancelled()
+
+    ctx.progress(0.05, "preparing (opset 13, shape inference, Conv+BN folding)")
+    src, messages, preprocessed = quant_prepare(model, ctx, "int8-static",
+                                                preprocess=opts.preprocess, min_opset=13)
+    out = ctx.output_path(output_stem(model, "int8-static"), ".onnx")
+    reduce_range, why = resolve_reduce_range(opts.reduce_range)
+    try:
+        check_node_names(opts.exclude, node_names(load_onnx(src, with_weights=False)), "exclude",
+                         " after pre-processing (folded BatchNormalization nodes are gone)")
+        _quantize_onnx(src, out, opts, feeder, reduce_range)
+        ctx.progress(CALIB_SPAN[1], "checking the result opens in ONNX Runtime")
+        messages += check_onnx_runs(out, model.path, "int8-static")
+        quantized = load_onnx(out, with_weights=False)
+    except BaseException:
+        remove_files(onnx_files(out))
+        raise
+    finally:
+        if src != model.path:
+            remove_files(onnx_files(src))
+    ctx.progress(1.0, "quantized")
+
+    after = op_counts(quantized)
+    n = _onnx_quantized_nodes(quantized)
+    if not n:
+        messages.append("int8-static: no node was quantized")
+    details = {
+        "nodes_quantized": n,
+        "format": opts.quant_format,
+        "method": opts.method + (f" ({ENTROPY_BINS} bins)" if opts.method == "entropy" else ""),
+        "per_channel": opts.per_channel,
+        "reduce_range": {"on": reduce_range, "why": why},
+        "preprocessed": preprocessed,
+        "samples_used": feeder.samples,
+        "excluded": list(opts.exclude),
+        "op_changes": op_count_changes(before, after),
+    }
+    return PassResult(ModelFile(out, "onnx"), changed=n > 0, details=details, messages=messages)
+
+
+def _onnx_batch(inputs, samples: int, method: str) -> tuple[int, bool]:
+    """(batch size, whether it is the model's fixed one) for the calibration runs.
+
+    A free batch dimension gets ONNX_BATCH samples per run; ORT's histogram calibrators
+    (entropy, percentile) stack the batches, so there it must divide the sample count.
+    """
+    fixed = {i.type.tensor_type.shape.dim[0].dim_value for i in inputs
+             if i.type.tensor_type.shape.dim and i.type.tensor_type.shape.dim[0].dim_value > 0}
+    if fixed:
+        return min(fixed), True
+    if method == "minmax":
+        return ONNX_BATCH, False
+    return next(b for b in range(min(ONNX_BATCH, samples), 0, -1) if samples % b == 0), False
+
+
+def _quantize_onnx(src: Path, out: Path, opts: Int8Static.Options, feeder: _Feeder,
+                   reduce_range: bool) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[opts.method]
+    qdq = opts.quant_format == "qdq"
+    large = is_large_onnx(src)
+    chatter = io.StringIO()  # ORT prints calibration progress; keep the CLI's stdout clean
+    try:
+        with contextlib.redirect_stdout(chatter), in_directory(Path(out).parent), \
+                tempfile.TemporaryDirectory(dir=Path(out).parent.resolve(),
+                                            prefix=".calibration-") as tmp:
+            cache = (_entropy_ranges(Path(src).resolve(), feeder, Path(tmp), large)
+                     if method == CalibrationMethod.Entropy else None)
+            quantize_static(
+                str(Path(src).resolve()), str(Path(out).resolve()), None if cache else feeder,
+                quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
+                per_channel=opts.per_channel,
+                reduce_range=reduce_range,
+                # ORT's advice for CPUs: S8S8 with QDQ, U8S8 with QOperator
+                activation_type=QuantType.QInt8 if qdq else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(opts.exclude) or None,
+                calibrate_method=method,
+                calibration_cache_path=cache,
+                use_external_data_format=large)
+    except Cancelled:
+        raise
+    except Exception as e:  # ORT raises ValueError / RuntimeError naming the node it failed on
+        raise PassError(f"int8-static: ONNX Runtime's quantizer failed (calibration runs the "
+                        f"model in ONNX Runtime): {ort_error(e, src)}") from e
+    finally:
+        log.debug("quantize_static said: %s", chatter.getvalue().strip())
+
+
+def _entropy_ranges(src: Path, feeder: _Feeder, tmp: Path, large: bool) -> Path:
+    """ORT's entropy (KL) calibrator with a 2048-bin histogram, saved as its calibration cache.
+
+    quantize_static builds that calibrator with 128 bins for 128 quantized levels, where the KL
+    search has a single candidate, so "entropy" would give min-max ranges; the cache file is
+    ORT's own way to hand quantize_static ranges computed elsewhere.
+    """
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod, create_calibrator, save_tensors_data,
+    )
+
+    calibrator = create_calibrator(
+        src, None, augmented_model_path=str(tmp / "augmented.onnx"),
+        calibrate_method=CalibrationMethod.Entropy, use_external_data_format=large,
+        extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": 128})
+    calibrator.collect_data(feeder)
+    cache = tmp / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), cache)
+    return cache
+
+
+_QOPERATOR_PREFIXES = ("QLinear", "QGemm", "QAttention", "MatMulInteger", "ConvInteger")
+
+
+def _onnx_quantized_nodes(proto) -> int:
+    """Nodes that now run on quantized inputs: fed by DequantizeLinear (QDQ) or QLinear* ops."""
+    produced_by_dq = {o for n in proto.graph.node if n.op_type == "DequantizeLinear"
+                      for o in n.output}
+    count = 0
+    for n in proto.graph.node:
+        if n.op_type.startswith(_QOPERATOR_PREFIXES):
+            count += 1
+        elif n.op_type not in ("QuantizeLinear", "DequantizeLinear") and any(
+                i in produced_by_dq for i in n.input):
+            count += 1
+    return count
+
+
+# --- OpenVINO ----------------------------------------------------------------------------------
+
+def _run_openvino(model: ModelFile, opts: Int8Static.Options, ctx: PassContext,
+                  calib: CalibrationData) -> PassResult:
+    messages = _openvino_ignored_options(opts)
+    ctx.progress(0.0, "reading the IR")
+    ov_model = read_openvino(model.path)
+    before = openvino_op_counts(ov_model)
+    check_node_names(opts.exclude, {op.get_friendly_name() for op in ov_model.get_ops()},
+                     "exclude", " (OpenVINO names its nodes itself: take them from the IR)")
+    inputs = {p.get_any_name(): set(p.get_names()) for p in ov_model.inputs}
+    dtypes = {p.get_any_name(): p.get_element_type().to_dtype() for p in ov_model.inputs}
+    batch, fixed = _openvino_batch(ov_model)
+    feeder = _Feeder(calib, _match_inputs(calib, inputs), dtypes, batch, opts.samples, ctx,
+                     whole_batches=fixed)
+    ctx.check_cancelled()
+
+    quantized = _quantize_openvino(ov_model, opts, feeder)
+    n = openvino_int_weight_layers(quantized)
+    after = openvino_op_counts(quantized)
+    ctx.progress(CALIB_SPAN[1], "saving the IR")
+    out = save_openvino(quantized, ctx, output_stem(model, "int8-static"), compress_to_fp16=False)
+    ctx.progress(1.0, "quantized")
+    if not n:
+        messages.append("int8-static: NNCF quantized no node")
+    details = {
+        "nodes_quantized": n,
+        "fake_quantize": after.get("FakeQuantize", 0),
+        "method": "nncf (min-max ranges, fast bias correction)",
+        "samples_used": feeder.samples,
+        "excluded": list(opts.exclude),
+        "op_changes": op_count_changes(before, after),
+    }
+    return PassResult(ModelFile(out, "openvino"), changed=n > 0, details=details,
+                      messages=messages)
+
+
+def _openvino_ignored_options(opts: Int8Static.Options) -> list[str]:
+    defaults = Int8Static.Options()
+    ignored = [k for k in ("quant_format", "per_channel", "method", "reduce_range")
+               if getattr(opts, k) != getattr(defaults, k)]
+    if not ignored:
+        return []
+    return [f"int8-static: {', '.join(ignored)} apply to ONNX only; NNCF uses its own "
+            "scheme on OpenVINO (per-channel weights, min-max activation ranges)"]
+
+
+def _openvino_batch(ov_model) -> tuple[int, bool]:
+    """The IR's fixed batch size, else 1 (NNCF's advice: one sample per calibration item)."""
+    for p in ov_model.inputs:
+        shape = p.get_partial_shape()
+        if shape.rank.is_static and len(shape) and shape[0].is_static:
+            return max(1, shape[0].get_length()), True
+    return 1, False
+
+
+def _quantize_openvino(ov_model, opts: Int8Static.Options, feeder: _Feeder):
+    import nncf
+
+    dataset = nncf.Dataset(feeder.raw_batches(), feeder.feed)
+    ignored = nncf.IgnoredScope(names=list(opts.exclude)) if opts.exclude else None
+    try:
+        return nncf.quantize(ov_model, dataset, subset_size=feeder.batches, ignored_scope=ignored)
+    except Cancelled:
+        raise
+    except Exception as e:  # nncf.InternalError / ValidationError / OpenVINO RuntimeError
+        raise PassError(f"int8-static: NNCF quantization failed: {error_line(e)}") from e

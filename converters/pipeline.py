@@ -1,0 +1,357 @@
+"""A conversion pipeline: passes in order, format conversions inserted where needed, every step
+measured (size, parameters, sparsity, fidelity against the source, accuracy with labels).
+
+Planning rule: a pass runs on the current format when it accepts it; otherwise the model is first
+converted along torch -> onnx -> openvino (toward `to` when given). After the passes, the model is
+converted to `to`. Each step's output is kept in `<output stem>.steps/` with a lineage JSON; the
+final file appears under its name only when complete (temp file + rename), and the source is never
+written (its sha256 is checked before and after).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from converters.errors import ModelDeckError
+from converters.formats import detect_format, open_model, sha256_of
+from converters.passes import (
+    Cancelled, ModelFile, PassContext, PassError, PassResult, get_pass, make_options,
+    options_dict,
+)
+
+log = logging.getLogger(__name__)
+LINEAGE_SCHEMA = "modeldeck.lineage/1"
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "torch": ".pt2", "tflite": ".tflite"}
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConvertSpec:
+    model: str
+    output: str
+    to: str | None = None
+    passes: tuple[StepSpec, ...] = ()
+    calib: str | None = None
+    eval: str | None = None
+    fidelity_threshold: float = 0.99  # cosine; below it the step is named as where it broke
+    verify_samples: int = 256
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ConvertSpec:
+        d = dict(d)
+        d["passes"] = tuple(StepSpec(p["name"], dict(p.get("options", {})))
+                            for p in d.get("passes", ()))
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "output": self.output, "to": self.to,
+                "passes": [{"name": p.name, "options": p.options} for p in self.passes],
+                "calib": self.calib, "eval": self.eval,
+                "fidelity_threshold": self.fidelity_threshold,
+                "verify_samples": self.verify_samples}
+
+
+@dataclass
+class _Planned:
+    kind: str  # "pass" | "convert"
+    name: str  # pass name or "export-<target>"
+    options: Any = None
+    target: str | None = None  # for conversions
+
+
+def plan(source_format: str, spec: ConvertSpec) -> list[_Planned]:
+    """The steps the pipeline will run, conversions included (no work done)."""
+    from converters.export import conversion_path
+
+    steps: list[_Planned] = []
+    fmt = source_format
+    for p in spec.passes:
+        cls = get_pass(p.name)
+        opts = make_options(cls, p.options)  # validates before any work
+        if fmt not in cls.accepts:
+            target = _reachable_target(fmt, cls.accepts, spec.to, p.name)
+            for _, t in conversion_path(fmt, target):
+                steps.append(_Planned("convert", f"export-{t}", target=t))
+            fmt = target
+        steps.append(_Planned("pass", p.name, opts))
+    if spec.to and spec.to != fmt:
+        for _, t in conversion_path(fmt, spec.to):
+            steps.append(_Planned("convert", f"export-{t}", target=t))
+    return steps
+
+
+def _reachable_target(fmt: str, accepts: frozenset[str], to: str | None, name: str) -> str:
+    from converters.export import conversion_path
+
+    order = [to] if to in accepts else []
+    order += [f for f in ("onnx", "openvino", "torch") if f in accepts and f not in order]
+    for target in order:
+        try:
+            conversion_path(fmt, target)
+            return target
+        except PassError:
+            continue
+    raise PassError(f"pass {name} runs on {', '.join(sorted(accepts))} models; a {fmt} model "
+                    "cannot be converted to any of them")
+
+
+def _check_output(source: ModelFile, output: Path, final_format: str) -> None:
+    want = SUFFIX[final_format]
+    if output.suffix.lower() != want:
+        raise ModelDeckError(f"the result is a {final_format} model: name the output "
+                             f"*{want} (got {output.name})")
+    src = {p.resolve() for p in source.files()}
+    if output.resolve() in src or output.with_suffix(".bin").resolve() in src:
+        raise ModelDeckError(f"{output} is the source model: choose another output name "
+                             "(a conversion never overwrites its source)")
+
+
+def _weight_sparsity(model: ModelFile) -> float | None:
+    from converters.weights import weight_sparsity
+
+    try:
+        return weight_sparsity(model)
+    except Exception as e:  # a figure we could not read is shown as unknown, not 0
+        log.info("sparsity of %s unknown: %s", model.path, e)
+        return None
+
+
+def _measure(model: ModelFile, feeds, labels, reference, threshold) -> dict[str, Any]:
+    from converters.analysis import analyze
+    from converters.verify import classification_metrics, fidelity, run_model
+
+    out: dict[str, Any] = {"size_bytes": model.size_bytes()}
+    try:
+        out["params"] = analyze(open_model(model.path)).params
+    except ModelDeckError as e:
+        out["params"] = None
+        out.setdefault("messages", []).append(f"could not count parameters: {e}")
+    out["sparsity"] = _weight_sparsity(model)
+    outputs = run_model(model, feeds)
+    out["fidelity"] = fidelity(reference, outputs[0]) if reference is not None else None
+    out["accuracy"] = (classification_metrics(outputs[0], labels)
+                       if labels is not None else None)
+    out["_outputs"] = outputs[0]
+    return out
+
+
+def _graph_inputs(model: ModelFile):
+    from profilers.backends import InputSpec
+
+    g = open_model(model.path).graph
+    return [InputSpec(n, g.tensors[n].dtype or "float32",
+                      tuple(g.tensors[n].shape) if g.tensors[n].shape is not None else None)
+            for n in g.inputs]
+
+
+def _verification_feeds(spec: ConvertSpec, source: ModelFile):
+    """Inputs every step is checked on: labelled eval data, else calibration, else generated."""
+    from converters.verify import load_calibration, load_eval_data
+    from profilers.backends import InputSpec
+    from profilers.inputs import generate
+
+    specs = _graph_inputs(source)
+    n = spec.verify_samples
+    if spec.eval:
+        data = load_eval_data(spec.eval, specs)
+        feeds = {k: v[:n] for k, v in data.inputs.items()}
+        labels = data.labels[:n] if data.labels is not None else None
+        return feeds, labels, specs, f"eval data {spec.eval}"
+    if spec.calib and spec.calib != "random":
+        cal = load_calibration(spec.calib, specs, limit=n)
+        return dict(cal.arrays), None, specs, f"calibration data {spec.calib}"
+    if any(s.shape is None for s in specs):
+        raise ModelDeckError("the model does not store its input shapes: give verification "
+                             "inputs with --eval DATA.npz or --calib DATA.npz")
+    batched = [InputSpec(s.name, s.dtype, ("N", *s.shape[1:])) for s in specs]
+    shapes = {s.name: [n, *[d if isinstance(d, int) else 1 for d in s.shape[1:]]]
+              for s in specs}
+    return generate(batched, shapes), None, specs, "generated inputs (no labels)"
+
+
+def _lineage(parent_sha: str, step: dict[str, Any], output: ModelFile) -> dict[str, Any]:
+    from profilers.environment import library_versions
+
+    return {"schema": LINEAGE_SCHEMA, "parent_sha256": parent_sha, "pass": step["pass"],
+            "options": step.get("options", {}), "output": str(output.path),
+            "output_sha256": sha256_of(output.files()), "libraries": library_versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _place(result_model: ModelFile, dest: Path) -> ModelFile:
+    """Move a finished model to `dest` atomically (IR: .bin before .xml, so an .xml never
+    points at a missing or half-written .bin)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    pairs = [(result_model.path, dest)]
+    if result_model.format == "openvino":
+        pairs.insert(0, (result_model.path.with_suffix(".bin"), dest.with_suffix(".bin")))
+    for src, dst in pairs:
+        tmp = dst.with_name(f".{dst.name}.partial")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+    return ModelFile(dest, result_model.format)
+
+
+def run_pipeline(spec: ConvertSpec, emit: Emit = lambda e: None,
+                 cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    from converters.verify import first_divergent_node, load_calibration
+
+    t_start = time.perf_counter()
+    src_path = Path(spec.model)
+    source = ModelFile(src_path, detect_format(src_path).name)
+    source_files = source.files()
+    source_sha = sha256_of(source_files)
+    steps_plan = plan(source.format, spec)
+    if not steps_plan:
+        raise ModelDeckError("nothing to do: give --to FORMAT and/or --pass NAME")
+    final_format = steps_plan[-1].target or _format_after(steps_plan, source.format)
+    output = Path(spec.output)
+    _check_output(source, output, final_format)
+    steps_dir = output.with_name(output.stem + ".steps")
+    work_dir = output.with_name(f".{output.stem}.work")
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+    def progress(frac: float, msg: str, index: int) -> None:
+        total = len(steps_plan)
+        emit({"event": "progress", "frac": round((index + frac) / total, 4), "message": msg})
+
+    emit({"event": "stage", "stage": "prepare", "message": "reference outputs"})
+    feeds, labels, specs, feeds_source = _verification_feeds(spec, source)
+    base = _measure(source, feeds, labels, None, spec.fidelity_threshold)
+    reference = base.pop("_outputs")
+    calibration = None
+    if any(s.kind == "pass" and get_pass(s.name).needs_calibration or s.name == "distill"
+           for s in steps_plan) or spec.calib:
+        if spec.calib:
+            calibration = load_calibration(spec.calib, specs)
+    results: list[dict[str, Any]] = [{"pass": "source", "output": str(source.path),
+                                       "format": source.format, **base, "seconds": 0.0,
+                                       "messages": []}]
+    emit({"event": "step", "step": results[0]})
+    current, parent_sha = source, source_sha
+    broken: dict[str, Any] | None = None
+    try:
+        for i, step in enumerate(steps_plan):
+            if cancelled():
+                raise Cancelled("cancelled")
+            emit({"event": "stage", "stage": step.name, "message": f"step {i + 1} of "
+                  f"{len(steps_plan)}: {step.name}"})
+            ctx = PassContext(work_dir=work_dir / f"{i + 1:02d}", cancelled=cancelled,
+                              calibration=calibration,
+                              progress=lambda f, m, i=i: progress(f, m, i))
+            t0 = time.perf_counter()
+            result = _run_step(step, current, ctx, source)
+            seconds = time.perf_counter() - t0
+            placed = _place(result.output, steps_dir / f"{i + 1:02d}-{step.name}"
+                            f"{SUFFIX[result.output.format]}")
+            row = {"pass": step.name, "output": str(placed.path), "format": placed.format,
+                   "options": options_dict(step.options) if step.options is not None else {},
+                   "changed": result.changed, "details": result.details,
+                   "messages": list(result.messages)}
+            m = _measure(placed, feeds, labels, reference, spec.fidelity_threshold)
+            m.pop("_outputs")
+            row["messages"] += m.pop("messages", [])
+            row.update(m)
+            row["seconds"] = round(seconds, 3)
+            cos = (row["fidelity"] or {}).get("cosine")
+            if broken is None and cos is not None and cos < spec.fidelity_threshold:
+                broken = {"step": i + 1, "pass": step.name, "cosine": cos}
+                if current.format == "onnx" and placed.format == "onnx":
+                    try:
+                        broken["node"] = first_divergent_node(current, placed, feeds,
+                                                              spec.fidelity_threshold)
+                    except Exception as e:
+                        log.info("could not locate the divergent node: %s", e)
+                row["messages"].append(f"fidelity fell below {spec.fidelity_threshold} here "
+                                       f"(cosine {cos:.4f})")
+            lineage = _lineage(parent_sha, row, placed)
+            (placed.path.parent / (placed.path.name + ".lineage.json")).write_text(
+                json.dumps(lineage, indent=2))
+            row["sha256"] = lineage["output_sha256"]
+            results.append(row)
+            emit({"event": "step", "step": row})
+            current, parent_sha = placed, lineage["output_sha256"]
+        if cancelled():
+            raise Cancelled("cancelled")
+        final = _place(current, output)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        if sha256_of(source_files) != source_sha:  # must never happen: fail loudly if it does
+            raise RuntimeError(f"the source {src_path} changed during conversion")
+    recipe = {"schema": LINEAGE_SCHEMA, "source": {"path": str(src_path), "sha256": source_sha},
+              "parent_sha256": source_sha, "to": spec.to,
+              "passes": [{"name": p.name, "options": p.options} for p in spec.passes],
+              "calib": spec.calib, "steps": [_strip(r) for r in results[1:]],
+              "output": str(final.path), "output_sha256": sha256_of(final.files())}
+    from profilers.environment import library_versions
+
+    recipe["libraries"] = library_versions()
+    lineage_path = final.path.with_name(final.path.name + ".lineage.json")
+    lineage_path.write_text(json.dumps(recipe, indent=2))
+    return {"source": str(src_path), "output": str(final.path), "format": final.format,
+            "lineage": str(lineage_path), "steps": results, "verified_on": feeds_source,
+            "fidelity_threshold": spec.fidelity_threshold, "first_broken": broken,
+            "seconds": round(time.perf_counter() - t_start, 3)}
+
+
+def _strip(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("pass", "options", "output", "sha256") if k in row}
+
+
+def _format_after(steps_plan: list[_Planned], fmt: str) -> str:
+    for s in steps_plan:
+        if s.kind == "convert":
+            fmt = s.target or fmt
+    return fmt
+
+
+def _run_step(step: _Planned, model: ModelFile, ctx: PassContext, source: ModelFile
+              ) -> PassResult:
+    from converters.export import CONVERSIONS
+
+    if step.kind == "convert":
+        return CONVERSIONS[(model.format, step.target)](model, ctx)
+    cls = get_pass(step.name)
+    opts = step.options
+    if hasattr(opts, "teacher") and not opts.teacher:  # distillation learns from the source
+        import dataclasses
+
+        opts = dataclasses.replace(opts, teacher=str(source.path))
+    return cls().run(model, opts, ctx)
+
+
+def spec_from_recipe(recipe_path: str | Path, model: str, output: str) -> tuple[ConvertSpec,
+                                                                                 list[str]]:
+    """Replay a lineage: same passes, options, target and calibration on `model`."""
+    warnings: list[str] = []
+    try:
+        rec = json.loads(Path(recipe_path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ModelDeckError(f"cannot read recipe {recipe_path}: {e.strerror}") from e
+    except ValueError:  # not UTF-8 text or not JSON
+        rec = {}
+    if not isinstance(rec, dict) or rec.get("schema") != LINEAGE_SCHEMA or "passes" not in rec:
+        raise ModelDeckError(f"{recipe_path} is not a ModelDeck lineage file (schema "
+                             f"{LINEAGE_SCHEMA} with the pipeline's passes)")
+    src_sha = sha256_of(ModelFile(Path(model), detect_format(Path(model)).name).files())
+    if src_sha != rec.get("source", {}).get("sha256"):
+        warnings.append("the model differs from the one the recipe was made from "
+                        "(sha256 mismatch): replaying the same steps anyway")
+    spec = ConvertSpec(model=model, output=output, to=rec.get("to"),
+                       passes=tuple(StepSpec(p["name"], p.get("options", {}))
+                                    for p in rec["passes"]),
+                       calib=rec.get("calib"))
+    return spec, warnings

@@ -1,0 +1,78 @@
+"""int8-dynamic: Gemm/MatMul and Conv run as integer ops, the file shrinks ~4x, top-1 holds."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from converters.passes import ModelFile, PassError
+from tests.converters.onnx_builders import make, tensor_in
+from tests.converters.passes.quant_helpers import ort_run, run_pass, sample_model, sample_split
+
+
+def _ops(path) -> list[str]:
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+def _agreement(path) -> float:
+    _, x, _ = sample_split()
+    ref = ort_run(sample_model().path, {"input": x})[0]
+    return float((ort_run(path, {"input": x})[0].argmax(1) == ref.argmax(1)).mean())
+
+
+def test_sample_quantized(tmp_path):
+    src = sample_model()
+    result = run_pass("int8-dynamic", src, tmp_path)
+
+    ops = _ops(result.output.path)
+    assert result.changed
+    assert ops.count("MatMulInteger") == 2 and "Gemm" not in ops
+    assert ops.count("ConvInteger") == 3
+    assert "DynamicQuantizeLinear" in ops
+    changes = result.details["op_changes"]
+    assert changes["MatMulInteger"] == [0, 2] and changes["Gemm"] == [2, 0]
+    assert result.details["nodes_quantized"] == 5
+    assert result.output.size_bytes() < 0.3 * src.size_bytes()
+    assert _agreement(result.output.path) >= 0.97
+
+
+def test_only_gemm_per_channel_quint8(tmp_path):
+    result = run_pass("int8-dynamic", sample_model(), tmp_path, op_types=["Gemm"],
+                      per_channel=True, weight_type="quint8")
+    ops = _ops(result.output.path)
+    assert ops.count("MatMulInteger") == 2 and "ConvInteger" not in ops
+    assert result.details["nodes_quantized"] == 2
+    assert _agreement(result.output.path) >= 0.97
+
+
+def test_excluded_gemm_stays_float(tmp_path):
+    result = run_pass("int8-dynamic", sample_model(), tmp_path, op_types=["Gemm"],
+                      exclude=["/classifier/fc2/Gemm"])
+    assert _ops(result.output.path).count("MatMulInteger") == 1
+    assert result.details["excluded"] == ["/classifier/fc2/Gemm"]
+
+
+def test_unknown_op_type_refused(tmp_path):
+    with pytest.raises(PassError, match="op_types"):
+        run_pass("int8-dynamic", sample_model(), tmp_path, op_types=["Softmax"])
+
+
+def test_nothing_to_quantize_says_so(tmp_path):
+    path = tmp_path / "relu.onnx"
+    onnx.save(make([helper.make_node("Relu", ["x"], ["y"])], [tensor_in("x", [2, 4])],
+                   [tensor_in("y", [2, 4])]), str(path))
+    result = run_pass("int8-dynamic", ModelFile(path, "onnx"), tmp_path / "work")
+    assert not result.changed
+    assert "no node was quantized" in result.messages[-1]
+    x = np.ones((2, 4), np.float32)
+    np.testing.assert_array_equal(ort_run(result.output.path, {"x": x})[0], x)
+
+
+def test_old_ir_model_with_generated_weights(light, tmp_path):
+    """light_squeezenet lists its weights as inputs (IR 3) and makes them with ConstantOfShape:
+    pre-processing on a copy folds them, so the Convs can be quantized."""
+    result = run_pass("int8-dynamic", ModelFile(light("squeezenet"), "onnx"), tmp_path)
+    assert result.changed and result.details["preprocessed"]
+    assert _ops(result.output.path).count("ConvInteger") == result.details["nodes_quantized"] > 20
+    assert [p.name for p in tmp_path.iterdir()] == [result.output.path.name]  # no leftovers

@@ -1,0 +1,153 @@
+"""The conversion pipeline end to end on the trained sample: planning, measurements after every
+step, lineage and replay, where fidelity broke, and that the source is never touched."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.jobs.client import JobClient
+from converters.errors import ModelDeckError
+from converters.formats import sha256_of
+from converters.passes import PassError
+from converters.pipeline import ConvertSpec, StepSpec, plan, run_pipeline, spec_from_recipe
+from tests.conftest import SAMPLES
+
+SAMPLE_PT2 = SAMPLES / "digits_cnn.pt2"
+
+
+@pytest.fixture
+def sample(tmp_path) -> Path:
+    """A private copy, so a bug that writes the source cannot damage the shipped one."""
+    dst = tmp_path / "src" / "digits_cnn.onnx"
+    dst.parent.mkdir()
+    shutil.copy(SAMPLES / "digits_cnn.onnx", dst)
+    return dst
+
+
+def _names(steps):
+    return [s.name for s in steps]
+
+
+def test_plan_inserts_conversions():
+    spec = ConvertSpec(model="m.pt2", output="o.xml", to="openvino",
+                       passes=(StepSpec("fp16"),))
+    assert _names(plan("torch", spec)) == ["export-onnx", "export-openvino", "fp16"]
+    spec = ConvertSpec(model="m.pt2", output="o.xml", to="openvino",
+                       passes=(StepSpec("prune-channels", {"ratio": "0.2"}),))
+    assert _names(plan("torch", spec)) == ["prune-channels", "export-onnx", "export-openvino"]
+    spec = ConvertSpec(model="m.onnx", output="o.onnx", passes=(StepSpec("prune-channels"),))
+    with pytest.raises(PassError, match="prune-channels runs on torch"):
+        plan("onnx", spec)
+    with pytest.raises(PassError, match="unknown option"):
+        plan("onnx", ConvertSpec(model="m", output="o", passes=(StepSpec("fp16", {"x": "1"}),)))
+
+
+def test_fp16_then_openvino_every_step_measured(sample, tmp_path):
+    before = sha256_of([sample])
+    out = tmp_path / "out" / "digits_fp16.xml"
+    events = []
+    result = run_pipeline(ConvertSpec(model=str(sample), output=str(out), to="openvino",
+                                      passes=(StepSpec("fp16"),), eval="sample"),
+                          events.append)
+    assert sha256_of([sample]) == before
+    assert [s["pass"] for s in result["steps"]] == ["source", "fp16", "export-openvino"]
+    src, fp16, ov = result["steps"]
+    assert fp16["size_bytes"] < 0.6 * src["size_bytes"]
+    assert src["params"] == fp16["params"]
+    # OpenVINO folds BatchNorm into the convolutions: a few hundred fewer parameters
+    assert 0.995 * src["params"] < ov["params"] <= src["params"]
+    for st in (fp16, ov):
+        assert st["fidelity"]["cosine"] > 0.999 and st["fidelity"]["top1_agreement"] > 0.99
+        assert abs(st["accuracy"]["accuracy"] - src["accuracy"]["accuracy"]) < 0.01
+        assert Path(st["output"]).exists()
+        assert Path(st["output"] + ".lineage.json").exists()
+    assert out.exists() and out.with_suffix(".bin").exists()
+    lineage = json.loads(Path(result["lineage"]).read_text())
+    assert lineage["parent_sha256"] == before
+    assert lineage["output_sha256"] == sha256_of([out, out.with_suffix(".bin")])
+    assert [e["step"]["pass"] for e in events if e["event"] == "step"] == \
+        ["source", "fp16", "export-openvino"]
+
+
+def test_recipe_replays_the_same_steps(sample, tmp_path):
+    first = run_pipeline(ConvertSpec(model=str(sample), output=str(tmp_path / "a.onnx"),
+                                     passes=(StepSpec("prune-magnitude", {"amount": "0.5"}),)))
+    spec, warnings = spec_from_recipe(first["lineage"], str(sample), str(tmp_path / "b.onnx"))
+    assert warnings == []
+    assert spec.passes == (StepSpec("prune-magnitude", {"amount": "0.5"}),)
+    second = run_pipeline(spec)
+    assert second["steps"][1]["sparsity"] == pytest.approx(first["steps"][1]["sparsity"])
+    assert sha256_of([tmp_path / "a.onnx"]) == sha256_of([tmp_path / "b.onnx"])
+    with pytest.raises(ModelDeckError, match="not a ModelDeck lineage"):
+        spec_from_recipe(sample, str(sample), "x.onnx")
+
+
+def test_names_the_step_and_node_where_fidelity_broke(sample, tmp_path):
+    result = run_pipeline(ConvertSpec(
+        model=str(sample), output=str(tmp_path / "lr.onnx"),
+        passes=(StepSpec("fp16"), StepSpec("lowrank", {"ratio": "0.02", "energy": "none"})),
+        fidelity_threshold=0.999))
+    broken = result["first_broken"]
+    assert broken["step"] == 2 and broken["pass"] == "lowrank"
+    assert broken["node"] is not None  # the diverging node inside the ONNX graph
+
+
+def test_refuses_to_overwrite_the_source(sample):
+    with pytest.raises(ModelDeckError, match="never overwrites its source"):
+        run_pipeline(ConvertSpec(model=str(sample), output=str(sample),
+                                 passes=(StepSpec("fp16"),)))
+    with pytest.raises(ModelDeckError, match=r"name the output \*\.xml"):
+        run_pipeline(ConvertSpec(model=str(sample), output="x.onnx", to="openvino"))
+
+
+def test_killed_conversion_leaves_no_output_and_source_intact(sample, tmp_path):
+    before = sha256_of([sample])
+    out = tmp_path / "q.xml"
+    spec = ConvertSpec(model=str(sample), output=str(out), to="openvino",
+                       passes=(StepSpec("int8-static", {"samples": "300"}),), calib="sample")
+    started = threading.Event()
+
+    def on_event(e):
+        if e.get("event") == "stage" and e.get("stage") == "int8-static":
+            started.set()
+
+    client = JobClient({"job": "convert", "convert": spec.to_dict()}, on_event=on_event,
+                       timeout_s=300).start()
+    box = {}
+    waiter = threading.Thread(target=lambda: box.setdefault("o", client.wait()))
+    waiter.start()
+    assert started.wait(120), "quantization never started"
+    client.proc.send_signal(signal.SIGKILL)
+    waiter.join(60)
+    assert box["o"].status == "failed"
+    assert not out.exists() and not out.with_suffix(".bin").exists()
+    assert sha256_of([sample]) == before
+
+
+def test_cli_convert_json(sample, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "d.onnx"
+    r = subprocess.run([sys.executable, "-m", "app.cli", "convert", str(sample), "--pass",
+                        "int8-dynamic", "--eval", "sample", "-o", str(out), "--json"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    step = res["steps"][-1]
+    for key in ("pass", "output", "size_bytes", "params", "sparsity", "fidelity", "accuracy",
+                "seconds"):
+        assert key in step
+    assert set(step["fidelity"]) >= {"cosine", "max_abs_err", "sqnr_db", "top1_agreement"}
+    assert step["accuracy"]["accuracy"] > 0.95
+    r = subprocess.run([sys.executable, "-m", "app.cli", "convert", str(sample), "--pass",
+                        "nope", "-o", str(tmp_path / "x.onnx")], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "unknown pass 'nope'" in r.stderr
