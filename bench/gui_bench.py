@@ -1,7 +1,7 @@
 """GUI benchmarks: start-up time and the GUI process's CPU while live charts stream.
 
     .venv/bin/python bench/gui_bench.py [--runs 5] [--seconds 60] [--skip-startup|--skip-stream]
-    .venv/bin/python bench/gui_bench.py --refcount-check   # is the PySide6 6.12 bug present?
+    .venv/bin/python bench/gui_bench.py --refcount-check   # does this PySide6 drop refcounts?
 
 Prints figures and their ratio to the targets; never fails on a number (machines differ).
   start-up  `modeldeck --measure-startup` in a fresh process: process start -> first painted
@@ -139,12 +139,11 @@ def refcount_check() -> None:
     import PySide6
 
     if r.returncode == 0:
-        print(f"PySide6 {PySide6.__version__}, Python {sys.version.split()[0]}: 100k emits "
-              "without the guard: fine")
+        print(f"PySide6 {PySide6.__version__}, Python {sys.version.split()[0]}: 100k emits: fine")
     else:
         print(f"PySide6 {PySide6.__version__}, Python {sys.version.split()[0]}: the process "
-              f"aborted after emits without app/gui/qt_guard.py ({r.stderr.strip().splitlines()[0]})"
-              " — pin PySide6-Essentials 6.11.3 or use Python 3.12+")
+              f"aborted after 100k emits ({r.stderr.strip().splitlines()[0]}): this PySide6 "
+              "leaks references (6.12.0 does on Python 3.11); pin 6.11.3 or use Python 3.12+")
 
 
 def main() -> int:

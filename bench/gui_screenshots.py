@@ -27,6 +27,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(REPO / "resources" / "screenshots"))
     p.add_argument("--size", default="1800x1100", help="window size WxH")
+    p.add_argument("--dark", action="store_true",
+                   help="a dark palette, as a system in dark mode gives (files get _dark)")
     args = p.parse_args()
     if not os.environ.get("DISPLAY") and "QT_QPA_PLATFORM" not in os.environ:
         print("no DISPLAY: run under xvfb-run (falling back to offscreen rendering)",
@@ -43,6 +45,8 @@ def main() -> int:
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "cfg"))
     app = QApplication(sys.argv[:1])
     app.setApplicationDisplayName("ModelDeck")
+    if args.dark:
+        _dark_palette(app)
     from app.gui.main_window import MainWindow
     from tests.conftest import SAMPLE_ONNX
 
@@ -61,7 +65,7 @@ def main() -> int:
 
     def shot(name: str) -> None:
         pause(0.3)  # let the charts' timer and the layout settle
-        path = out / name
+        path = out / (name.replace(".png", "_dark.png") if args.dark else name)
         w.grab().save(str(path))
         print(f"wrote {path}")
 
@@ -76,6 +80,7 @@ def main() -> int:
     w.resizeDocks([w.dock_details], [430], Qt.Orientation.Horizontal)
     w.resizeDocks([w.dock_charts], [300], Qt.Orientation.Vertical)
 
+    w.ensure_charts().set_log_latency(True)  # a shared, busy machine: spikes 30x the median
     opened = []
     w.sig_model_opened.connect(opened.append)
     w.open_model(str(SAMPLE_ONNX))
@@ -169,6 +174,36 @@ def main() -> int:
     w.close()
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _dark_palette(app) -> None:
+    """What a desktop in dark mode hands Qt: the window must follow it, nothing hard-coded."""
+    from PySide6.QtGui import QColor, QPalette
+
+    app.setStyle("Fusion")
+    p = QPalette()
+    for role, colour in ((QPalette.ColorRole.Window, "#2b2b2b"),
+                         (QPalette.ColorRole.WindowText, "#e6e6e6"),
+                         (QPalette.ColorRole.Base, "#1e1e1e"),
+                         (QPalette.ColorRole.AlternateBase, "#262626"),
+                         (QPalette.ColorRole.Text, "#e6e6e6"),
+                         (QPalette.ColorRole.Button, "#333333"),
+                         (QPalette.ColorRole.ButtonText, "#e6e6e6"),
+                         (QPalette.ColorRole.Highlight, "#3d6fb6"),
+                         (QPalette.ColorRole.HighlightedText, "#ffffff"),
+                         (QPalette.ColorRole.ToolTipBase, "#333333"),
+                         (QPalette.ColorRole.ToolTipText, "#e6e6e6"),
+                         (QPalette.ColorRole.PlaceholderText, "#8a8a8a"),
+                         (QPalette.ColorRole.Light, "#505050"),
+                         (QPalette.ColorRole.Midlight, "#404040"),
+                         (QPalette.ColorRole.Mid, "#3a3a3a"),
+                         (QPalette.ColorRole.Dark, "#1a1a1a"),
+                         (QPalette.ColorRole.Shadow, "#000000")):
+        p.setColor(role, QColor(colour))
+    p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor("#7a7a7a"))
+    p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.WindowText, QColor("#7a7a7a"))
+    p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor("#7a7a7a"))
+    app.setPalette(p)
 
 
 if __name__ == "__main__":

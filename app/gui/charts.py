@@ -7,6 +7,7 @@ antialiasing off, so a fast model (thousands of iterations a second) stays cheap
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,17 +15,21 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox, QGraphicsView, QHBoxLayout, QLabel, QVBoxLayout, QWidget,
+)
 
-from app.gui import qt_guard  # noqa: F401  (PySide6 6.12 refcount bug; applies on import)
 
 log = logging.getLogger(__name__)
 
-REDRAW_MS = 33  # ~30 Hz
+REDRAW_MS = 33  # ~30 Hz timer
+MIN_FRAME_S = 0.06  # but a new frame only 60 ms after the last: the worker's latency and
+# sampler batches (each ~10 Hz) then share a frame instead of costing one each
 STATS_EVERY = 6  # rolling p50/p99 label: every 6th redraw (~5 Hz)
 ROLLING_WINDOW = 1000  # latencies behind the rolling p50/p99
 SPIKE_WINDOW = 2000  # latencies behind the live spike threshold
 SPIKE_K = 6.0  # same rule as profilers.stats.spike_mask: median + k x MAD
+DECIMATE_ABOVE = 4000  # points; above, the chart gets a median + min/max per bucket (decimate)
 MAX_SPIKE_MARKERS = 300  # on a noisy machine more would bury the curve: the largest are marked
 LATENCY_CAPACITY = 1 << 18  # 262k iterations (a 60 s run of a ~0.25 ms model)
 SAMPLER_CAPACITY = 1 << 15  # 32k samples (27 min at the default 50 ms period)
@@ -104,11 +109,83 @@ class RingBuffer:
         return v[-k:]
 
 
+class Buckets:
+    """Min, max and median of every `k` consecutive points of a RingBuffer, kept up to date
+    incrementally (each point is bucketed once, when its bucket fills), so drawing a dense
+    series costs O(screen width) per frame instead of O(points in the run)."""
+
+    def __init__(self, source: RingBuffer, k: int = 64):
+        self.source, self.k = source, k
+        cap = source.capacity // k + 1
+        self.mins, self.maxs, self.meds = RingBuffer(cap), RingBuffer(cap), RingBuffer(cap)
+        self.done = 0  # absolute index of the first point not yet in a bucket
+
+    def clear(self) -> None:
+        for b in (self.mins, self.maxs, self.meds):
+            b.clear()
+        self.done = 0
+
+    def update(self) -> None:
+        total, k = self.source.total, self.k
+        end = (total // k) * k
+        if end <= self.done:
+            return
+        t, v = self.source.view()
+        first = total - v.size  # absolute index of v[0]
+        start = max(self.done, -(-first // k) * k)  # the oldest full bucket still buffered
+        if end > start:
+            seg_v = v[start - first:end - first].reshape(-1, k)
+            bt = t[start - first:end - first:k]
+            self.mins.extend(bt, seg_v.min(axis=1))
+            self.maxs.extend(bt, seg_v.max(axis=1))
+            self.meds.extend(bt, np.median(seg_v, axis=1))
+        self.done = end
+
+    def reduced(self, width: int, lo: float | None = None, hi: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(median x, median y, envelope x, envelope y) for ~`width` columns between lo and hi
+        (everything when None); the unbucketed newest points are appended as they are."""
+        self.update()
+        bt, mn = self.mins.view()
+        mx, md = self.maxs.view()[1], self.meds.view()[1]
+        t, v = self.source.view()
+        tail = self.done - (self.source.total - v.size)
+        tail_t, tail_v = t[max(tail, 0):], v[max(tail, 0):]
+        if t.size and bt.size and bt[0] < t[0]:  # buckets of points the ring already dropped
+            i = int(np.searchsorted(bt, t[0]))
+            bt, mn, mx, md = bt[i:], mn[i:], mx[i:], md[i:]
+        if lo is not None and hi is not None:
+            i, j = np.searchsorted(bt, [lo, hi])
+            i = max(i - 1, 0)
+            bt, mn, mx, md = bt[i:j + 1], mn[i:j + 1], mx[i:j + 1], md[i:j + 1]
+            tail_t, tail_v = tail_t[tail_t <= hi], tail_v[tail_t <= hi]
+        g = max(1, -(-bt.size // max(width, 1)))
+        if g > 1:
+            m = bt.size // g
+            rest = slice(m * g, None)
+            gt = np.concatenate([bt[:m * g:g], bt[rest][:1]])
+            gmn = np.concatenate([mn[:m * g].reshape(m, g).min(axis=1), mn[rest].min(keepdims=True)
+                                  if mn[rest].size else mn[:0]])
+            gmx = np.concatenate([mx[:m * g].reshape(m, g).max(axis=1), mx[rest].max(keepdims=True)
+                                  if mx[rest].size else mx[:0]])
+            gmd = np.concatenate([np.median(md[:m * g].reshape(m, g), axis=1),
+                                  np.median(md[rest], keepdims=True) if md[rest].size
+                                  else md[:0]])
+            bt, mn, mx, md = gt, gmn, gmx, gmd
+        env_x = np.concatenate([np.repeat(bt, 2), tail_t])
+        env_y = np.empty(2 * bt.size)
+        env_y[0::2], env_y[1::2] = mn, mx
+        env_y = np.concatenate([env_y, tail_v])
+        return (np.concatenate([bt, tail_t]), np.concatenate([md, tail_v]), env_x, env_y)
+
+
 @dataclass
 class _Series:
     name: str
     buffer: RingBuffer
     curve: pg.PlotDataItem
+    envelope: pg.PlotDataItem | None = None  # min-max band behind a dense curve
+    buckets: Buckets | None = None  # incremental reduction for dense series
     dirty: bool = False
 
 
@@ -139,8 +216,12 @@ class LiveCharts(QWidget):
         self.power_source: str | None = None
         self._budget_items: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
         self._budget_lines: dict[str, pg.InfiniteLine] = {}
+        self._budget_texts: tuple[str, ...] = ()
+        self._limits: dict[int, float] = {}  # id(line) -> limit in data units (log mode moves it)
+        self.log_latency = False
         self._spikes = RingBuffer(4096)
         self._spike_checked = 0  # latency points already checked for spikes
+        self._spikes_dirty = False
         self._redraws = 0
         self._streaming = False
 
@@ -159,13 +240,23 @@ class LiveCharts(QWidget):
         self.p50_label.setFont(font)
         self.resources_label = QLabel("")  # kept separate for callers; shown in one line
         self.resources_label.hide()
+        self.log_check = QCheckBox("log latency")
+        self.log_check.setToolTip("Logarithmic latency axis: the typical latency and rare "
+                                  "spikes 100× larger both stay readable")
+        self.log_check.toggled.connect(self.set_log_latency)
         header.addWidget(self.rolling_label, 1)
         header.addSpacing(12)
         header.addWidget(self.p50_label)
+        header.addSpacing(12)
+        header.addWidget(self.log_check)
         layout.addLayout(header)
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.ci.setContentsMargins(2, 2, 2, 2)
+        # antialiasing is off anyway (DontSavePainterState would be cheaper still, but
+        # pyqtgraph's items rely on the saved state: curves vanish with it)
+        self.canvas.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontAdjustForAntialiasing,
+                                        True)
         layout.addWidget(self.canvas, 1)
         self.plots: dict[str, pg.PlotItem] = {}
         for key in ("latency", "memory", "cpu", "power"):
@@ -188,7 +279,7 @@ class LiveCharts(QWidget):
         for plot in list(self.plots.values())[1:]:
             plot.setXLink(first)
 
-        self._add_series("latency_ms", "latency", LATENCY_CAPACITY)
+        self._add_series("latency_ms", "latency", LATENCY_CAPACITY, envelope=True)
         self._add_series("rss_mb", "memory", SAMPLER_CAPACITY)
         self._add_series("gpu_mem_mb", "memory", SAMPLER_CAPACITY)
         self._add_series("cpu_percent", "cpu", SAMPLER_CAPACITY)
@@ -196,8 +287,8 @@ class LiveCharts(QWidget):
         self._add_series("gpu_power_w", "power", SAMPLER_CAPACITY)
         spike = QColor(SPIKE_COLOUR)
         spike.setAlpha(170)
-        self.spike_markers = pg.ScatterPlotItem(size=6, symbol="t1", pen=None,
-                                                brush=pg.mkBrush(spike))
+        self.spike_markers = pg.PlotDataItem(pen=None, symbol="t1", symbolSize=6,
+                                             symbolPen=None, symbolBrush=pg.mkBrush(spike))
         self.plots["latency"].addItem(self.spike_markers)
         self.plots["latency"].getAxis("left").setToolTip(
             "y follows the robust range (p99.5 of the run); spikes above median + 6 × MAD "
@@ -210,22 +301,38 @@ class LiveCharts(QWidget):
 
         self.timer = QTimer(self)
         self.timer.setInterval(REDRAW_MS)
-        self.timer.timeout.connect(self.redraw)
+        self.timer.timeout.connect(self._tick)
+        self._last_frame = 0.0
         self._apply_palette()
 
     def _manual_range(self, *_: Any) -> None:
-        """The user dragged or zoomed: the ranges are theirs until the next run."""
+        """The user dragged or zoomed: the ranges are theirs until the next run, and the
+        decimated curves are recomputed for what is now visible."""
         self._auto_range = False
         self._y_top = None
         self._draw_spikes()
+        for s in self.series.values():
+            s.dirty = s.dirty or len(s.buffer) > DECIMATE_ABOVE
+        if not self._streaming:
+            self.redraw()
 
-    def _add_series(self, name: str, plot: str, capacity: int) -> None:
+    def _add_series(self, name: str, plot: str, capacity: int, envelope: bool = False) -> None:
+        band = None
+        if envelope:
+            faint = QColor(SERIES_COLOURS[name])
+            faint.setAlpha(70)
+            band = pg.PlotDataItem(pen=pg.mkPen(faint, width=1), antialias=False,
+                                   skipFiniteCheck=True)
+            band.setClipToView(True)
+            self.plots[plot].addItem(band)
         curve = pg.PlotDataItem(pen=pg.mkPen(SERIES_COLOURS[name], width=1), antialias=False,
                                 skipFiniteCheck=True)
         curve.setClipToView(True)
-        curve.setDownsampling(auto=True, method="peak")
+        curve.setDownsampling(auto=True, method="peak")  # a safety net: we hand it ~2/px
         self.plots[plot].addItem(curve)
-        self.series[name] = _Series(name, RingBuffer(capacity), curve)
+        buffer = RingBuffer(capacity)
+        self.series[name] = _Series(name, buffer, curve, band,
+                                    Buckets(buffer) if envelope else None)
 
     # --- palette ---------------------------------------------------------------------------
     def _apply_palette(self) -> None:
@@ -249,7 +356,11 @@ class LiveCharts(QWidget):
         """A new run: empty buffers (memory stays allocated), budget lines, streaming on."""
         for s in self.series.values():
             s.buffer.clear()
+            if s.buckets is not None:
+                s.buckets.clear()
             s.curve.setData([], [])
+            if s.envelope is not None:
+                s.envelope.setData([], [])
             s.dirty = False
         self._spikes.clear()
         self._spike_checked = 0
@@ -292,20 +403,52 @@ class LiveCharts(QWidget):
     def point_count(self, name: str) -> int:
         return len(self.series[name].buffer)
 
+    def _draw_series(self, s: _Series) -> None:
+        """Hand pyqtgraph the visible x range (clip to view) reduced to ~1-2 points per pixel
+        column. A dense series is drawn as its per-bucket median over a faint min-max
+        envelope (peak decimation): on a noisy machine the envelope alone is a solid block."""
+        t, v = s.buffer.view()
+        if v.size <= DECIMATE_ABOVE or s.buckets is None:
+            s.curve.setData(t, v)
+            if s.envelope is not None:
+                s.envelope.setData([], [])
+            return
+        vb = s.curve.getViewBox()
+        width = int(vb.width()) if vb is not None and vb.width() > 0 else 1000
+        lo = hi = None
+        if vb is not None and not self._auto_range:
+            lo, hi = vb.viewRange()[0]
+            i, j = np.searchsorted(t, [lo, hi])
+            if j - i <= 2 * width:  # zoomed in far enough: every point
+                s.curve.setData(t[max(i - 1, 0):j + 1], v[max(i - 1, 0):j + 1])
+                if s.envelope is not None:
+                    s.envelope.setData([], [])
+                return
+        mid_x, mid_y, env_x, env_y = s.buckets.reduced(max(width // 2, 200), lo, hi)
+        s.curve.setData(mid_x, mid_y)
+        if s.envelope is not None:
+            s.envelope.setData(env_x, env_y)
+
+    def _tick(self) -> None:
+        if time.perf_counter() - self._last_frame >= MIN_FRAME_S:
+            self.redraw()
+
     def redraw(self) -> None:
         any_dirty = False
         for s in self.series.values():
             if s.dirty:
-                t, v = s.buffer.view()
-                s.curve.setData(t, v)
+                self._draw_series(s)
                 s.dirty = False
                 any_dirty = True
         if not any_dirty:
             return
+        self._last_frame = time.perf_counter()
         self._find_spikes()
         self._redraws += 1
         if self._redraws % STATS_EVERY == 1 or not self._streaming:
             self._update_ranges()
+            if self._spikes_dirty:
+                self._draw_spikes()
             self._update_rolling()
 
     def _find_spikes(self) -> None:
@@ -325,10 +468,11 @@ class LiveCharts(QWidget):
         mask = fresh_v > limit
         if mask.any():
             self._spikes.extend(fresh_t[mask], fresh_v[mask])
-            self._draw_spikes()
+            self._spikes_dirty = True  # drawn with the ranges, ~5 Hz: scatter updates cost
         self._spike_checked = buf.total
 
     def _draw_spikes(self) -> None:
+        self._spikes_dirty = False
         st, sv = self._spikes.view()
         if sv.size > MAX_SPIKE_MARKERS:
             keep = np.sort(np.argpartition(sv, -MAX_SPIKE_MARKERS)[-MAX_SPIKE_MARKERS:])
@@ -364,7 +508,7 @@ class LiveCharts(QWidget):
                 b = self.series[name].buffer
                 if len(b):
                     top = max(top, float(b.view()[1].max()))
-            top = max([top] + [float(line.value()) for plot, line in self._budget_items
+            top = max([top] + [self._limits[id(line)] for plot, line in self._budget_items
                                if plot is self.plots[key]])
             if top > 0:
                 self._set_range(key, 0.0, nice_ceiling(top * 1.1), "y")
@@ -375,14 +519,41 @@ class LiveCharts(QWidget):
         top = float(np.percentile(sample, 99.5)) * 1.2
         if float(sample.max()) <= top * 1.5:
             top = float(sample.max()) * 1.05  # nothing far out: show everything
-        for plot, line in self._budget_items:
-            if plot is self.plots["latency"]:
-                top = max(top, float(line.value()) * 1.1)
+        limits = [self._limits[id(line)] for plot, line in self._budget_items
+                  if plot is self.plots["latency"]]
+        for limit in limits:
+            top = max(top, limit * 1.1)
         top = nice_ceiling(top)
-        if top != self._y_top:
+        if self.log_latency:
+            positive = sample[sample > 0]
+            low = float(positive.min()) if positive.size else top / 100
+            low = min([low] + [x / 1.5 for x in limits if x > 0])
+            lo, hi = float(np.log10(10 ** np.floor(np.log10(low)))), float(np.log10(top))
+            top = float(sample.max()) * 1.2  # log scale: room for every spike
+            hi = max(hi, float(np.log10(nice_ceiling(top))))
+            if (lo, hi) != self._ranges.get("latencyy"):
+                self._y_top = None  # nothing pinned: the log axis holds them all
+                self._set_range("latency", lo, hi, "y")
+                self._draw_spikes()
+        elif top != self._y_top:
             self._y_top = top
             self._set_range("latency", 0.0, top, "y")
             self._draw_spikes()
+
+    def set_log_latency(self, on: bool) -> None:
+        """Linear (default) or logarithmic latency axis; budget lines and spikes follow."""
+        if on == self.log_latency:
+            return
+        self.log_latency = on
+        if self.log_check.isChecked() != on:
+            self.log_check.setChecked(on)
+        self.plots["latency"].setLogMode(y=on)
+        self.set_budgets(self._budget_texts)
+        self._y_top = None
+        self._ranges.clear()
+        self._auto_range = True
+        self._update_ranges()
+        self._draw_spikes()
 
     def _update_rolling(self) -> None:
         lat = self.series["latency_ms"].buffer
@@ -413,14 +584,19 @@ class LiveCharts(QWidget):
             plot.removeItem(line)
         self._budget_items.clear()
         self._budget_lines.clear()
+        self._limits.clear()
+        self._budget_texts = tuple(texts)
         target = {"rss": "memory", "power": "power"}
         for text in texts:
             try:
                 b = parse_budget(text)
             except Exception:
                 continue  # the backend panel validates; a bad one is not drawn
-            plot = self.plots[target.get(b.metric, "latency")]
-            line = pg.InfiniteLine(pos=b.limit, angle=0, movable=False,
+            key = target.get(b.metric, "latency")
+            plot = self.plots[key]
+            log = key == "latency" and self.log_latency and b.limit > 0
+            line = pg.InfiniteLine(pos=np.log10(b.limit) if log else b.limit, angle=0,
+                                   movable=False,
                                    pen=pg.mkPen(BUDGET_COLOUR, width=1,
                                                 style=Qt.PenStyle.DashLine),
                                    label=f"{b.metric} ≤ {b.limit:g} {b.unit}",
@@ -429,6 +605,7 @@ class LiveCharts(QWidget):
             plot.addItem(line)
             self._budget_items.append((plot, line))
             self._budget_lines[b.text] = line
+            self._limits[id(line)] = b.limit
 
     def mark_budget_broken(self, text: str, value: float) -> None:
         line = self._budget_lines.get(text)

@@ -14,7 +14,6 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from app.gui import qt_guard  # noqa: F401  (PySide6 6.12 refcount bug; applies on import)
 from app.jobs.client import CANCEL_GRACE_S, STDERR_TAIL_LINES, JobOutcome, worker_command
 
 log = logging.getLogger(__name__)

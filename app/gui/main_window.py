@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui import qt_guard  # noqa: F401  (PySide6 6.12 refcount bug; applies on import)
 from app.gui import settings
 from app.gui.dialogs import error_dialog, pickle_consent_dialog
 from app.gui.jobs import WorkerJob

@@ -17,7 +17,7 @@ from PySide6.QtGui import (QBrush, QColor, QFont, QFontMetricsF, QPainter, QPain
                            QPen, QPolygonF)
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
-from app.gui.graph.layout import EdgeRoute
+from app.gui.graph.layout import GROUP_TITLE, EdgeRoute
 from app.gui.graph.style import header_text_colour, is_dark, mix
 
 TEXT_LOD = 0.42  # below this zoom text is unreadable: boxes become plain shapes
@@ -246,8 +246,8 @@ class NodeLayer(_Layer):
         painter.drawText(title_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
                          b.title)
         if b.kind in (BOX_GROUP, BOX_OWNER):
-            painter.drawText(title_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-                             "+")
+            painter.drawText(title_rect,
+                             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, "+")
         self._paint_text(painter, b, r.top() + hh, t.text)
 
     def _paint_text(self, painter: QPainter, b: Box, top: float, colour: QColor,
@@ -330,7 +330,6 @@ class FrameLayer(_Layer):
         lod = _lod(painter)
         ids = self.index.query(option.exposedRect)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, lod >= SHAPE_LOD)
-        from app.gui.graph.layout import GROUP_TITLE
         for i in ids:
             f = self.frames[i]
             r = f.rect

@@ -1,24 +1,27 @@
 """Layered (Sugiyama-style) layout of the folded graph. Qt-free: testable and timeable alone.
 
-Why our own engine — measured on this machine (2-core VM, Python 3.11), flat graphs, no folding:
+Why our own engine — measured with bench/gui_graph_bench.py --libs on this machine (2-core VM,
+Python 3.11), laying out the whole graph flat, without folding:
 
-    graph                          grandalf 0.8      igraph 1.0 sugiyama     this module
-    DenseNet-121 (1,746 nodes)     44.6 s            9.8 s (0.95 s given     0.26 s
-                                                     our layering)
-    generated 10,000-node ResNet   not finished      0.13 s (given our       1.3 s
-                                   (> 10 min)        layering)
+    graph                          grandalf 0.8    igraph 1.0 layout_sugiyama     this module
+    DenseNet-121 (1,746 nodes)     41.4 s          9.6 s  (0.95 s given our       0.10 s
+                                                   layering)
+    generated ResNet, 10,000 nodes not run         0.04 s (0.13 s given our       0.59 s
+                                   (> 10 min)      layering)
 
-(bench/gui_graph_bench.py --libs prints these again.) grandalf is far too slow; igraph is
-fast only when handed a good layering (its own puts every constant on the top layer and
-drowns in dummy nodes), knows no box widths (one x unit per node), has no notion of ports,
-and would be one more compiled dependency. The view never lays out a flat graph anyway: the
-graph is folded (fold.py) and each expanded group is laid out on its own, its children being
-a few dozen to a couple of hundred boxes, where this pure-Python engine takes milliseconds.
+grandalf is far too slow. igraph is fast on a plain chain but its own layering puts every
+constant on the top layer and drowns DenseNet in dummy nodes; it also knows no box widths
+(one x unit per node) and no ports, and would add a compiled dependency. The view never lays
+out a flat graph anyway: the graph is folded (fold.py) and each open group is laid out on its
+own, from a few dozen to a couple of hundred boxes, where this pure-Python engine takes
+milliseconds (opening all 2,551 groups of the 10,000-node graph lays out in about 1 s).
 
-The engine: longest-path layering, with constants and graph inputs pulled down next to their
-first consumer; dummy nodes on long edges; barycentric ordering sweeps keeping the order
-with the fewest crossings; x by weighted isotonic regression (pool-adjacent-violators) toward
-the neighbours' mean, in alternating sweeps, which keeps chains straight and boxes apart.
+The engine: longest-path layering, with constants pulled down next to their first consumer
+(the model's inputs stay on top); dummy nodes on long edges; barycentric ordering sweeps
+keeping the order with the fewest crossings; x by weighted isotonic regression
+(pool-adjacent-violators) toward the neighbours, in alternating sweeps: long edges pull hard
+and stay straight, constants pull softly and step aside, open groups are pulled by their
+ports rather than their centre.
 
 Compound layout: an expanded group is laid out from its children (collapsed groups and
 nodes are boxes; expanded sub-groups are boxes of the size of their own layout) plus an

@@ -8,8 +8,6 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.gui import qt_guard  # noqa: E402,F401  (before any widget: PySide6 6.12 refcount bug)
-
 
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path):
