@@ -76,6 +76,7 @@ def main() -> int:
     w.sig_ready.connect(lambda: ready.append(1))
     w.show()
     wait(lambda: ready, what="window")
+    wait(lambda: w.devices_job is None, what="the devices probe")
     w.resizeDocks([w.dock_passes], [380], Qt.Orientation.Horizontal)
     w.resizeDocks([w.dock_details], [430], Qt.Orientation.Horizontal)
     w.resizeDocks([w.dock_charts], [300], Qt.Orientation.Vertical)

@@ -180,11 +180,12 @@ def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lamb
             backend.infer(feeds)
             first_ms = (time.perf_counter_ns() - a) / 1e6
 
+            backend.prepare(feeds)
             stage("warmup", f"{cfg.warmup} iterations")
             for _ in range(cfg.warmup):
                 if cancelled():
                     raise Cancelled
-                backend.infer(feeds)
+                backend.run_prepared()
 
             iterations = cfg.iterations if cfg.iterations or cfg.duration_s else 100
             stage("measure", f"{iterations} iterations" if iterations else
@@ -195,7 +196,7 @@ def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lamb
             pending: list[list[float]] = []
             while True:
                 a = time.perf_counter_ns()
-                backend.infer(feeds)
+                backend.run_prepared()
                 b = time.perf_counter_ns()
                 latencies.append((b - a) / 1e6)
                 starts.append(a / 1e9 - t0)

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 log = logging.getLogger(__name__)
 
 REDRAW_MS = 33  # ~30 Hz timer
+SLOW_SERIES_S = 0.25  # sampler curves (RSS, CPU, power): redrawn at most 4 times a second
 MIN_FRAME_S = 0.06  # but a new frame only 60 ms after the last: the worker's latency and
 # sampler batches (each ~10 Hz) then share a frame instead of costing one each
 STATS_EVERY = 6  # rolling p50/p99 label: every 6th redraw (~5 Hz)
@@ -187,6 +188,7 @@ class _Series:
     envelope: pg.PlotDataItem | None = None  # min-max band behind a dense curve
     buckets: Buckets | None = None  # incremental reduction for dense series
     dirty: bool = False
+    drawn_at: float = 0.0
 
 
 def predicted_power_source() -> str:
@@ -435,14 +437,19 @@ class LiveCharts(QWidget):
 
     def redraw(self) -> None:
         any_dirty = False
+        now = time.perf_counter()
         for s in self.series.values():
-            if s.dirty:
+            # memory, CPU and power move slowly (20 samples/s): 4 frames a second is plenty,
+            # and each one spared is a plot not repainted
+            if s.dirty and (s.envelope is not None or not self._streaming
+                            or now - s.drawn_at >= SLOW_SERIES_S):
                 self._draw_series(s)
                 s.dirty = False
+                s.drawn_at = now
                 any_dirty = True
         if not any_dirty:
             return
-        self._last_frame = time.perf_counter()
+        self._last_frame = now
         self._find_spikes()
         self._redraws += 1
         if self._redraws % STATS_EVERY == 1 or not self._streaming:

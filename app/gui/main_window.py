@@ -92,6 +92,13 @@ class _GraphPlaceholder(QLabel):
     def set_node_times(self, times: dict) -> None: ...
     def set_node_devices(self, devices: dict) -> None: ...
     def set_node_precisions(self, precisions: dict) -> None: ...
+    def _sync_colour_menu(self) -> None:
+        """The graph view has its own colour combo: the menu shows what it shows."""
+        mode = getattr(self.graph_view, "colour_mode", None)
+        current = mode() if callable(mode) else None
+        if current in self.colour_actions:
+            self.colour_actions[current].setChecked(True)
+
     def set_colour_mode(self, mode: str) -> None: ...
     def select_node(self, node_id: str) -> None: ...
 
@@ -223,6 +230,7 @@ class MainWindow(QMainWindow):
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addSeparator()
         colour_menu = view_menu.addMenu("&Colour nodes by")
+        colour_menu.aboutToShow.connect(self._sync_colour_menu)
         self.colour_group = QActionGroup(self)
         self.colour_actions: dict[str, QAction] = {}
         for label, mode in COLOUR_MODES:
@@ -365,6 +373,13 @@ class MainWindow(QMainWindow):
             self.recent_menu.addSeparator()
             self.recent_menu.addAction("Clear").triggered.connect(settings.clear_recent_files)
 
+    def _sync_colour_menu(self) -> None:
+        """The graph view has its own colour combo: the menu shows what it shows."""
+        mode = getattr(self.graph_view, "colour_mode", None)
+        current = mode() if callable(mode) else None
+        if current in self.colour_actions:
+            self.colour_actions[current].setChecked(True)
+
     def set_colour_mode(self, mode: str) -> None:
         self.graph_view.set_colour_mode(mode)
         if mode in self.colour_actions:
@@ -388,6 +403,8 @@ class MainWindow(QMainWindow):
                 self.backend.set_devices((outcome.result or {}).get("backends", []))
             else:
                 self.backend.devices_failed(outcome.error or "the devices job failed")
+            if self.devices_job is job:
+                self.devices_job = None
             job.deleteLater()
 
         job.sig_finished.connect(done)
@@ -541,7 +558,9 @@ class MainWindow(QMainWindow):
             if layers and os.path.abspath(path) == self.model_path:
                 self._show_layer_times(layers)
             broken = [b["budget"] for b in report.get("budgets") or [] if b.get("ok") is False]
-            self.job_bar.set_text(f"Run done: p50 {p50:.3f} ms, {report.get('iterations')} "
+            from app.gui.charts import fmt_ms  # loaded with the charts already
+
+            self.job_bar.set_text(f"Run done: p50 {fmt_ms(p50)}, {report.get('iterations')} "
                                   "iterations" + (f" — budget broken: {', '.join(broken)}"
                                                   if broken else ""))
         self.sig_profile_finished.emit(outcome)

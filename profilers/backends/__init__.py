@@ -101,6 +101,16 @@ class Backend:
         """Run once; returns when the device work is done."""
         raise NotImplementedError
 
+    def prepare(self, inputs: dict[str, np.ndarray]) -> None:
+        """Bind the inputs of a timed loop once, before it starts (DESIGN §4: inputs are
+        prepared outside the measured call). Runtimes that can bind without copies override."""
+        self._prepared = inputs
+
+    def run_prepared(self) -> None:
+        """One inference on the prepared inputs, blocking until the device is done. Outputs
+        are not fetched: the timed loop does not need them."""
+        self.infer(self._prepared)
+
     def reset_layer_profile(self) -> None:
         """Forget per-layer times so far (the runner calls it after warm-up)."""
 

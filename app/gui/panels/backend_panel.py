@@ -19,7 +19,8 @@ from app.gui import settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BACKENDS = [{"backend": "onnxruntime", "available": True, "version": "", "formats": ["onnx"],
+DEFAULT_BACKENDS = [{"backend": "onnxruntime", "available": True, "version": "",
+                     "formats": ["onnx"],
                      "devices": [{"name": "CPU", "description": "", "available": True,
                                   "reason": ""}]}]
 SETTINGS_KEY = "backend_panel"

@@ -104,7 +104,8 @@ class NodeDetailsPanel(QWidget):
         for kind in ("inputs", "outputs"):
             parent = QTreeWidgetItem(root, [kind, str(len(s.get(kind) or []))])
             for t in s.get(kind) or []:
-                QTreeWidgetItem(parent, [t["name"], f"{t.get('dtype')} {shape_str(t.get('shape'))}"])
+                desc = f"{t.get('dtype')} {shape_str(t.get('shape'))}"
+                QTreeWidgetItem(parent, [t["name"], desc])
             parent.setExpanded(True)
         if s.get("uncounted_ops"):
             parent = QTreeWidgetItem(root, ["not counted", ", ".join(s["uncounted_ops"])])

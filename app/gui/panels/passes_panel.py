@@ -39,9 +39,12 @@ class OptionEditor:
 
     def __init__(self, field: dataclasses.Field, hint: Any, tip: str = ""):
         self.name = field.name
-        self.default = field.default if field.default is not dataclasses.MISSING else (
-            field.default_factory() if field.default_factory is not dataclasses.MISSING  # type: ignore[misc]
-            else None)
+        if field.default is not dataclasses.MISSING:
+            self.default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            self.default = field.default_factory()
+        else:
+            self.default = None
         self.hint = hint
         self.widget = self._make(hint, self.default)
         self.widget.setToolTip(tip or self.name)

@@ -292,7 +292,7 @@ class VariantsPanel(QWidget):
                 _ratio(rel.get("size")), _ms(lat.get("p50")), _ratio(rel.get("latency_p50")),
                 _ms(lat.get("p99")),
                 "—" if fid.get("cosine") is None else f"{fid['cosine']:.5f}",
-                "—" if fid.get("top1_agreement") is None else f"{100 * fid['top1_agreement']:.1f}%",
+                _pct(fid.get("top1_agreement")),
                 fmt_accuracy(row.get("accuracy")), human(row.get("params")),
                 "—" if row.get("rss_peak_mb") is None else f"{row['rss_peak_mb']:.0f} MB",
                 row.get("format", "")]
@@ -371,6 +371,10 @@ def _step_line(s: dict[str, Any]) -> str:
 
 def _ms(v: float | None) -> str:
     return "—" if v is None else f"{v:.3f} ms"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}%"
 
 
 def _ratio(v: float | None) -> str:

@@ -37,6 +37,30 @@ def _run(window, qtbot, timeout=JOB_TIMEOUT_MS):
     return blocker.args[0]
 
 
+# --- chart data structures (no window) ------------------------------------------------------
+
+def test_ring_buffer_wraps_without_copies_and_buckets_keep_every_peak():
+    import numpy as np
+
+    from app.gui.charts import Buckets, RingBuffer, nice_ceiling
+
+    ring = RingBuffer(1000)
+    buckets = Buckets(ring, k=10)
+    t = np.arange(2537, dtype=float)
+    v = np.sin(t / 40)
+    v[2300] = 50.0  # a spike inside the buffered window
+    for i in range(0, t.size, 37):  # arrives in batches, as samples events do
+        ring.extend(t[i:i + 37], v[i:i + 37])
+    vt, vv = ring.view()
+    assert len(ring) == 1000 and vt[0] == 1537 and vt[-1] == 2536
+    assert np.shares_memory(vv, ring._v)  # a view into the preallocated buffer
+    mid_x, mid_y, env_x, env_y = buckets.reduced(40)
+    assert env_y.max() == 50.0 and env_y.min() == vv.min()  # the envelope keeps extremes
+    assert env_x[0] >= vt[0] and mid_x[-1] == vt[-1]  # no dropped points, newest included
+    assert len(mid_x) < 100  # ~width points, not 1000
+    assert [nice_ceiling(x) for x in (0.7, 3, 42, 999)] == [1.0, 5.0, 50.0, 1000.0]
+
+
 # --- open ------------------------------------------------------------------------------------
 
 def test_open_sample_shows_graph_summary_and_node_details(opened, qtbot):
@@ -130,6 +154,8 @@ def test_per_layer_times_reach_the_graph_and_details(opened, qtbot):
     node_id = max(seen["times"], key=seen["times"].get)
     w.details.select_node(node_id)
     assert "ms per inference" in w.details.node_rows()["time"]
+    if hasattr(w.graph_view, "colour_mode"):
+        assert w.graph_view.colour_mode() == "time"
 
 
 def test_killed_worker_fails_the_job_and_keeps_the_samples(opened, qtbot):
@@ -268,6 +294,15 @@ def test_settings_persist_in_the_temporary_location(qtbot, isolated_settings, tm
     assert w2.backend.threads.value() == 3
     assert settings.recent_files()[0] == str(SAMPLE_ONNX)
     w2.close()
+
+
+def test_measure_startup_prints_milliseconds_and_exits(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "app.cli", "--measure-startup"], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-1500:]
+    ms = float(r.stdout.split()[0])
+    assert 0 < ms < 60_000  # a figure, not a verdict: bench/gui_bench.py compares it
 
 
 def test_gui_process_never_imports_a_framework(tmp_path):
