@@ -6,13 +6,38 @@ It is plain data (no framework objects) so a worker process can send it to the G
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
 Dim = Union[int, str, None]  # int: known; str: symbolic name ("batch"); None: unknown
 
 SCHEMA_VERSION = 1
+
+
+def json_safe(value: Any, special: Callable[[Any], Any] | None = None) -> Any:
+    """An attribute value as JSON-native data, so a ModelGraph survives its JSON round trip.
+
+    Numbers, strings, lists and dicts stay; numpy values become Python ones; non-finite floats
+    and anything else become strings. `special` may turn a framework type into something
+    readable first (returning None to decline).
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, special) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_safe(v, special) for k, v in value.items()}
+    if special is not None:
+        converted = special(value)
+        if converted is not None:
+            return converted
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return json_safe(value.tolist(), special)
+    return str(value)
 
 
 @dataclass

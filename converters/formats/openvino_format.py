@@ -7,13 +7,12 @@ OpenVINO is imported inside functions only: sniffing must stay cheap.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 from converters.errors import ModelLoadError
 from converters.formats import Format, Trust, register_format, sha256_of
-from converters.graph import Dim, Graph, ModelGraph, ModelMeta, Node, TensorInfo
+from converters.graph import Dim, Graph, ModelGraph, ModelMeta, Node, TensorInfo, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -262,19 +261,6 @@ def _attributes(op: Any) -> dict[str, Any]:
     except RuntimeError:  # some ops cannot visit their attributes from Python
         log.debug("no attributes for %s", op.get_friendly_name(), exc_info=True)
         return {}
-    return {str(k): _json_safe(v) for k, v in attrs.items()}
+    return {str(k): json_safe(v) for k, v in attrs.items()}
 
 
-def _json_safe(value: Any) -> Any:
-    """Lists, numbers and strings as they are; numpy values as Python ones; the rest as str."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return _json_safe(value.tolist())
-    return str(value)

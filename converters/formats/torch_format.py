@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import pickle
 import re
 import warnings
@@ -26,7 +25,7 @@ from typing import Any
 
 from converters.errors import ModelLoadError
 from converters.formats import Format, Trust, register_format, sha256_of
-from converters.graph import Dim, Graph, ModelGraph, ModelMeta, Node, TensorInfo
+from converters.graph import Dim, Graph, ModelGraph, ModelMeta, Node, TensorInfo, json_safe
 
 logger = logging.getLogger(__name__)
 
@@ -188,23 +187,19 @@ def _dims(shape: Iterable[Any]) -> list[Dim]:
     return [d if isinstance(d, int) else str(d) for d in shape]
 
 
-def _json_safe(value: Any) -> Any:
-    """Attribute values as JSON-native data, so a ModelGraph survives its JSON round trip."""
+def _torch_value(value: Any) -> Any:
+    """Readable forms of torch dtypes and tensors in attributes (None: not a torch value)."""
     import torch
 
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, torch.dtype):
         return _dtype_name(value)
     if isinstance(value, torch.Tensor):
         return f"tensor{list(value.shape)} {_dtype_name(value.dtype)}"
-    return str(value)  # device, layout, memory_format, SymInt, enums
+    return None  # device, layout, memory_format, SymInt, enums: str() in json_safe
+
+
+def _json_safe(value: Any) -> Any:
+    return json_safe(value, _torch_value)
 
 
 def _weight_info(name: str, tensor: Any) -> TensorInfo:
