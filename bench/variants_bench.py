@@ -33,8 +33,10 @@ VARIANTS = [  # name, passes, target format
 ]
 
 
-def p50(model: Path, backend: str, threads: int, iterations: int, rounds: int) -> float:
+def p50(model: Path, backend: str, threads: int, iterations: int, rounds: int,
+        shapes: dict[str, list[int]]) -> float:
     cfg = RunConfig(model=str(model), backend=backend, iterations=iterations, warmup=20,
+                    shapes=shapes,
                     samplers=False, options=BackendOptions(threads=threads, precision=(
                         "f32" if backend == "openvino" else None)))
     return statistics.median(run_profile(cfg, lambda e: None)["latency_ms"]["p50"]
@@ -46,16 +48,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--models", default="sample,resnet50")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=1, help="batch for the sample (dynamic batch)")
     args = ap.parse_args()
     import onnx
 
     light = Path(onnx.__file__).parent / "backend/test/data/light"
-    models = {"sample": (ROOT / "resources/samples/digits_cnn.onnx", "sample", "sample", 2000),
-              "resnet50": (light / "light_resnet50.onnx", None, "random", 30)}
+    models = {"sample": (ROOT / "resources/samples/digits_cnn.onnx", "sample", "sample",
+                         max(100, 2000 // args.batch), {"input": [args.batch, 1, 8, 8]}),
+              "resnet50": (light / "light_resnet50.onnx", None, "random", 30, {})}
     work = Path(tempfile.mkdtemp(prefix="modeldeck-variants-"))
     for key in args.models.split(","):
-        src, eval_data, calib, iters = models[key]
-        print(f"\n{src.name} (threads {args.threads}; p50 of {args.rounds} runs x {iters} "
+        src, eval_data, calib, iters, shapes = models[key]
+        print(f"\n{src.name} (threads {args.threads}; shapes {shapes or 'as stored'}; "
+              f"p50 of {args.rounds} runs x {iters} "
               f"iterations; eval {eval_data or 'none: fidelity vs FP32 on generated inputs'})")
         print(f"  {'variant':<26s} {'size':>7s} {'ORT p50':>9s} {'OV p50':>9s} {'acc/cos':>9s}"
               f"   (latency relative to FP32 on ONNX Runtime)")
@@ -68,21 +73,21 @@ def main() -> None:
             if passes or to:
                 res = run_pipeline(ConvertSpec(model=str(src), output=str(out), to=to,
                                                passes=tuple(passes), eval=eval_data,
-                                               calib=calib, verify_samples=64))
+                                               calib=calib, verify_samples=1000))
                 step = res["steps"][-1]
                 source_size = res["steps"][0]["size_bytes"]
             else:
                 out = src
                 res = run_pipeline(ConvertSpec(model=str(src), output=str(work / "x.xml"),
                                                to="openvino", eval=eval_data,
-                                               verify_samples=64))
+                                               verify_samples=1000))
                 step = res["steps"][0]
                 source_size = step["size_bytes"]
             quality = (step["accuracy"] or {}).get("accuracy") if eval_data else \
                 (step["fidelity"] or {}).get("cosine")
-            ort = p50(out, "onnxruntime", args.threads, iters, args.rounds) \
+            ort = p50(out, "onnxruntime", args.threads, iters, args.rounds, shapes) \
                 if out.suffix == ".onnx" else None
-            ov = p50(out, "openvino", args.threads, iters, args.rounds)
+            ov = p50(out, "openvino", args.threads, iters, args.rounds, shapes)
             base = base or ort
             fmt = lambda v: "—" if v is None else f"{v / base:.2f}x"  # noqa: E731
             print(f"  {name:<26s} {step['size_bytes'] / source_size:>6.2f}x {fmt(ort):>9s} "

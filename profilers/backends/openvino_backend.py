@@ -401,9 +401,14 @@ def _enum_name(value: Any) -> str | None:
 
 
 def _port_name(port: Any) -> str:
-    if port.get_names():
-        return port.get_any_name()
-    return port.get_node().get_friendly_name()
+    """The name users know the input by. A port can carry several tensor names (after a Cast
+    is fused, the fp16 converter's "graph_input_cast_0" sits beside "input"): prefer the
+    Parameter's own name, then the first name in sorted order, so the choice is stable."""
+    names = port.get_names()
+    friendly = port.get_node().get_friendly_name()
+    if not names or friendly in names:
+        return friendly
+    return sorted(names)[0]
 
 
 def _numpy_dtype(element_type: Any) -> str:

@@ -313,3 +313,19 @@ def test_accelerator_runs_the_model(device, small_onnx):
     np.testing.assert_allclose(out, ref, rtol=5e-2, atol=5e-2)  # accelerators may run f16
     rows = b.layer_profile({})
     assert rows and not any(r.fallback for r in rows)
+
+
+def test_input_keeps_its_model_name_when_a_port_has_several(tmp_path):
+    """ORT's fp16 converter adds a Cast after the input; OpenVINO fuses it and the port then
+    carries two names. The user's name ("input") must win, or --shape input=... fails."""
+    from converters.pipeline import ConvertSpec, StepSpec, run_pipeline
+    from profilers.backends import BackendOptions
+    from profilers.backends.openvino_backend import OpenVinoBackend
+    from tests.conftest import SAMPLE_ONNX
+
+    out = tmp_path / "fp16.onnx"
+    run_pipeline(ConvertSpec(model=str(SAMPLE_ONNX), output=str(out),
+                             passes=(StepSpec("fp16"),)))
+    backend = OpenVinoBackend()
+    backend.load(out, "onnx", "CPU", BackendOptions())
+    assert [s.name for s in backend.input_specs()] == ["input"]
