@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SAMPLE := resources/samples/digits_cnn.onnx
 
-.PHONY: setup run test bench sample clean
+.PHONY: setup run test bench sample clean installer installer-test
 
 setup: $(STAMP)
 
@@ -31,3 +31,15 @@ sample: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# The double-click install: a one-folder PyInstaller bundle dist/modeldeck/ and, on Linux,
+# dist/modeldeck-linux-x86_64.tar.gz (runs without Python). See README "Install from the bundle".
+installer: setup
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[installer]'
+	installer/build.sh $(PY)
+
+# Builds, then runs the frozen app headless: sample, profile on ONNX Runtime and OpenVINO,
+# one pass, a report, the window offscreen. Not part of `make test` (the build takes minutes).
+installer-test: installer
+	rm -rf build/selftest
+	QT_QPA_PLATFORM=offscreen env -u PYTHONPATH dist/modeldeck/modeldeck --self-test build/selftest

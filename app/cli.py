@@ -522,6 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.jobs.worker import main as worker_main
 
         return worker_main()
+    if argv[:1] == ["--self-test"]:  # headless install check; the bundle's `make installer-test`
+        from app.selftest import main as selftest_main
+
+        return selftest_main(argv[1:])
     if _wants_gui(argv):
         from app.gui.app import run_gui
 

@@ -14,7 +14,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from app.jobs.client import CANCEL_GRACE_S, STDERR_TAIL_LINES, JobOutcome, worker_command
+from app.jobs.client import (
+    CANCEL_GRACE_S, STDERR_TAIL_LINES, JobOutcome, collect_event, worker_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,21 +124,12 @@ class WorkerJob(QObject):
 
     def _collect(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
-        out = self.outcome
-        if kind == "samples":
-            if self.keep_samples:
-                for name, points in event.get("series", {}).items():
-                    out.samples.setdefault(name, []).extend(points)
-        elif kind == "stage":
+        if kind == "stage":
             self.stage = str(event.get("stage", ""))
         elif kind == "progress":
             self.progress = float(event.get("frac") or 0.0)
-        elif kind == "result":
-            out.status, out.result = "ok", event.get("result")
-        elif kind == "error":
-            out.error, out.error_kind = event.get("message"), event.get("kind")
-        elif kind == "cancelled":
-            out.status = "cancelled"
+        else:
+            collect_event(self.outcome, event, self.keep_samples)
 
     def _read_stderr(self) -> None:
         self._stderr_buf += bytes(self.proc.readAllStandardError().data())

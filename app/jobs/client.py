@@ -41,6 +41,22 @@ class JobOutcome:
     samples: dict[str, list[list[float]]] = field(default_factory=dict)
 
 
+def collect_event(outcome: JobOutcome, event: dict[str, Any], keep_samples: bool = True
+                  ) -> None:
+    """Fold one protocol event into the outcome (shared by this client and the GUI's)."""
+    kind = event.get("event")
+    if kind == "samples":
+        if keep_samples:
+            for name, points in event.get("series", {}).items():
+                outcome.samples.setdefault(name, []).extend(points)
+    elif kind == "result":
+        outcome.status, outcome.result = "ok", event.get("result")
+    elif kind == "error":
+        outcome.error, outcome.error_kind = event.get("message"), event.get("kind")
+    elif kind == "cancelled":
+        outcome.status = "cancelled"
+
+
 class JobClient:
     def __init__(self, spec: dict[str, Any], on_event: Callable[[dict], None] | None = None,
                  timeout_s: float | None = None, env: dict[str, str] | None = None):
@@ -135,16 +151,7 @@ class JobClient:
         return outcome
 
     def _collect(self, event: dict[str, Any], outcome: JobOutcome) -> None:
-        kind = event.get("event")
-        if kind == "samples":
-            for name, points in event.get("series", {}).items():
-                outcome.samples.setdefault(name, []).extend(points)
-        elif kind == "result":
-            outcome.status, outcome.result = "ok", event.get("result")
-        elif kind == "error":
-            outcome.error, outcome.error_kind = event.get("message"), event.get("kind")
-        elif kind == "cancelled":
-            outcome.status = "cancelled"
+        collect_event(outcome, event)
 
     def run(self) -> JobOutcome:
         return self.start().wait()
