@@ -217,7 +217,7 @@ def run_pipeline(spec: ConvertSpec, emit: Emit = lambda e: None,
     steps_plan = plan(source.format, spec)
     if not steps_plan:
         raise ModelDeckError("nothing to do: give --to FORMAT and/or --pass NAME")
-    final_format = steps_plan[-1].target or _format_after(steps_plan, source.format)
+    final_format = _format_after(steps_plan, source.format)
     output = Path(spec.output)
     _check_output(source, output, final_format)
     steps_dir = output.with_name(output.stem + ".steps")

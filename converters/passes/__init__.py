@@ -9,7 +9,6 @@ every pass, so a pass only reports what is specific to it in `PassResult.details
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from collections.abc import Callable
@@ -37,8 +36,8 @@ class ModelFile:
         if self.format == "openvino":
             return [self.path, self.path.with_suffix(".bin")]
         if self.format == "onnx":
-            data = [p for p in self.path.parent.glob(self.path.name + ".data")]
-            return [self.path, *data]
+            data = self.path.with_name(self.path.name + ".data")
+            return [self.path, data] if data.exists() else [self.path]
         return [self.path]
 
     def size_bytes(self) -> int:
@@ -199,11 +198,6 @@ def parse_pass_arg(text: str) -> tuple[str, dict[str, str]]:
 
 def options_dict(opts: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(opts).items()}
-
-
-def atomic_replace(tmp: Path, final: Path) -> None:
-    """Move a finished file into place in one step: a reader sees the old file or the new one."""
-    os.replace(tmp, final)
 
 
 from converters.passes import (  # noqa: E402,F401
