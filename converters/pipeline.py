@@ -210,7 +210,7 @@ def run_pipeline(spec: ConvertSpec, emit: Emit = lambda e: None,
     from converters.verify import first_divergent_node, load_calibration
 
     t_start = time.perf_counter()
-    src_path = Path(spec.model)
+    src_path = Path(spec.model).resolve()  # passes may change directory (ORT quantization)
     source = ModelFile(src_path, detect_format(src_path).name)
     source_files = source.files()
     source_sha = sha256_of(source_files)
@@ -218,7 +218,7 @@ def run_pipeline(spec: ConvertSpec, emit: Emit = lambda e: None,
     if not steps_plan:
         raise ModelDeckError("nothing to do: give --to FORMAT and/or --pass NAME")
     final_format = _format_after(steps_plan, source.format)
-    output = Path(spec.output)
+    output = Path(spec.output).resolve()
     _check_output(source, output, final_format)
     steps_dir = output.with_name(output.stem + ".steps")
     work_dir = output.with_name(f".{output.stem}.work")

@@ -151,3 +151,12 @@ def test_cli_convert_json(sample, tmp_path):
                         "nope", "-o", str(tmp_path / "x.onnx")], cwd=REPO, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 2 and "unknown pass 'nope'" in r.stderr
+
+
+def test_relative_paths_survive_quantizers_that_change_directory(sample, tmp_path, monkeypatch):
+    """ORT's quantization tools run inside the work folder; relative paths must not break."""
+    monkeypatch.chdir(sample.parent)
+    result = run_pipeline(ConvertSpec(model=sample.name, output="out/q.onnx",
+                                      passes=(StepSpec("int8-static"),), calib="sample"))
+    assert Path(result["output"]) == sample.parent / "out" / "q.onnx"
+    assert (sample.parent / "out" / "q.onnx").exists()
