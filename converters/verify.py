@@ -387,12 +387,11 @@ def _npz_inputs(data: Any, path: Path, model_inputs: Sequence[InputLike], is_sam
     if not model_inputs:
         raise VerifyError("the model declares no inputs")
     out = {}
+    from profilers.inputs import npz_array
+
     for spec in model_inputs:
-        if spec.name in data.files:
-            array = data[spec.name]
-        elif len(model_inputs) == 1 and "inputs" in data.files:
-            array = data["inputs"]
-        else:
+        array = npz_array(data, spec.name, single_input=len(model_inputs) == 1)
+        if array is None:
             raise VerifyError(f"{path.name} has no array named {spec.name!r} (it has "
                               f"{', '.join(data.files)}); name arrays after the model inputs, "
                               "or 'inputs' for a single-input model")

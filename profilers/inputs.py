@@ -88,6 +88,16 @@ def generate(specs: list[InputSpec], shapes: dict[str, list[int]] | None = None,
     return out
 
 
+def npz_array(data, name: str, single_input: bool) -> np.ndarray | None:
+    """The array an .npz holds for input `name`: by name, or the one called "inputs" when the
+    model has a single input (the sample's held-out file). None when there is neither."""
+    if name in data.files:
+        return data[name]
+    if single_input and "inputs" in data.files:
+        return data["inputs"]
+    return None
+
+
 def from_npz(path: str | Path, specs: list[InputSpec],
              shapes: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
     """Real inputs. Arrays are matched by input name; a single-input model also takes an array
@@ -99,11 +109,8 @@ def from_npz(path: str | Path, specs: list[InputSpec],
     shapes = shapes or {}
     out = {}
     for spec in specs:
-        if spec.name in data.files:
-            arr = data[spec.name]
-        elif len(specs) == 1 and "inputs" in data.files:
-            arr = data["inputs"]
-        else:
+        arr = npz_array(data, spec.name, single_input=len(specs) == 1)
+        if arr is None:
             raise InputError(f"{path} has no array named {spec.name!r} (it has {data.files})")
         want = resolve_shape(spec, shapes.get(spec.name))
         if arr.ndim != len(want) or list(arr.shape[1:]) != want[1:]:
