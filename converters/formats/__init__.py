@@ -7,7 +7,11 @@ into a ModelLoadError with a message that says what is wrong and what to do.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -20,15 +24,44 @@ HEAD_BYTES = 4096
 
 @dataclass(frozen=True)
 class Trust:
-    """What the user allowed when opening. Pickles can run arbitrary code when loaded."""
+    """What the user allowed. Pickles, TorchScript and torch.export programs carry code:
+    loading, probing or running them runs that code, so only with `run_code` (the user's
+    consent). `allow_pickle` is the older name of the same consent."""
 
+    run_code: bool = False
     allow_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        both = self.run_code or self.allow_pickle
+        object.__setattr__(self, "run_code", both)
+        object.__setattr__(self, "allow_pickle", both)
+
+
+_CONSENT: ContextVar[Trust] = ContextVar("modeldeck_consent", default=Trust())
+
+
+def current_trust() -> Trust:
+    """The consent the running job was given (a worker runs one job for one consent)."""
+    return _CONSENT.get()
+
+
+@contextmanager
+def consent(run_code: bool) -> Iterator[None]:
+    """Run a job's body with (or without) consent to run model code; readers and backends
+    deep inside (verification, passes) ask current_trust() instead of taking a parameter."""
+    token = _CONSENT.set(Trust(run_code=bool(run_code)))
+    try:
+        yield
+    finally:
+        _CONSENT.reset(token)
 
 
 class Format:
     name: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]]
     description: ClassVar[str] = ""
+    # The reader loads the whole file into memory: bigger files are refused before reading.
+    max_file_bytes: ClassVar[int | None] = None
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -74,15 +107,63 @@ def _junk_reason(path: Path, head: bytes) -> str | None:
     return None
 
 
+def _kind_of(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def require_regular_file(path: Path, role: str = "model") -> os.stat_result:
+    """Stat `path` (symlinks followed) and refuse anything but a regular file, before opening it.
+
+    Opening a FIFO blocks forever and a link to /dev/zero never ends; only regular files are
+    models (or companions: IR weights, ONNX external data). `role` names the file in the message.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)  # follows symlinks: the target is what would be read
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ModelLoadError(f"{path}: the {role} is a symbolic link to a missing file "
+                                 f"({os.readlink(path)})") from None
+        raise ModelLoadError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ModelLoadError(f"cannot read {path}: {e.strerror}") from e
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelLoadError(f"{path} is a folder: choose the model file inside it")
+    if not stat.S_ISREG(st.st_mode):
+        via = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+        raise ModelLoadError(f"{path.name}{via} is {_kind_of(st.st_mode)}, not a regular file: "
+                             f"only regular files are read as a {role}")
+    return st
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
+
+
+def check_file_size(path: Path, size: int, limit: int | None, what: str) -> None:
+    """Refuse a file too large for a reader that holds it whole in memory."""
+    if limit is not None and size > limit:
+        raise ModelLoadError(
+            f"{Path(path).name}: file is {_gb(size)}; {what} files are read whole into memory and "
+            f"ModelDeck refuses more than {_gb(limit)} (a damaged file, or a model that should "
+            "keep its weights in a separate file)")
+
+
 def detect_format(path: Path) -> type[Format]:
     """Pick the format by content first, then by suffix. Raises ModelLoadError."""
     path = Path(path)
-    if not path.exists():
-        raise ModelLoadError(f"{path}: no such file")
-    if path.is_dir():
-        raise ModelLoadError(f"{path} is a folder: choose the model file inside it")
+    require_regular_file(path)
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: should the path turn into a FIFO after the check, this still returns.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ModelLoadError(f"{path.name} is not a regular file: only regular files "
+                                     "are read as a model")
             head = f.read(HEAD_BYTES)
     except OSError as e:
         raise ModelLoadError(f"cannot read {path}: {e.strerror}") from e
@@ -103,6 +184,8 @@ def detect_format(path: Path) -> type[Format]:
 def open_model(path: str | Path, trust: Trust = Trust()) -> ModelGraph:
     path = Path(path)
     fmt = detect_format(path)
+    check_file_size(path, require_regular_file(path).st_size, fmt.max_file_bytes,
+                    fmt.description or fmt.name)
     return fmt().load(path, trust)
 
 

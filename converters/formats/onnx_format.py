@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from converters.errors import ModelLoadError
-from converters.formats import Format, Trust, register_format, sha256_of
+from converters.formats import Format, Trust, register_format, require_regular_file, sha256_of
 from converters.graph import Dim, Graph, ModelGraph, ModelMeta, Node, TensorInfo
+from converters.limits import memory_note
 
 if TYPE_CHECKING:
     import onnx
@@ -185,14 +186,32 @@ def _iter_tensor_protos(g: onnx.GraphProto):
                     yield from _iter_tensor_protos(sg)
 
 
+def _external_int(model_path: Path, t: onnx.TensorProto, key: str, raw: str | None,
+                  default: int) -> int:
+    """An offset/length entry as an int >= 0, or a clear error naming the tensor."""
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw.strip())
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise ModelLoadError(
+            f"{model_path.name}: tensor {t.name!r} has external data {key} {raw[:40]!r}, not a "
+            "whole number >= 0: the model file is damaged or was edited by hand")
+    return v
+
+
 def check_external_data(model: onnx.ModelProto, model_path: Path) -> list[Path]:
     """Validate external-data references without reading them; return the files used.
 
     A location must stay inside the model's folder: an absolute path or one that climbs out
     with '..' (or a symlink pointing out) could make ModelDeck read any file on the machine.
+    Each data file must be a regular file (not a FIFO or device), and every tensor's
+    offset/length must be whole numbers that fit inside it.
     """
     base = model_path.parent.resolve()
-    files: dict[Path, int] = {}
+    sizes: dict[Path, int] = {}
     for t in _iter_tensor_protos(model.graph):
         if t.data_location != t.EXTERNAL:
             continue
@@ -201,23 +220,246 @@ def check_external_data(model: onnx.ModelProto, model_path: Path) -> list[Path]:
         if not loc:
             raise ModelLoadError(f"{model_path.name}: tensor {t.name!r} has external data "
                                  "without a location")
+        if "\0" in loc:
+            raise ModelLoadError(f"{model_path.name}: tensor {t.name!r} has an external data "
+                                 "location with a NUL character: the model file is damaged")
         target = (base / loc).resolve()
         if Path(loc).is_absolute() or not target.is_relative_to(base):
             raise ModelLoadError(
                 f"{model_path.name}: tensor {t.name!r} points its external data at {loc!r}, "
                 "outside the model's folder; refused for safety. Keep the data file beside the "
                 "model and give a relative location")
-        if not target.is_file():
+        if not target.exists():
             raise ModelLoadError(
                 f"{model_path.name}: external data file {loc!r} (for tensor {t.name!r}) is "
                 f"missing: copy it into {base} next to the model")
-        end = int(info.get("offset", 0)) + int(info.get("length", _tensor_nbytes(t)))
-        files[target] = max(files.get(target, 0), end)
-    for f, end in files.items():
-        if f.stat().st_size < end:
-            raise ModelLoadError(f"{model_path.name}: external data file {f.name} is truncated "
-                                 f"({f.stat().st_size} bytes, needs {end})")
-    return sorted(files)
+        if target not in sizes:
+            sizes[target] = require_regular_file(target, "external data file").st_size
+        offset = _external_int(model_path, t, "offset", info.get("offset"), 0)
+        declared = _tensor_nbytes(t)
+        length = _external_int(model_path, t, "length", info.get("length"), declared)
+        if "length" in info and declared and length != declared:
+            raise ModelLoadError(
+                f"{model_path.name}: tensor {t.name!r} declares {length} bytes of external data "
+                f"but its shape and type need {declared}: the model file is damaged")
+        if offset + length > sizes[target]:
+            raise ModelLoadError(
+                f"{model_path.name}: external data file {target.name} is truncated or the offset "
+                f"is wrong ({sizes[target]} bytes, tensor {t.name!r} needs bytes {offset}.."
+                f"{offset + length})")
+    return sorted(sizes)
+
+
+_MAX_NOTES_PER_KIND = 3  # a broken graph can have thousands of faults; name a few, count the rest
+
+
+def _graphs_of(g: onnx.GraphProto):
+    """The graph and every nested subgraph, parents first."""
+    from onnx import AttributeProto
+
+    yield g
+    for n in g.node:
+        for a in n.attribute:
+            if a.type == AttributeProto.GRAPH:
+                yield from _graphs_of(a.g)
+            elif a.type == AttributeProto.GRAPHS:
+                for sg in a.graphs:
+                    yield from _graphs_of(sg)
+
+
+def sanitize_dims(model: onnx.ModelProto) -> list[str]:
+    """Make negative declared dims unknown, in place; return one note per tensor changed.
+
+    onnx's C++ shape inference aborts the whole process (an assertion, exit 134) on a
+    dim_value < 0 in a place it expects a size; an unknown dim means the same to every reader.
+    """
+    bad: list[str] = []
+    for g in _graphs_of(model.graph):
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            if vi.type.WhichOneof("value") != "tensor_type":
+                continue
+            fixed = False
+            for d in vi.type.tensor_type.shape.dim:
+                if d.HasField("dim_value") and d.dim_value < 0:
+                    d.ClearField("dim_value")
+                    fixed = True
+            if fixed:
+                bad.append(vi.name)
+    if not bad:
+        return []
+    return [f"warning: negative dims in {_name_list(bad)} are invalid; taken as unknown"]
+
+
+def _name_list(names: list[str]) -> str:
+    shown = ", ".join(repr(n[:60]) for n in names[:_MAX_NOTES_PER_KIND])
+    more = len(names) - _MAX_NOTES_PER_KIND
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def structure_problems(g: onnx.GraphProto, outer: frozenset[str] = frozenset(),
+                       where: str = "") -> list[str]:
+    """What makes the graph invalid, one line per kind: duplicate names, dangling inputs, cycles.
+
+    onnx.checker stops at the first fault; this lists each kind, in subgraphs too (`outer`
+    holds the names an enclosing graph makes visible, as in ONNX scoping).
+    """
+    from onnx import AttributeProto
+
+    problems: list[str] = []
+    at = f" in {where}" if where else ""
+    defined = {vi.name for vi in g.input} | {t.name for t in g.initializer} | {
+        t.values.name for t in g.sparse_initializer}
+    producer: dict[str, int] = {}
+    dup_outputs: list[str] = []
+    for i, n in enumerate(g.node):
+        for o in n.output:
+            if not o:
+                continue
+            if o in producer or o in defined:
+                dup_outputs.append(o)
+            producer.setdefault(o, i)
+    if dup_outputs:
+        problems.append(f"tensors produced more than once{at}: {_name_list(sorted(set(dup_outputs)))}")
+    node_names = [n.name for n in g.node if n.name]
+    dup_nodes = sorted({x for x in node_names if node_names.count(x) > 1}) if (
+        len(set(node_names)) != len(node_names)) else []
+    if dup_nodes:
+        problems.append(f"duplicate node names{at}: {_name_list(dup_nodes)}")
+
+    visible = outer | set(defined) | set(producer)
+    dangling = sorted({i for n in g.node for i in n.input if i and i not in visible})
+    if dangling:
+        problems.append(f"inputs nothing produces{at}: {_name_list(dangling)}")
+    missing_out = [vi.name for vi in g.output if vi.name not in visible]
+    if missing_out:
+        problems.append(f"graph outputs nothing produces{at}: {_name_list(missing_out)}")
+
+    # Kahn's algorithm over producer -> consumer edges inside this graph.
+    deps = [{producer[i] for i in n.input if i in producer and i not in defined} for n in g.node]
+    users: dict[int, list[int]] = {}
+    for j, ds in enumerate(deps):
+        for d in ds:
+            users.setdefault(d, []).append(j)
+    waiting = [len(ds) for ds in deps]
+    ready = [j for j, w in enumerate(waiting) if w == 0]
+    done = 0
+    out_of_order = False
+    while ready:
+        j = ready.pop()
+        done += 1
+        for u in users.get(j, ()):
+            if u <= j:
+                out_of_order = True
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                ready.append(u)
+    if done < len(g.node):
+        stuck = [g.node[j].name or f"{g.node[j].op_type}_{j}"
+                 for j, w in enumerate(waiting) if w > 0]
+        problems.append(f"a cycle{at}: {len(stuck)} nodes depend on their own outputs "
+                        f"({_name_list(stuck)}); no runtime can execute it")
+    elif out_of_order or any(d >= j for j, ds in enumerate(deps) for d in ds):
+        problems.append(f"nodes are not in topological order{at} (some runtimes refuse this)")
+
+    for i, n in enumerate(g.node):
+        for a in n.attribute:
+            subs = [a.g] if a.type == AttributeProto.GRAPH else (
+                list(a.graphs) if a.type == AttributeProto.GRAPHS else [])
+            for sg in subs:
+                name = n.name or f"{n.op_type}_{i}"
+                problems += structure_problems(sg, frozenset(visible),
+                                               f"{where + '/' if where else ''}{name}.{a.name}")
+    return problems
+
+
+def _attribute_problems(g: onnx.GraphProto) -> list[str]:
+    """Attribute values no runtime accepts (kernel_shape [0], group 10^9) that inference misses."""
+    bad: list[str] = []
+    weights = {t.name: list(t.dims) for t in g.initializer}
+    for i, n in enumerate(g.node):
+        name = n.name or f"{n.op_type}_{i}"
+        for a in n.attribute:
+            if a.name in ("kernel_shape", "strides", "dilations") and any(v < 1 for v in a.ints):
+                bad.append(f"{name}: {a.name} {list(a.ints)[:8]} must be >= 1")
+            elif a.name == "pads" and any(v < 0 for v in a.ints) and n.op_type != "Pad":
+                bad.append(f"{name}: pads {list(a.ints)[:8]} must be >= 0")
+            elif a.name == "group" and n.op_type in ("Conv", "ConvTranspose", "QLinearConv",
+                                                      "ConvInteger"):
+                w = weights.get(n.input[1 if n.op_type != "QLinearConv" else 3], [None]) if len(
+                    n.input) > 1 else [None]
+                out_ch = w[0] if n.op_type != "ConvTranspose" else None
+                if a.i < 1 or (out_ch and out_ch % a.i):
+                    bad.append(f"{name}: group {a.i} does not divide the weight's "
+                               f"{out_ch if out_ch else '?'} output channels")
+    if not bad:
+        return []
+    more = len(bad) - _MAX_NOTES_PER_KIND
+    return ["invalid attributes: " + "; ".join(bad[:_MAX_NOTES_PER_KIND])
+            + (f"; and {more} more" if more > 0 else "")]
+
+
+def _opset_problems(model: onnx.ModelProto) -> list[str]:
+    """Opsets newer than the installed onnx knows: nothing here can check or run those ops."""
+    from onnx import defs
+
+    latest = defs.onnx_opset_version()
+    out = []
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx") and not 1 <= o.version <= latest:
+            out.append(f"opset {o.version} of the default domain is outside 1..{latest}, the "
+                       "versions the installed onnx knows: ops are checked against none")
+    return out
+
+
+def _checker_note(model: onnx.ModelProto) -> str | None:
+    """onnx.checker's verdict, without the full check (no shape inference, no data read).
+
+    The checker stops at its first complaint, and it complains about graph inputs/outputs
+    declared without a shape, which exporters often write and every runtime accepts; so those
+    get an empty shape for the check, removed again afterwards.
+    """
+    import onnx
+
+    shapeless = [vi for g in _graphs_of(model.graph) for vi in list(g.input) + list(g.output)
+                 if vi.type.WhichOneof("value") == "tensor_type"
+                 and not vi.type.tensor_type.HasField("shape")]
+    for vi in shapeless:
+        vi.type.tensor_type.shape.SetInParent()
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except onnx.checker.ValidationError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        text = " ".join(lines)
+        return "warning: onnx checker: " + (text[:300] if text else "model is invalid")
+    except Exception as e:  # noqa: BLE001 - the checker is advisory; never fail the load on it
+        log.info("onnx checker failed: %s", e)
+        return f"warning: onnx checker could not run: {type(e).__name__}"
+    finally:
+        for vi in shapeless:
+            vi.type.tensor_type.ClearField("shape")
+    return None
+
+
+def _infer_shapes(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
+    """Shapes for every tensor; an inconsistency is a warning, then a lenient pass fills in.
+
+    Strict mode reports what is wrong (kernel_shape [0], mismatched dims); the lenient pass
+    still infers the rest so the graph stays useful. Reads dims only, never weight bytes.
+    """
+    import onnx
+
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as e:  # a custom op or a fault: say it, then infer what can be
+        msg = " ".join(str(e).split())
+        msg = msg.replace("[ShapeInferenceError] Inference error(s): ", "")
+        notes.append(f"warning: shape inference: {msg[:300] or type(e).__name__}")
+        log.info("strict shape inference failed: %s", e)
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception as e:  # noqa: BLE001 - the graph without inferred shapes is still useful
+        log.info("shape inference failed: %s", e)
+        return model
 
 
 @register_format
@@ -225,6 +467,7 @@ class OnnxFormat(Format):
     name = "onnx"
     suffixes = (".onnx",)
     description = "ONNX model"
+    max_file_bytes = 2**31 - 1  # protobuf's own limit: larger models keep weights external
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
@@ -245,13 +488,15 @@ class OnnxFormat(Format):
             raise ModelLoadError(f"{path.name} parsed as ONNX but holds no graph: the file is "
                                  "probably truncated or not an ONNX model")
         data_files = check_external_data(model, path)
-        notes: list[str] = []
-        try:
-            # Shape inference reads dims, not weight bytes, so external data need not be loaded.
-            model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-        except Exception as e:  # a custom op can stop inference; the graph is still useful
-            notes.append(f"shape inference stopped: {str(e).splitlines()[0]}")
-            log.info("shape inference failed for %s: %s", path, e)
+        notes: list[str] = sanitize_dims(model)
+        problems = structure_problems(model.graph)
+        problems += [p for g in _graphs_of(model.graph) for p in _attribute_problems(g)]
+        problems += _opset_problems(model)
+        notes += [f"warning: invalid graph: {p}" for p in problems]
+        checker = _checker_note(model)
+        if checker:
+            notes.append(checker)
+        model = _infer_shapes(model, notes)
         graph = _convert_graph(model.graph, "")
         files = [path, *data_files]
         meta = ModelMeta(
@@ -259,4 +504,8 @@ class OnnxFormat(Format):
             producer=f"{model.producer_name} {model.producer_version}".strip(),
             opset={(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import},
             file_size=sum(f.stat().st_size for f in files), sha256=sha256_of(files), notes=notes)
-        return ModelGraph(graph=graph, meta=meta)
+        result = ModelGraph(graph=graph, meta=meta)
+        memory = memory_note(result)
+        if memory:
+            notes.append("warning: " + memory)
+        return result

@@ -23,6 +23,7 @@ class TfliteFormat(Format):
     name = "tflite"
     suffixes = (".tflite",)
     description = "TensorFlow Lite (.tflite)"
+    max_file_bytes = 2**31 - 1  # flatbuffers address 32-bit offsets: nothing valid is larger
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
