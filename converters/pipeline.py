@@ -271,8 +271,11 @@ def run_pipeline(spec: ConvertSpec, emit: Emit = lambda e: None,
                 broken = {"step": i + 1, "pass": step.name, "cosine": cos}
                 if current.format == "onnx" and placed.format == "onnx":
                     try:
-                        broken["node"] = first_divergent_node(current, placed, feeds,
-                                                              spec.fidelity_threshold)
+                        found = first_divergent_node(current, placed, feeds,
+                                                     spec.fidelity_threshold)
+                        # the node as the user knows it (source graph's name and op type) on
+                        # top, the comparison's detail beside it: front ends read node["name"]
+                        broken["node"] = {**found["reference_node"], **found} if found else None
                     except Exception as e:
                         log.info("could not locate the divergent node: %s", e)
                 row["messages"].append(f"fidelity fell below {spec.fidelity_threshold} here "

@@ -76,3 +76,24 @@ def test_old_ir_model_with_generated_weights(light, tmp_path):
     assert result.changed and result.details["preprocessed"]
     assert _ops(result.output.path).count("ConvInteger") == result.details["nodes_quantized"] > 20
     assert [p.name for p in tmp_path.iterdir()] == [result.output.path.name]  # no leftovers
+
+
+def test_convert_names_the_node_where_fidelity_broke(tmp_path):
+    """`convert --pass int8-dynamic` once ended in `internal error: KeyError: 'name'` after
+    writing the file: the CLI read first_broken["node"]["name"], which the pipeline lacked.
+    A threshold above what INT8 reaches makes fidelity "break" on purpose."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, SAMPLE_ONNX
+
+    out = tmp_path / "q.onnx"
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "convert", str(SAMPLE_ONNX),
+                           "--pass", "int8-dynamic", "--fidelity-threshold", "0.9999999",
+                           "-o", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "internal error" not in proc.stderr and "KeyError" not in proc.stderr
+    assert "fidelity broke at step 1 (int8-dynamic" in proc.stdout
+    assert "first diverging node /" in proc.stdout
+    assert out.is_file()
