@@ -49,6 +49,7 @@ class TensorInfo:
     shape: list[Dim] | None = None  # None: rank unknown
     is_weight: bool = False
     nbytes: int | None = None  # bytes the weight occupies on disk / in memory
+    value: Any = None  # the values of a small constant (a few elements), as JSON data
 
     @property
     def numel(self) -> int | None:

@@ -68,8 +68,12 @@ class Format:
         """True when the content looks like this format. Cheap: no framework import."""
         raise NotImplementedError
 
-    def load(self, path: Path, trust: Trust) -> ModelGraph:
-        """Parse the model into a ModelGraph. Raises ModelLoadError on bad input."""
+    def load(self, path: Path, trust: Trust,
+             input_shapes: dict[str, list[int]] | None = None) -> ModelGraph:
+        """Parse the model into a ModelGraph. Raises ModelLoadError on bad input.
+
+        `input_shapes` (a resolved workload's sizes) fixes the inputs' dims so that every
+        derived shape, and so every MAC count, is computed at those sizes."""
         raise NotImplementedError
 
 
@@ -181,12 +185,13 @@ def detect_format(path: Path) -> type[Format]:
     raise ModelLoadError(f"{path.name}: not a model format ModelDeck reads (supported: {known})")
 
 
-def open_model(path: str | Path, trust: Trust = Trust()) -> ModelGraph:
+def open_model(path: str | Path, trust: Trust = Trust(),
+               input_shapes: dict[str, list[int]] | None = None) -> ModelGraph:
     path = Path(path)
     fmt = detect_format(path)
     check_file_size(path, require_regular_file(path).st_size, fmt.max_file_bytes,
                     fmt.description or fmt.name)
-    return fmt().load(path, trust)
+    return fmt().load(path, trust, input_shapes)
 
 
 # Registration happens on import; these modules import no framework at module level.

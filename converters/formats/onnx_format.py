@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from converters.errors import ModelLoadError
 from converters.formats import Format, Trust, register_format, require_regular_file, sha256_of
-from converters.graph import Dim, Graph, ModelGraph, ModelMeta, Node, TensorInfo
+from converters.graph import Dim, Graph, ModelGraph, ModelMeta, Node, TensorInfo, json_safe
 from converters.limits import memory_note
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _constant_tensor(node: onnx.NodeProto) -> TensorInfo | None:
     for a in node.attribute:
         if a.name == "value":
             return TensorInfo(node.output[0], dtype_name(a.t.data_type), list(a.t.dims),
-                              is_weight=True, nbytes=_tensor_nbytes(a.t))
+                              is_weight=True, nbytes=_tensor_nbytes(a.t), value=_small_value(a.t))
         if a.name == "sparse_value":
             v = a.sparse_tensor.values
             return TensorInfo(node.output[0], dtype_name(v.data_type), list(a.sparse_tensor.dims),
@@ -121,6 +121,21 @@ def _scope_of(name: str) -> str:
     return name.rsplit("/", 1)[0]
 
 
+def _small_value(t: onnx.TensorProto) -> Any:
+    """The values of a constant of a few elements (a sample rate, an axis), else None."""
+    from onnx import numpy_helper
+
+    n = 1
+    for d in t.dims:
+        n *= d
+    if n > _MAX_ATTR_VALUES or t.data_location == t.EXTERNAL:
+        return None
+    try:
+        return json_safe(numpy_helper.to_array(t).tolist())
+    except Exception:  # exotic dtypes: no value, the shape is enough
+        return None
+
+
 def _convert_graph(g: onnx.GraphProto, prefix: str) -> Graph:
     from onnx import AttributeProto
 
@@ -132,7 +147,8 @@ def _convert_graph(g: onnx.GraphProto, prefix: str) -> Graph:
     for init in g.initializer:
         init_names.add(init.name)
         tensors[init.name] = TensorInfo(init.name, dtype_name(init.data_type), list(init.dims),
-                                        is_weight=True, nbytes=_tensor_nbytes(init))
+                                        is_weight=True, nbytes=_tensor_nbytes(init),
+                                        value=_small_value(init))
     for sp in g.sparse_initializer:
         init_names.add(sp.values.name)
         tensors[sp.values.name] = TensorInfo(sp.values.name, dtype_name(sp.values.data_type),
@@ -475,7 +491,8 @@ class OnnxFormat(Format):
         return (len(head) > 2 and head[0] == 0x08 and 1 <= head[1] <= 32
                 and path.suffix.lower() not in (".bin", ".tflite") and head[4:8] != b"TFL3")
 
-    def load(self, path: Path, trust: Trust) -> ModelGraph:
+    def load(self, path: Path, trust: Trust,
+             input_shapes: dict[str, list[int]] | None = None) -> ModelGraph:
         import onnx
         from google.protobuf.message import DecodeError
 
@@ -496,6 +513,10 @@ class OnnxFormat(Format):
         checker = _checker_note(model)
         if checker:
             notes.append(checker)
+        if input_shapes:
+            from converters.workload import set_input_shapes
+
+            set_input_shapes(model, input_shapes)
         model = _infer_shapes(model, notes)
         graph = _convert_graph(model.graph, "")
         files = [path, *data_files]

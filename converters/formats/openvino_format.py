@@ -7,14 +7,18 @@ OpenVINO is imported inside functions only: sniffing must stay cheap.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from converters.errors import ModelLoadError
-from converters.formats import Format, Trust, register_format, sha256_of
+from converters.formats import (Format, Trust, check_file_size, register_format,
+                                require_regular_file, sha256_of)
 from converters.graph import Dim, Graph, ModelGraph, ModelMeta, Node, TensorInfo, json_safe
 
 log = logging.getLogger(__name__)
+
+MAX_XML_BYTES = 1 << 30  # the .xml is parsed whole in memory; real IRs stay far below this
 
 # OpenVINO element type names -> the numpy-style names ModelGraph uses.
 _DTYPES = {
@@ -49,7 +53,8 @@ class OpenVinoFormat(Format):
         # A .bin is claimed so that load() can point the user at the .xml it belongs to.
         return suffix == ".bin" and not _looks_like_pytorch(head)
 
-    def load(self, path: Path, trust: Trust) -> ModelGraph:
+    def load(self, path: Path, trust: Trust,
+             input_shapes: dict[str, list[int]] | None = None) -> ModelGraph:
         path = Path(path)
         if path.suffix.lower() == ".bin":
             xml = path.with_suffix(".xml")
@@ -69,37 +74,50 @@ class OpenVinoFormat(Format):
             file_size=sum(f.stat().st_size for f in files),
             sha256=sha256_of(files),
         )
+        reshape_inputs(model, input_shapes, meta)
         return graph_from_ov_model(model, meta)
 
 
 def _check_is_ir(xml: Path) -> None:
-    """Refuse other XML early: OpenVINO would otherwise try every frontend on it."""
+    """Refuse other XML early (OpenVINO would try every frontend on it), and text that is not
+    UTF-8: OpenVINO hands such names to Python, which fails deep inside with UnicodeDecodeError."""
+    size = require_regular_file(xml).st_size
+    check_file_size(xml, size, MAX_XML_BYTES, "OpenVINO IR .xml")
     try:
         with open(xml, "rb") as f:
-            head = f.read(4096)
+            data = f.read()
     except OSError as e:
         raise ModelLoadError(f"cannot read {xml}: {e.strerror}") from e
-    if b"<net" not in head:
+    if b"<net" not in data[:4096]:
         raise ModelLoadError(
             f"{xml.name} is not an OpenVINO IR: no <net> element at its start "
             "(is it another kind of XML file, or a damaged copy?)")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ModelLoadError(
+            f"{xml.name} is damaged: byte {e.start} (line {line}) is not valid UTF-8 text, "
+            "and an OpenVINO IR is UTF-8 XML") from None
 
 
 def _read_ir(xml: Path, bin_path: Path) -> Any:
     import openvino as ov
 
     core = ov.Core()
+    if os.path.lexists(bin_path):
+        require_regular_file(bin_path, "OpenVINO IR weights file")
     if not bin_path.is_file():
         try:
             return core.read_model(str(xml))  # an IR without constants needs no .bin
-        except RuntimeError as e:
+        except (RuntimeError, UnicodeDecodeError) as e:
             raise ModelLoadError(
                 f"{bin_path.name} is missing: an OpenVINO IR is two files, {xml.name} (the graph) "
                 f"and {bin_path.name} (the weights); put {bin_path.name} beside {xml.name} "
                 f"({ov_error_summary(e)})") from e
     try:
         return core.read_model(str(xml), str(bin_path))
-    except RuntimeError as e:
+    except (RuntimeError, UnicodeDecodeError) as e:
         raise ModelLoadError(
             f"{xml.name} could not be read as an OpenVINO IR, it may be damaged or truncated, "
             f"or {bin_path.name} may belong to another model: {ov_error_summary(e)}") from e
@@ -127,6 +145,25 @@ def _producer(model: Any) -> str:
 
 # --- ov.Model -> ModelGraph ------------------------------------------------------------------
 
+def reshape_inputs(model: Any, input_shapes: dict[str, list[int]] | None, meta: ModelMeta
+                   ) -> None:
+    """Fix the inputs' sizes (a resolved workload) so every derived shape is concrete; a model
+    that refuses them keeps its declared shapes, with a note saying why."""
+    if not input_shapes:
+        return
+    import openvino as ov
+
+    names = {n for port in model.inputs for n in port.get_names()}
+    wanted = {k: ov.PartialShape(v) for k, v in input_shapes.items() if k in names}
+    if not wanted:
+        return
+    try:
+        model.reshape(wanted)
+    except Exception as e:  # the workload's dry check normally catches this first
+        meta.notes.append(f"shapes kept as declared: the model refused the input sizes "
+                          f"({ov_error_summary(e)})")
+
+
 def graph_from_ov_model(model: Any, meta: ModelMeta) -> ModelGraph:
     """Map an ov.Model (from any OpenVINO frontend) to a ModelGraph.
 
@@ -134,7 +171,12 @@ def graph_from_ov_model(model: Any, meta: ModelMeta) -> ModelGraph:
     inputs and outputs; If/Loop/TensorIterator bodies become Node.subgraphs.
     """
     builder = _GraphBuilder()
-    graph = builder.build(model)
+    try:
+        graph = builder.build(model)
+    except UnicodeDecodeError:
+        raise ModelLoadError(
+            f"{Path(meta.path).name} is damaged: a tensor or layer name in it is not valid "
+            "UTF-8 text") from None
     if builder.decompressions:
         meta.notes.append(
             f"weights are stored compressed (e.g. float16 or int8): {builder.decompressions} "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from converters.errors import ModelLoadError
 from converters.formats import Format, Trust, register_format, sha256_of
-from converters.formats.openvino_format import graph_from_ov_model, ov_error_summary
+from converters.formats.openvino_format import graph_from_ov_model, ov_error_summary, reshape_inputs
 from converters.graph import ModelGraph, ModelMeta
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ class TfliteFormat(Format):
     def sniff(cls, path: Path, head: bytes) -> bool:
         return head[4:8] == _IDENTIFIER
 
-    def load(self, path: Path, trust: Trust) -> ModelGraph:
+    def load(self, path: Path, trust: Trust,
+             input_shapes: dict[str, list[int]] | None = None) -> ModelGraph:
         path = Path(path)
         try:
             with open(path, "rb") as f:
@@ -56,4 +57,5 @@ class TfliteFormat(Format):
             file_size=path.stat().st_size,
             sha256=sha256_of([path]),
         )
+        reshape_inputs(model, input_shapes, meta)
         return graph_from_ov_model(model, meta)
