@@ -14,5 +14,14 @@ class UnsupportedModelError(ModelLoadError):
     """The file is a model, but something in it (an op, a construct) is not supported."""
 
 
+class ConsentRequired(ModelLoadError):
+    """Loading or running the file would run code stored in it; only with the user's consent.
+
+    The message names no CLI flag: each front end adds how to give consent (the CLI names
+    --trust, the window shows its consent dialog). The worker reports it as kind
+    "needs_consent".
+    """
+
+
 class Cancelled(Exception):
     """The user cancelled the job. Not an error: whoever created partial outputs removes them."""

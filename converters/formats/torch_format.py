@@ -4,27 +4,34 @@ Each kind stores a different amount of model, so each has its own path to a Mode
 
 - a torch.export archive holds an ATen graph with a shape on every value: we walk it as is;
 - a TorchScript archive holds a graph without shapes: we walk its inlined graph and, when an
-  example input shape is known, run it once on zeros to read the shape of every value;
+  example input shape is known and the user consented to running the file's code, run it once
+  on zeros to read the shape of every value;
 - a torch.save file holds a pickle. A state_dict has no architecture, so we say so; a whole
   pickled nn.Module needs arbitrary code to load, so we refuse unless the user trusts the file.
+
+Running a TorchScript program (a probe, a re-trace, a __setstate__ method run on load) or a
+pickle is running code the file brought: without Trust.run_code nothing of the file runs.
+Every archive is size-checked (check_archive) before any member is read, by us or by torch.
 
 torch is imported inside functions only, so that registering this format stays cheap.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import pickle
+import pickletools
 import re
 import warnings
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from converters.errors import ModelLoadError
-from converters.formats import Format, Trust, register_format, sha256_of
+from converters.errors import ConsentRequired, ModelLoadError
+from converters.formats import Format, Trust, current_trust, register_format, sha256_of
 from converters.graph import Dim, Graph, ModelGraph, ModelMeta, Node, TensorInfo, json_safe
 
 logger = logging.getLogger(__name__)
@@ -39,8 +46,20 @@ _EXPORT_HOWTO = ("export the model in the project that defines it: "
                  "torch.export.save(torch.export.export(model, (example_input,)), 'model.pt2'), "
                  "torch.jit.save(torch.jit.trace(model, example_input), 'model.pt'), "
                  "or torch.onnx.export to ONNX")
-_PICKLE_HOWTO = ("ModelDeck refuses this by default; if the file comes from a source you trust, "
-                 "open it again with --trust-pickle (Trust(allow_pickle=True))")
+_PICKLE_HOWTO = ("ModelDeck does this only with your consent, for a file from a source you "
+                 "trust")
+
+# Archive limits, checked on the zip directory before any member is read. Real models store
+# their members uncompressed (ratio 1:1) and keep metadata small; a member expanding past these
+# is refused as a possible zip bomb.
+MAX_METADATA_MEMBER = 256 * 1024 ** 2  # one JSON / pickle / code member, uncompressed
+MAX_RATIO = 100  # uncompressed : compressed, for members over RATIO_FLOOR
+RATIO_FLOOR = 1024 ** 2  # small members may compress as well as they like
+MAX_TOTAL_RATIO = 100  # all members together vs the archive's size ...
+TOTAL_FLOOR = 1024 ** 3  # ... once they pass 1 GiB
+# Nesting depth (unpickler stack height) a pickle may reach; torch's unpicklers overflow the C
+# stack on deep nesting. Real models stay far below (a few dozen).
+MAX_PICKLE_DEPTH = 1000
 
 
 # --- cheap content checks (no torch import) ------------------------------------------------
@@ -54,6 +73,102 @@ def _zip_names(path: Path) -> list[str]:
 def _relative(name: str) -> str:
     """torch writes every member under one top folder named after the file: drop it."""
     return name.split("/", 1)[1] if "/" in name else name
+
+
+def _size(n: float) -> str:
+    for unit, div in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _is_tensor_data(name: str) -> bool:
+    """Members holding raw tensor bytes (read by size, never parsed): data/<n>, weights."""
+    rel = _relative(name)
+    return (rel.startswith("data/") or "/data/" in name) and not rel.endswith(
+        (".json", ".pkl", ".py", ".debug_pkl"))
+
+
+def check_archive(path: str | Path) -> None:
+    """Refuse zip bombs and unpickler-crashing pickles before anything reads a member.
+
+    Looks only at the zip directory (declared sizes: what zipfile and torch's reader allocate
+    and stop at), then walks the opcodes of each pickle member without unpickling it.
+    Raises ModelLoadError; returns quietly for an archive within limits.
+    """
+    path = Path(path)
+    try:
+        archive_size = path.stat().st_size
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            total = 0
+            for info in infos:
+                total += info.file_size
+                ratio = info.file_size / max(info.compress_size, 1)
+                if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
+                    raise ModelLoadError(_bomb(path, info.filename, info.file_size,
+                                               info.compress_size, f"ratio {ratio:,.0f}:1"))
+                if info.file_size > MAX_METADATA_MEMBER and not _is_tensor_data(info.filename):
+                    raise ModelLoadError(_bomb(
+                        path, info.filename, info.file_size, info.compress_size,
+                        f"a metadata member over {_size(MAX_METADATA_MEMBER)}"))
+            if total > max(TOTAL_FLOOR, MAX_TOTAL_RATIO * archive_size):
+                raise ModelLoadError(
+                    f"{path.name}: its members would expand to {_size(total)} from "
+                    f"{_size(archive_size)}: refused as a possible zip bomb")
+            for info in infos:
+                if info.filename.endswith(".pkl"):
+                    with zf.open(info) as f:
+                        _check_pickle_depth(f, f"{path.name} ({_relative(info.filename)})")
+    except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as e:
+        raise ModelLoadError(
+            f"{path.name} is a damaged or truncated zip archive ({e}): the download or copy "
+            "did not finish, or the file was cut short; fetch or export it again") from e
+    except OSError as e:
+        raise ModelLoadError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def _bomb(path: Path, member: str, size: int, packed: int, why: str) -> str:
+    return (f"{path.name}: archive member {_relative(member)} would expand to {_size(size)} "
+            f"from {_size(packed)} ({why}): refused as a possible zip bomb")
+
+
+def _check_pickle_depth(stream: IO[bytes], what: str) -> None:
+    """Refuse a pickle whose nesting would overflow an unpickler's stack (torch's is C++).
+
+    Follows the stack effect of every opcode (pickletools), never building an object. A
+    pickle that pickletools cannot walk is left for the real unpickler to reject.
+    """
+    heights = [0]  # items above each MARK; heights[0]: items below the first mark
+    depth = 0
+    try:
+        for opcode, _, _ in pickletools.genops(stream):
+            before, after = opcode.stack_before, opcode.stack_after
+            if pickletools.markobject in before:
+                depth -= heights.pop() + 1
+                below = before.index(pickletools.markobject)
+                if not heights:
+                    return  # malformed: the unpickler will say so
+                heights[-1] -= below
+                depth -= below
+            else:
+                heights[-1] -= len(before)
+                depth -= len(before)
+            if pickletools.markobject in after:
+                heights.append(0)
+                depth += 1
+            else:
+                heights[-1] += len(after)
+                depth += len(after)
+            if depth > MAX_PICKLE_DEPTH:
+                raise ModelLoadError(
+                    f"{what} nests more than {MAX_PICKLE_DEPTH} levels deep; no model needs "
+                    "that, and unpickling it would overflow the reader's stack: refused as "
+                    "a damaged or hostile file")
+    except ModelLoadError:
+        raise
+    except Exception as e:  # ValueError, EOF in the middle of an opcode, ...
+        logger.debug("pickle walk of %s stopped: %s", what, e)
 
 
 def archive_kind(names: Iterable[str]) -> str | None:
@@ -91,7 +206,10 @@ class TorchFormat(Format):
             return True
         return _is_pickle(head) and path.suffix.lower() in TORCH_SUFFIXES
 
-    def load(self, path: Path, trust: Trust) -> ModelGraph:
+    def load(self, path: Path, trust: Trust,
+             input_shapes: dict[str, list[int]] | None = None) -> ModelGraph:
+        # Shapes come from the archive's own example inputs: re-deriving them at other sizes
+        # would mean running the model's code.
         return load_torch_model(path, trust)
 
 
@@ -104,14 +222,16 @@ def load_torch_model(path: str | Path, trust: Trust = Trust(),
     Raises ModelLoadError with a message for the user; never lets a torch traceback through.
     """
     path = Path(path)
+    trust = _effective(trust)
     kind = _file_kind(path)
     try:
-        if kind == "export":
-            graph, meta = _load_exported_program(path, trust)
-        elif kind == "torchscript":
-            graph, meta = _load_torchscript(path, input_shapes)
-        else:
-            graph, meta = _load_torch_save(path, trust, input_shapes)
+        with quiet_torch():
+            if kind == "export":
+                graph, meta = _load_exported_program(path, trust)
+            elif kind == "torchscript":
+                graph, meta = _load_torchscript(path, input_shapes, trust)
+            else:
+                graph, meta = _load_torch_save(path, trust, input_shapes)
     except ModelLoadError:
         raise
     except Exception as e:  # torch raises many types; the user needs one clear line
@@ -122,6 +242,39 @@ def load_torch_model(path: str | Path, trust: Trust = Trust(),
     meta.file_size = path.stat().st_size
     meta.sha256 = sha256_of([path])
     return ModelGraph(graph=graph, meta=meta)
+
+
+def _effective(trust: Trust | None) -> Trust:
+    """The consent given here, or to the whole job (converters.formats.consent)."""
+    return Trust(run_code=bool(trust and trust.run_code) or current_trust().run_code)
+
+
+class _ToDebug(logging.Handler):
+    """Hands torch's own log records to our logger at DEBUG (seen with --debug only)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger.debug("torch said: %s", record.getMessage())
+
+
+@contextlib.contextmanager
+def quiet_torch() -> Iterator[None]:
+    """Torch's warnings and its own loggers (which print tracebacks of errors we turn into
+    one clear line) go to our debug log while a file is read."""
+    torch_log = logging.getLogger("torch")
+    saved = (torch_log.handlers[:], torch_log.propagate)
+    torch_log.handlers[:] = [_ToDebug()]
+    torch_log.propagate = False
+
+    def to_debug(message, category, filename, lineno, file=None, line=None) -> None:
+        logger.debug("warning from %s:%s: %s", filename, lineno, message)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")  # each distinct warning once
+            warnings.showwarning = to_debug
+            yield
+    finally:
+        torch_log.handlers[:], torch_log.propagate = saved
 
 
 _KIND_WORDS = {"export": "torch.export archive", "torchscript": "TorchScript archive",
@@ -146,8 +299,11 @@ def _file_kind(path: Path) -> str:
         if kind is None:
             raise ModelLoadError(f"{path.name} is a zip archive but not a PyTorch file "
                                  "(no data.pkl, code/ or models/ inside)")
+        check_archive(path)
         return kind
     if _is_pickle(head):
+        with open(path, "rb") as f:
+            _check_pickle_depth(f, path.name)
         return "legacy_pickle"
     raise ModelLoadError(f"{path.name} is not a PyTorch file: it is neither a zip archive "
                          "(torch.save, TorchScript, torch.export) nor a legacy torch.save pickle")
@@ -234,18 +390,35 @@ def _sidecar_spec(path: Path) -> list[tuple[list[int], str]] | None:
     sidecar = path.with_suffix("." + INPUT_SPEC_NAME)
     if not sidecar.is_file():
         return None
-    return _parse_input_spec(sidecar.read_text(), sidecar.name)
+    with open(sidecar, "rb") as f:
+        text = f.read(1024 ** 2 + 1)  # a few shapes: anything bigger is not one
+    if len(text) > 1024 ** 2:
+        raise ModelLoadError(f"{sidecar.name} is over 1 MiB: not an input description; "
+                             f"expected e.g. {INPUT_SPEC_EXAMPLE}")
+    return _parse_input_spec(text, sidecar.name)
 
 
-def _zeros(spec: list[tuple[list[int], str]]) -> tuple[Any, ...]:
+MAX_EXAMPLE_BYTES = 2 * 1024 ** 3  # example inputs built from a declared shape, all together
+
+
+def _zeros(spec: list[tuple[list[int], str]], meta: bool = False) -> tuple[Any, ...]:
+    """Zeros of the declared shapes; `meta`: shape and dtype only, no memory (nothing runs)."""
     import torch
 
     tensors = []
+    total = 0
     for shape, dtype in spec:
         torch_dtype = getattr(torch, dtype, None)
         if not isinstance(torch_dtype, torch.dtype):
             raise ModelLoadError(f"unknown input dtype {dtype!r} in the input description")
-        tensors.append(torch.zeros(shape, dtype=torch_dtype))
+        t = torch.empty(shape, dtype=torch_dtype, device="meta")
+        total += t.numel() * t.element_size()
+        if total > MAX_EXAMPLE_BYTES and not meta:
+            raise ModelLoadError(
+                f"the declared input shapes ({', '.join(str(s) for s, _ in spec)}) would need "
+                f"~{total / 1e9:.1f} GB for one set of inputs; ModelDeck builds at most "
+                f"{MAX_EXAMPLE_BYTES / 1e9:.1f} GB: declare smaller example inputs")
+        tensors.append(t if meta else torch.zeros(shape, dtype=torch_dtype))
     return tuple(tensors)
 
 
@@ -264,8 +437,10 @@ def _describe_inputs(example: Sequence[Any]) -> str:
 def load_exported_program(path: str | Path, trust: Trust = Trust()) -> Any:
     """torch.export.load behind the same safety checks as inspection (passes use this)."""
     path = Path(path)
-    producer_version, _ = _check_exported_program(path, trust)
-    return _export_load(path, producer_version)
+    check_archive(path)
+    producer_version, _ = _check_exported_program(path, _effective(trust))
+    with quiet_torch():
+        return _export_load(path, producer_version)
 
 
 def load_weights_for_analysis(path: str | Path, trust: Trust = Trust()):
@@ -275,7 +450,9 @@ def load_weights_for_analysis(path: str | Path, trust: Trust = Trust()):
     if kind == "export":
         state = load_exported_program(path, trust).state_dict
     elif kind == "torchscript":
-        module, _ = _jit_load(path, restore_shapes=False)
+        check_archive(path)
+        with quiet_torch():
+            module, _ = _jit_load(path, restore_shapes=False, trust=_effective(trust))
         state = module.state_dict()
     else:
         raise ModelLoadError(f"{path.name}: weights can be read from .pt2 and TorchScript "
@@ -292,7 +469,7 @@ def _check_exported_program(path: Path, trust: Trust) -> tuple[str, dict[str, in
             raise ModelLoadError(f"{path.name} is a .pt2 package without an exported program "
                                  "(for example an AOTInductor-compiled package); ModelDeck reads "
                                  "archives written by torch.export.save")
-        if not trust.allow_pickle:
+        if not trust.run_code:
             _refuse_code_in_pt2(path, zf, programs)
     return _pt2_header(programs[0])
 
@@ -345,14 +522,14 @@ def _refuse_code_in_pt2(path: Path, zf: zipfile.ZipFile, programs: list[dict[str
     """torch.export.load can run code from the file in two ways: pickles and sympy.sympify."""
     reasons = _pt2_pickled_parts(zf)
     if reasons:
-        raise ModelLoadError(
+        raise ConsentRequired(
             f"{path.name} stores {reasons[0]}{' and more' if len(reasons) > 1 else ''} "
             "as a Python pickle: loading it would run code stored in the file. " + _PICKLE_HOWTO)
     allowed = _sympy_names()
     for program in programs:
         for text in _expression_strings(program):
             if not _is_plain_sym_expr(text, allowed):
-                raise ModelLoadError(
+                raise ConsentRequired(
                     f"{path.name} holds a symbolic-shape expression that is not plain arithmetic "
                     f"({text[:80]!r}); torch.export.load evaluates these as Python, so loading "
                     "it would run code stored in the file. " + _PICKLE_HOWTO)
@@ -654,8 +831,9 @@ class _ExportedProgramWalker:
 
 # --- TorchScript archives ------------------------------------------------------------------
 
-def _load_torchscript(path: Path, input_shapes: Sequence[Sequence[int]] | None
-                      ) -> tuple[Graph, ModelMeta]:
+def _load_torchscript(path: Path, input_shapes: Sequence[Sequence[int]] | None,
+                      trust: Trust = Trust()) -> tuple[Graph, ModelMeta]:
+    """The inlined graph; intermediate shapes only when the user consented to running it."""
     import torch
 
     names = {_relative(n) for n in _zip_names(path)}
@@ -663,11 +841,17 @@ def _load_torchscript(path: Path, input_shapes: Sequence[Sequence[int]] | None
         raise ModelLoadError(f"{path.name} is a TorchScript lite-interpreter (mobile) archive "
                              "without the full program; ModelDeck needs the archive written by "
                              "torch.jit.save")
-    module, extra = _jit_load(path, restore_shapes="traced_inputs.pkl" in names)
-    example, source = _torchscript_example(path, module, extra, input_shapes)
+    module, extra = _jit_load(path, restore_shapes="traced_inputs.pkl" in names, trust=trust)
+    example, source = _torchscript_example(path, module, extra, input_shapes,
+                                           meta=not trust.run_code)
     meta = ModelMeta(format="torch", producer=f"torch {torch.__version__} (TorchScript)")
     shapes: dict[str, tuple[list[int], str]] = {}
-    if example is not None:
+    if example is not None and not trust.run_code:
+        meta.notes.append(
+            f"Input shapes {_describe_inputs(example)} ({source}); the shapes inside the graph "
+            "are unknown: computing them means running the model, which runs code stored in "
+            "the file, so ModelDeck does it only when you trust the file")
+    elif example is not None:
         try:
             shapes = _probe_shapes(module, example)
             meta.notes.append(
@@ -678,6 +862,11 @@ def _load_torchscript(path: Path, input_shapes: Sequence[Sequence[int]] | None
             meta.notes.append(f"Shapes are unknown: running the model on zeros of shape "
                               f"{_describe_inputs(example)} ({source}) failed: {_first_line(e)}")
             example = None
+    elif not trust.run_code and "traced_inputs.pkl" in names:
+        meta.notes.append(
+            "Shapes are unknown: this traced archive stores example inputs, but reading their "
+            "shapes means re-tracing (running) the model, which runs code stored in the file, "
+            "so ModelDeck does it only when you trust the file")
     else:
         meta.notes.append(
             "Shapes are unknown because TorchScript does not store input shapes: save the model "
@@ -687,14 +876,26 @@ def _load_torchscript(path: Path, input_shapes: Sequence[Sequence[int]] | None
     return graph, meta
 
 
-def _jit_load(path: Path, restore_shapes: bool) -> tuple[Any, dict[str, Any]]:
+def _jit_load(path: Path, restore_shapes: bool, trust: Trust | None = None
+              ) -> tuple[Any, dict[str, Any]]:
     """torch.jit.load on CPU, reading our modeldeck.json extra file when the archive has one.
 
     restore_shapes re-traces traced archives with the example inputs they store, which makes
-    those inputs' shapes readable; if that fails we load without it.
+    those inputs' shapes readable; if that fails we load without it. Re-tracing runs the
+    model, and loading runs any __setstate__ method the archive defines: both only with
+    consent (Trust.run_code, given here or to the job).
     """
     import torch
 
+    trust = _effective(trust)
+    check_archive(path)
+    if not trust.run_code:
+        restore_shapes = False
+        runs_on_load = _code_run_on_load(path)
+        if runs_on_load:
+            raise ConsentRequired(
+                f"{path.name} is a TorchScript archive whose {runs_on_load} runs code stored "
+                f"in the file as soon as it is loaded. {_PICKLE_HOWTO}")
     extra: dict[str, Any] = {INPUT_SPEC_NAME: ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.load warns that TorchScript is deprecated
@@ -708,22 +909,44 @@ def _jit_load(path: Path, restore_shapes: bool) -> tuple[Any, dict[str, Any]]:
         return torch.jit.load(str(path), map_location="cpu", _extra_files=extra), extra
 
 
+_SETSTATE = re.compile(rb"^\s*def __setstate__\(", re.MULTILINE)
+_CLASS = re.compile(rb"^class (\w+)", re.MULTILINE)
+
+
+def _code_run_on_load(path: Path) -> str | None:
+    """"class X's __setstate__" when the archive's TorchScript code defines one (torch.jit.load
+    calls it while unpickling the module); None when loading runs none of the file's code."""
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            rel = _relative(name)
+            if not (rel.startswith("code/") and rel.endswith(".py")):
+                continue
+            text = zf.read(name)  # size-checked by check_archive
+            found = _SETSTATE.search(text)
+            if found:
+                classes = _CLASS.findall(text[:found.start()])
+                owner = classes[-1].decode(errors="replace") if classes else rel
+                return f"class {owner} has a __setstate__ method that"
+    return None
+
+
 def _torchscript_example(path: Path, module: Any, extra: dict[str, Any],
-                         input_shapes: Sequence[Sequence[int]] | None
+                         input_shapes: Sequence[Sequence[int]] | None, meta: bool = False
                          ) -> tuple[tuple[Any, ...] | None, str]:
-    """Example inputs and where they came from, in order of precedence; (None, "") if unknown."""
+    """Example inputs and where they came from, in order of precedence; (None, "") if unknown.
+    `meta`: tensors with shape and dtype only, for a model that will not be run."""
     spec = _explicit_spec(input_shapes)
     if spec is not None:
-        return _zeros(spec), "input shapes given when opening"
+        return _zeros(spec, meta), "input shapes given when opening"
     if extra.get(INPUT_SPEC_NAME):
-        return _zeros(_parse_input_spec(extra[INPUT_SPEC_NAME], f"the archive's {INPUT_SPEC_NAME}")
-                      ), f"from the archive's {INPUT_SPEC_NAME}"
+        return _zeros(_parse_input_spec(extra[INPUT_SPEC_NAME], f"the archive's {INPUT_SPEC_NAME}"),
+                      meta), f"from the archive's {INPUT_SPEC_NAME}"
     spec = _sidecar_spec(path)
     if spec is not None:
-        return _zeros(spec), f"from {path.with_suffix('.' + INPUT_SPEC_NAME).name}"
+        return _zeros(spec, meta), f"from {path.with_suffix('.' + INPUT_SPEC_NAME).name}"
     spec = _traced_input_spec(module)
     if spec is not None:
-        return _zeros(spec), "the example inputs stored by torch.jit.trace"
+        return _zeros(spec, meta), "the example inputs stored by torch.jit.trace"
     return None, ""
 
 
@@ -1051,8 +1274,8 @@ def _load_torch_save(path: Path, trust: Trust, input_shapes: Sequence[Sequence[i
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise here
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if not trust.allow_pickle:
-            raise ModelLoadError(_pickle_refusal(path, e)) from e
+        if not trust.run_code:
+            raise ConsentRequired(_pickle_refusal(path, e)) from e
         obj = _full_pickle_load(path)
     except Exception as e:
         raise ModelLoadError(f"{path.name} is a damaged torch.save file ({_first_line(e)}); "

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from converters.analysis import analyze
-from converters.errors import ModelLoadError
+from converters.errors import ConsentRequired, ModelLoadError
 from converters.formats import Trust, detect_format, open_model
 from converters.formats.torch_format import TorchFormat, load_torch_model
 from converters.graph import ModelGraph, Node
@@ -28,6 +28,8 @@ from tests.conftest import SAMPLES
 INPUT_SHAPE = [2, 3, 16, 16]
 SPEC = json.dumps({"inputs": [{"name": "x", "shape": INPUT_SHAPE, "dtype": "float32"}]})
 CONV_OPS = ("aten::conv2d", "aten::_convolution", "aten::convolution")
+# Intermediate TorchScript shapes come from running the model: only with the user's consent.
+TRUSTED = Trust(run_code=True)
 
 
 class ConvNet(nn.Module):
@@ -230,9 +232,9 @@ def test_exported_program_with_pickled_payload_is_refused(files, tmp_path):
                 torch.save(RunsCode(marker), buffer)
                 data = buffer.read_bytes()
             dst.writestr(info.filename, data)
-    with pytest.raises(ModelLoadError, match="run code") as err:
+    with pytest.raises(ConsentRequired, match="run code") as err:
         open_model(bad)
-    assert "--trust-pickle" in str(err.value)
+    assert "--trust" not in str(err.value)  # each front end says how to consent
     assert not marker.exists()
 
 
@@ -267,7 +269,7 @@ def test_exported_program_with_code_in_a_shape_expression_is_refused(files, tmp_
 # --- TorchScript ---------------------------------------------------------------------------
 
 def test_torchscript_scripted_with_declared_input(files, convnet):
-    m = open_model(files["conv_scripted_spec.pt"])
+    m = open_model(files["conv_scripted_spec.pt"], TRUSTED)
     assert any("modeldeck.json" in note for note in m.meta.notes)
     assert not _nodes(m, ("prim::GetAttr", "prim::Constant"))  # folded, never nodes
     (conv,) = _nodes(m, CONV_OPS)
@@ -290,6 +292,22 @@ def test_torchscript_scripted_with_declared_input(files, convnet):
     _assert_roundtrip(m)
 
 
+@pytest.mark.parametrize("name", ["conv_scripted_spec.pt", "conv_traced.pt"])
+def test_torchscript_is_not_run_without_consent(files, convnet, name):
+    """The declared input shape labels the input; inner shapes would need a run: none."""
+    m = open_model(files[name])
+    (conv,) = _nodes(m, CONV_OPS)
+    assert _shape(m, conv.outputs[0]) is None
+    assert _shape(m, conv.inputs[1]) == [8, 3, 3, 3]  # weights always have shapes
+    if name == "conv_scripted_spec.pt":  # declared in the archive: read, not run
+        assert _shape(m, conv.inputs[0]) == INPUT_SHAPE
+        assert any("runs code stored in the file" in note for note in m.meta.notes)
+    assert _weight_numel(m) == _stored_numel(convnet)
+    trusted = open_model(files[name], TRUSTED)
+    (conv,) = _nodes(trusted, CONV_OPS)
+    assert _shape(trusted, conv.outputs[0]) == [2, 8, 16, 16]
+
+
 def test_torchscript_without_input_shape_says_so(files, convnet):
     m = open_model(files["conv_scripted.pt"])
     assert any("does not store input shapes" in note for note in m.meta.notes)
@@ -301,20 +319,21 @@ def test_torchscript_without_input_shape_says_so(files, convnet):
 
 
 def test_torchscript_explicit_input_shapes_win(files):
-    m = load_torch_model(files["conv_scripted_spec.pt"], input_shapes=[[1, 3, 16, 16]])
+    m = load_torch_model(files["conv_scripted_spec.pt"], TRUSTED, input_shapes=[[1, 3, 16, 16]])
     (conv,) = _nodes(m, CONV_OPS)
     assert _shape(m, conv.outputs[0]) == [1, 8, 16, 16]
 
 
 def test_torchscript_wrong_input_shape_is_a_note_not_a_failure(files):
-    m = load_torch_model(files["conv_scripted.pt"], input_shapes=[[1, 3, 32, 32]])  # fc wants 512
+    m = load_torch_model(files["conv_scripted.pt"], TRUSTED,
+                         input_shapes=[[1, 3, 32, 32]])  # fc wants 512
     assert any("failed" in note and "mat1 and mat2" in note for note in m.meta.notes)
     (conv,) = _nodes(m, CONV_OPS)
     assert _shape(m, conv.outputs[0]) is None
 
 
 def test_torchscript_traced_uses_the_stored_example(files, convnet):
-    m = open_model(files["conv_traced.pt"])
+    m = open_model(files["conv_traced.pt"], TRUSTED)
     (conv,) = _nodes(m, CONV_OPS)
     assert conv.op_type == "aten::_convolution"
     assert conv.inputs == [m.graph.inputs[0], "features.conv1.weight", "features.conv1.bias"]
@@ -327,7 +346,7 @@ def test_torchscript_traced_uses_the_stored_example(files, convnet):
 
 @pytest.mark.parametrize("name", ["lstm_scripted_spec.pt", "lstm_traced.pt"])
 def test_torchscript_lstm(files, lstmnet, name):
-    m = open_model(files[name])
+    m = open_model(files[name], TRUSTED)
     (lstm,) = _nodes(m, "aten::lstm")
     names = [f"lstm.{n}" for n, _ in lstmnet.lstm.named_parameters()]
     assert [i for i in lstm.inputs if i.startswith("lstm.")] == names
@@ -354,10 +373,10 @@ def test_state_dict_is_explained(files, convnet, name):
 
 
 def test_whole_pickled_module_is_refused_without_trust(files):
-    with pytest.raises(ModelLoadError) as err:
+    with pytest.raises(ConsentRequired) as err:
         open_model(files["whole.pt"])
     message = str(err.value)
-    assert "run code" in message and "--trust-pickle" in message
+    assert "run code" in message and "consent" in message
     assert "ConvNet" in message  # the class the pickle would import
 
 
@@ -442,7 +461,7 @@ def _digits_stored_numel() -> int:
 
 
 def test_sample_torchscript():
-    m = open_model(_sample("digits_cnn.ts.pt"))
+    m = open_model(_sample("digits_cnn.ts.pt"), TRUSTED)
     convs = _nodes(m, CONV_OPS)
     assert [_shape(m, c.outputs[0]) for c in convs] == [[1, 32, 8, 8], [1, 64, 8, 8],
                                                       [1, 128, 4, 4]]
