@@ -1,14 +1,30 @@
 """What a model costs: parameters, weight bytes, MACs and FLOPs per node and in total.
 
 Conventions (stated so the figures can be checked):
-- MACs count multiply-accumulates of matrix-shaped work (conv, gemm/matmul, recurrent cells).
-  FLOPs = 2 x MACs for that work plus bias adds, plus an estimate for other ops (elementwise 1 per
-  output element, softmax 3, normalisation 2-5, pooling one per window element).
-- Parameters are counted where a constant value meets computed data: a weight that reaches a
-  compute node through Transpose/Convert/DequantizeLinear/ConstantOfShape is counted once, at that
-  node, with the shape it has there. Integer index/shape tensors (int32/int64/bool) are not
-  parameters. Weight bytes are the stored bytes of the weights, whatever their dtype.
-- Symbolic dims (a dynamic batch) are taken as 1 and reported in `assumed_dims`.
+- MACs count multiply-accumulates of matrix-shaped work only (conv, gemm/matmul, attention,
+  recurrent cells). FLOPs = 2 x MACs for that work plus bias adds, plus an estimate for other
+  ops (elementwise 1 per output element, softmax 3, normalisation 2-5 -- BatchNorm included,
+  which is a per-element scale and shift, not a MAC -- pooling one per window element).
+- Parameters are stored weights, each counted once whatever path reaches it. Every tensor
+  computed from constants only (Slice, Concat, Transpose, Reshape, Cast/Convert,
+  DequantizeLinear, FakeQuantize, Squeeze/Unsqueeze, Split, Gather on a constant...) is traced
+  back to the stored weights it came from; the full stored element count of each such weight is
+  attributed to the first compute node (one that also takes computed data) that consumes any
+  tensor derived from it, in walk order (main graph first, a node before its subgraphs). So a
+  weight sliced into several gates, or reached from two If branches, is counted once, and a
+  weight used only in part still counts whole. A ConstantOfShape on constants is a weight stored
+  as its shape (the onnx package's light zoo graphs keep all weights so): it counts at its
+  output's size. Through an elementwise op on constants only (a
+  dequantisation: weight x scale - zero point) only the largest operand stays a parameter; the
+  scales and zero points count in weight bytes, not in parameters. Stored integer index/shape
+  tensors (int32/int64/bool) and tensors consumed as indices are not parameters. Weight bytes are
+  the stored bytes of every weight in the file, whatever their dtype; param_bytes are the counted
+  parameters at the dtype they are consumed in.
+- Symbolic dims take their value from `analyze(dims=...)` by name; the others are taken as 1 and
+  reported in `assumed_dims` ({name: value}). Graphs read through OpenVINO (IR, TFLite) keep no
+  dim names: there an unknown dim is the unnamed dynamic dim "?" (1 unless dims["?"] says).
+- Activations are the tensors computed from the graph's inputs; constant-derived ones (an f16
+  weight widened by Convert) are weights, not activations.
 - An op without a formula, or whose shapes are unknown, is listed in `uncounted`, never taken as 0.
 """
 from __future__ import annotations
@@ -19,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from converters.graph import Dim, ModelGraph, Node, WalkItem
+from converters.graph import Dim, ModelGraph, Node, TensorInfo, WalkItem
 
 _INDEX_DTYPES = {"int32", "int64", "uint32", "uint64", "bool", "string"}
 _DTYPE_BYTES = {"float64": 8, "int64": 8, "uint64": 8, "complex64": 8, "complex128": 16,
@@ -59,25 +75,62 @@ class Analysis:
         return d
 
 
-class _Shapes:
-    """Shape lookups for one node; symbolic dims resolve to 1 and are recorded."""
+UNNAMED_DIM = "?"  # OpenVINO keeps no names for dynamic dims: they all go by this one
+# Formats read through OpenVINO's frontends, where an unknown dim is a dynamic one.
+_UNNAMED_DYNAMIC_FORMATS = {"openvino", "tflite"}
 
-    def __init__(self, item: WalkItem, assumed: dict[str, int]):
-        self.item, self.assumed = item, assumed
 
-    def _resolve(self, shape: list[Dim] | None) -> list[int] | None:
+class _Dims:
+    """Concrete values for dims: given by name first, else 1, recorded in `assumed`."""
+
+    def __init__(self, given: dict[str, int] | None, unnamed_dynamic: bool):
+        self.given = _check_dims(given)
+        self.unnamed_dynamic = unnamed_dynamic
+        self.assumed: dict[str, int] = {}
+
+    def value(self, d: Dim) -> int | None:
+        if isinstance(d, int) and not isinstance(d, bool):
+            return d if d >= 0 else None
+        if d is None:
+            if not self.unnamed_dynamic:
+                return None
+            d = UNNAMED_DIM
+        if not isinstance(d, str):
+            return None
+        if d in self.given:
+            return self.given[d]
+        return self.assumed.setdefault(d, 1)
+
+    def resolve(self, shape: list[Dim] | None) -> list[int] | None:
         if shape is None:
             return None
         out = []
         for d in shape:
-            if isinstance(d, int):
-                out.append(d)
-            elif isinstance(d, str):
-                self.assumed.setdefault(d, 1)
-                out.append(self.assumed[d])
-            else:
+            v = self.value(d)
+            if v is None:
                 return None
+            out.append(v)
         return out
+
+
+def _check_dims(dims: dict[str, int] | None) -> dict[str, int]:
+    """Dim values are whole numbers >= 0; anything else is the caller's bug, said plainly."""
+    out: dict[str, int] = {}
+    for name, value in (dims or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"dim {name!r} must be a whole number >= 0, not {value!r}")
+        out[str(name)] = value
+    return out
+
+
+class _Shapes:
+    """Shape lookups for one node, with symbolic dims resolved through `_Dims`."""
+
+    def __init__(self, item: WalkItem, dims: _Dims):
+        self.item, self.dims = item, dims
+
+    def _resolve(self, shape: list[Dim] | None) -> list[int] | None:
+        return self.dims.resolve(shape)
 
     def inp(self, i: int) -> list[int] | None:
         names = self.item.node.inputs
@@ -173,23 +226,40 @@ def _matmul_nbits(n: Node, s: _Shapes) -> Cost:
     return macs, 2 * macs
 
 
-def _recurrent(gates: int, x_index: int, w_index: int, r_index: int, seq_axis: int) -> Formula:
+def _recurrent(gates: int, x_index: int, w_index: int, r_index: int,
+               seq_axis: int | None) -> Formula:
     """seq x batch x (numel(W) + numel(R)): every step multiplies input and state by all gates.
 
     W is [dirs, gates*H, I] and R is [dirs, gates*H, H], so their element counts already hold
     directions, gates and hidden size. Gate nonlinearities add ~ (gates+2) x H x dirs per step.
+    `seq_axis` None: a cell, one step on X [batch, I].
     """
     def f(n: Node, s: _Shapes) -> Cost:
         x = _need(s.inp(x_index))
-        axis = seq_axis
-        if n.op_type in ("LSTM", "GRU", "RNN") and n.attributes.get("layout", 0) == 1:
-            axis = 1
-        seq, batch = x[axis], x[1 - axis]
+        if seq_axis is None:
+            seq, batch = 1, x[0]
+        else:
+            axis = seq_axis
+            if n.op_type in ("LSTM", "GRU", "RNN") and n.attributes.get("layout", 0) == 1:
+                axis = 1
+            seq, batch = x[axis], x[1 - axis]
         w, r = _need(s.inp(w_index)), _need(s.inp(r_index))
         macs = seq * batch * (math.prod(w) + math.prod(r))
         hidden_units = math.prod(r[:-1]) // gates  # dirs x H
         return macs, 2 * macs + seq * batch * hidden_units * (gates + 2)
     return f
+
+
+def _sdpa(n: Node, s: _Shapes) -> Cost:
+    """OpenVINO ScaledDotProductAttention: Q.K^T then weights.V, softmax in between.
+
+    Q [..., L, E], K [..., S, E], output [..., L, Ev]: batch x L x S x (E + Ev) MACs.
+    """
+    q, k, out = _need(s.inp(0)), _need(s.inp(1)), _need(s.out())
+    length, e, src = q[-2], q[-1], k[-2]
+    batch = math.prod(out[:-2])
+    macs = batch * length * src * (e + out[-1])
+    return macs, 2 * macs + 3 * batch * length * src
 
 
 def _torch_recurrent(n: Node, s: _Shapes) -> Cost:
@@ -230,8 +300,7 @@ def _pool(n: Node, s: _Shapes) -> Cost:
 
 
 def _batchnorm(n: Node, s: _Shapes) -> Cost:
-    e = _numel(s.out())
-    return e, 2 * e  # folded to one scale and one shift per element
+    return 0, 2 * _numel(s.out())  # one scale and one shift per element: no MACs
 
 
 def _resize(n: Node, s: _Shapes) -> Cost:
@@ -251,6 +320,7 @@ SpaceToDepth Range NonZero ScatterND ScatterElements Optional OptionalGetElement
 SequenceConstruct SequenceInsert SplitToSequence ConcatFromSequence Trilu EyeLike OneHot
 ShapeOf Convert ConvertLike Broadcast StridedSlice VariadicSplit Parameter Result Const ReadValue
 Assign ScatterUpdate ScatterElementsUpdate ScatterNDUpdate Roll Reverse ReverseSequence
+ShuffleChannels BatchToSpace SpaceToBatch Eye SliceScatter Unique
 aten::view aten::reshape aten::flatten aten::permute aten::transpose aten::t aten::cat
 aten::contiguous aten::size aten::select aten::slice aten::unsqueeze aten::squeeze aten::expand
 aten::dropout aten::dropout_ aten::clone aten::detach aten::_to_copy aten::to aten::numel
@@ -270,6 +340,9 @@ Mish Swish Sin Cos IsNaN IsInf QuantizeLinear DequantizeLinear DynamicQuantizeLi
 FastGelu QuickGelu
 Subtract Multiply Divide Clamp Maximum Minimum Power Negative Ceiling HSwish HSigmoid SoftPlus
 Select LogicalNot LogicalAnd LogicalOr NotEqual SquaredDifference FloorMod Sqrt Elu Mish
+LessEqual GreaterEqual LogicalXor SoftSign FakeQuantize FakeConvert Bucketize IsFinite
+Asin Acos Atan Sinh Cosh Asinh Acosh Atanh Tan BitwiseAnd BitwiseOr BitwiseXor BitwiseNot
+BitwiseLeftShift BitwiseRightShift
 aten::add aten::add_ aten::sub aten::mul aten::mul_ aten::div aten::relu aten::relu_
 aten::sigmoid aten::tanh aten::gelu aten::silu aten::silu_ aten::hardtanh aten::hardtanh_
 aten::clamp aten::leaky_relu aten::exp aten::log aten::sqrt aten::rsqrt aten::pow aten::neg
@@ -281,7 +354,7 @@ aten::quantize_per_tensor aten::dequantize
 _REDUCE = """
 GlobalAveragePool GlobalMaxPool GlobalLpPool ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd
 ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceSumSquare ArgMax ArgMin CumSum TopK
-ReduceLogicalAnd ReduceLogicalOr
+ReduceLogicalAnd ReduceLogicalOr AdaptiveAvgPool AdaptiveMaxPool
 aten::mean aten::sum aten::amax aten::amin aten::max aten::min aten::argmax aten::argmin
 aten::adaptive_avg_pool1d aten::adaptive_avg_pool2d aten::adaptive_avg_pool3d aten::cumsum
 aten::topk aten::adaptive_max_pool2d aten::_adaptive_avg_pool2d
@@ -332,8 +405,8 @@ FORMULAS.update({
     "RNN": _recurrent(1, 0, 1, 2, 0),
     "LSTMSequence": _recurrent(4, 0, 4, 5, 1), "GRUSequence": _recurrent(3, 0, 3, 4, 1),
     "RNNSequence": _recurrent(1, 0, 3, 4, 1),
-    "LSTMCell": _recurrent(4, 0, 3, 4, -1), "GRUCell": _recurrent(3, 0, 2, 3, -1),
-    "RNNCell": _recurrent(1, 0, 2, 3, -1),
+    "LSTMCell": _recurrent(4, 0, 3, 4, None), "GRUCell": _recurrent(3, 0, 2, 3, None),
+    "RNNCell": _recurrent(1, 0, 2, 3, None), "ScaledDotProductAttention": _sdpa,
     "aten::lstm": _torch_recurrent, "aten::gru": _torch_recurrent,
     "aten::rnn_tanh": _torch_recurrent, "aten::rnn_relu": _torch_recurrent,
 })
@@ -343,18 +416,45 @@ FORMULAS = {k: v for k, v in FORMULAS.items() if v is not None}
 _CONTAINERS = {"If", "Loop", "Scan", "TensorIterator", "prim::If", "prim::Loop"}
 
 
+# Ops that make a tensor from a shape: on constants only, a weight the file stores as its shape
+# (the onnx package's light Model Zoo graphs hold every weight this way).
+_GENERATORS = {"ConstantOfShape", "RandomNormal", "RandomUniform"}
+
+# Elementwise ops that, on constants only, dequantise a weight (weight x scale - zero point):
+# only their largest operand stays a parameter.
+_DEQUANTIZE_LIKE = set(_ELEMENTWISE.split())
+
+
 def _tensor_bytes(dtype: str | None, shape: list[int] | None) -> int:
     if shape is None:
         return 0
     return math.prod(shape) * _DTYPE_BYTES.get(dtype or "float32", 4)
 
 
-def analyze(model: ModelGraph, keep_nodes: bool = True) -> Analysis:
-    """Walk every node once; attribute constants to the node where they meet data."""
-    assumed: dict[str, int] = {}
-    const_sources: dict[str, frozenset[str]] = {}  # constant-derived tensor -> stored weights
-    counted_tensors: set[str] = set()
-    counted_sources: set[str] = set()
+@dataclass(frozen=True)
+class _Const:
+    """A tensor computed from constants only, and the stored weights it came from."""
+
+    params: frozenset[str]  # stored weights whose elements count as parameters
+    stored: frozenset[str]  # every stored tensor it reads (scales, zero points, shapes too)
+
+
+def _is_index(dtype: str | None) -> bool:
+    return (dtype or "float32") in _INDEX_DTYPES
+
+
+def analyze(model: ModelGraph, keep_nodes: bool = True,
+            dims: dict[str, int] | None = None) -> Analysis:
+    """Walk every node once; count each stored weight once, where it first meets data.
+
+    `dims` gives values to symbolic dims by name (e.g. {"batch": 1, "sequence": 128}); the
+    symbolic dims it leaves out are taken as 1 and listed in `assumed_dims`.
+    """
+    dim_values = _Dims(dims, model.meta.format in _UNNAMED_DYNAMIC_FORMATS)
+    stored: dict[str, TensorInfo] = {}  # stored weight name -> its tensor
+    consts: dict[str, _Const] = {}  # constant-derived tensor -> where it came from
+    attributed: set[str] = set()  # stored tensors whose bytes a node already holds
+    counted: set[str] = set()  # stored weights already counted as parameters
     nodes: list[NodeCost] = []
     ops: Counter[str] = Counter()
     uncounted: dict[str, dict[str, Any]] = {}
@@ -366,39 +466,51 @@ def analyze(model: ModelGraph, keep_nodes: bool = True) -> Analysis:
         if id(item.graph) not in seen_graphs:
             seen_graphs.add(id(item.graph))
             for t in item.graph.tensors.values():
-                if t.is_weight and t.name not in const_sources:
-                    const_sources[t.name] = frozenset([t.name])
+                if t.is_weight and t.name not in stored:
+                    stored[t.name] = t
+                    consts[t.name] = _Const(frozenset([t.name]), frozenset([t.name]))
                     weight_bytes += t.nbytes or 0
         n = item.node
         ops[n.op_type] += 1
         ins = [i for i in n.inputs if i]
-        if all(i in const_sources for i in ins) and n.op_type not in _CONTAINERS:
-            # Runs on constants only (ConstantOfShape, Transpose of a weight, Dequantize...):
-            # its outputs are weights in another form, counted where they are consumed.
-            src = frozenset().union(*(const_sources[i] for i in ins)) if ins else frozenset()
+        if all(i in consts for i in ins) and n.op_type not in _CONTAINERS:
+            # Runs on constants only (Constant, Slice of a weight, Dequantize...): its outputs
+            # are weights in another form, counted where they meet data.
+            derived = _derive(n, ins, consts, item)
             for o in n.outputs:
-                if o:
-                    const_sources[o] = src
-            cost = NodeCost(n.id, n.op_type, note="constant")
+                if not o or o in stored:
+                    continue
+                if n.op_type in _GENERATORS:
+                    # A weight the file describes by its shape only: counted at its own size.
+                    t = item.tensor(o)
+                    stored[o] = TensorInfo(o, t.dtype if t else None, t.shape if t else None,
+                                           is_weight=True, nbytes=0)
+                    derived = _Const(frozenset([o]), derived.stored | {o})
+                consts[o] = derived
             if keep_nodes:
-                nodes.append(cost)
+                nodes.append(NodeCost(n.id, n.op_type, note="constant"))
             continue
 
         cost = NodeCost(n.id, n.op_type)
-        shapes = _Shapes(item, assumed)
         for name in ins:
-            if name not in const_sources or name in counted_tensors:
+            c = consts.get(name)
+            if c is None:
                 continue
-            counted_tensors.add(name)
+            for src in c.stored - attributed:
+                attributed.add(src)
+                cost.weight_bytes += stored[src].nbytes or 0
             t = item.tensor(name)
-            if t is not None and (t.dtype or "float32") not in _INDEX_DTYPES:
-                numel = _numel_or_zero(shapes, t.shape)
+            consumed = t.dtype if t is not None else None
+            if _is_index(consumed):
+                continue  # a shape, an index: not a parameter
+            for src in c.params - counted:
+                st = stored[src]
+                if _is_index(st.dtype):
+                    continue
+                counted.add(src)
+                numel = st.numel or 0
                 cost.params += numel
-                param_bytes += numel * _DTYPE_BYTES.get(t.dtype or "float32", 1)
-            for src in const_sources[name] - counted_sources:
-                counted_sources.add(src)
-                st = item.tensor(src)
-                cost.weight_bytes += (st.nbytes or 0) if st else 0
+                param_bytes += numel * _DTYPE_BYTES.get(consumed or st.dtype or "float32", 1)
 
         if n.op_type in _CONTAINERS:
             cost.note = "control flow: cost is in its subgraph nodes"
@@ -409,7 +521,7 @@ def analyze(model: ModelGraph, keep_nodes: bool = True) -> Analysis:
                 cost.note = "no formula for this op"
             else:
                 try:
-                    cost.macs, cost.flops = formula(n, shapes)
+                    cost.macs, cost.flops = formula(n, _Shapes(item, dim_values))
                 except (_NoShape, IndexError, KeyError, TypeError, ValueError):
                     cost.macs = cost.flops = None
                     cost.note = "shapes unknown"
@@ -423,22 +535,42 @@ def analyze(model: ModelGraph, keep_nodes: bool = True) -> Analysis:
         if keep_nodes:
             nodes.append(cost)
 
-    return Analysis(params=total_params, param_bytes=param_bytes, weight_bytes=weight_bytes, macs=total_macs,
-                    flops=total_flops, activation_bytes_peak=_peak_activations(model, assumed),
+    peak = _peak_activations(model, dim_values, consts)
+    return Analysis(params=total_params, param_bytes=param_bytes, weight_bytes=weight_bytes,
+                    macs=total_macs, flops=total_flops, activation_bytes_peak=peak,
                     node_count=sum(ops.values()), ops=dict(ops.most_common()),
-                    uncounted=uncounted, assumed_dims=assumed, nodes=nodes)
+                    uncounted=uncounted, assumed_dims=dict(dim_values.assumed), nodes=nodes)
 
 
-def _numel_or_zero(shapes: _Shapes, shape: list[Dim] | None) -> int:
-    resolved = shapes._resolve(shape)
-    return math.prod(resolved) if resolved is not None else 0
+def _derive(n: Node, ins: list[str], consts: dict[str, _Const], item: WalkItem) -> _Const:
+    """Where the outputs of a constants-only node come from.
+
+    Every input's stored tensors are read; the parameters are all inputs' parameters, except
+    through an elementwise op (weight x scale - zero point), where only the largest operands
+    keep theirs and the smaller ones (scales, zero points) are bytes, not parameters.
+    """
+    if not ins:
+        return _Const(frozenset(), frozenset())
+    keep = ins
+    if n.op_type in _DEQUANTIZE_LIKE and len(ins) > 1:
+        sizes = {i: _stored_numel(item.tensor(i)) for i in ins}
+        if all(v is not None for v in sizes.values()):
+            largest = max(sizes.values())  # type: ignore[type-var]
+            keep = [i for i in ins if sizes[i] == largest]
+    return _Const(frozenset().union(*(consts[i].params for i in keep)),
+                  frozenset().union(*(consts[i].stored for i in ins)))
 
 
-def _peak_activations(model: ModelGraph, assumed: dict[str, int]) -> int:
+def _stored_numel(t: TensorInfo | None) -> int | None:
+    return t.numel if t is not None else None
+
+
+def _peak_activations(model: ModelGraph, dims: _Dims, consts: dict[str, _Const]) -> int:
     """Largest sum of live activation bytes when the main graph runs in its stored order.
 
-    A tensor lives from its producer to its last consumer; weights are not activations.
-    This is a lower-bound estimate: runtimes add workspace and may reorder.
+    A tensor lives from its producer to its last consumer; weights, and tensors computed from
+    weights only, are not activations. This is a lower-bound estimate: runtimes add workspace
+    and may reorder.
     """
     g = model.graph
     last_use: dict[str, int] = {}
@@ -450,13 +582,9 @@ def _peak_activations(model: ModelGraph, assumed: dict[str, int]) -> int:
 
     def nbytes(name: str) -> int:
         t = g.tensors.get(name)
-        if t is None or t.is_weight or t.shape is None:
+        if t is None or t.is_weight or name in consts:
             return 0
-        dims = [d if isinstance(d, int) else assumed.get(d, 1) if isinstance(d, str) else None
-                for d in t.shape]
-        if any(d is None for d in dims):
-            return 0
-        return _tensor_bytes(t.dtype, dims)  # type: ignore[arg-type]
+        return _tensor_bytes(t.dtype, dims.resolve(t.shape))
 
     live = {name: nbytes(name) for name in g.inputs}
     current = peak = sum(live.values())
