@@ -350,9 +350,12 @@ class _GraphFacts:
         """Rows of a position-embedding table, which caps the sequence length."""
         best = None
         for name, t in self.tensors.items():
-            if not getattr(t, "is_weight", False) or not t.shape or len(t.shape) != 2:
-                continue
-            if re.search(r"pos(ition)?", name, re.IGNORECASE) and isinstance(t.shape[0], int):
+            if (not getattr(t, "is_weight", False) or not t.shape or len(t.shape) != 2
+                    or not _is_float(t.dtype or "")):
+                continue  # a table of vectors, not the position ids buffer
+            rows = t.shape[0]
+            if (re.search(r"pos(ition)?", name, re.IGNORECASE) and isinstance(rows, int)
+                    and rows >= 8):
                 best = t.shape[0] if best is None else min(best, t.shape[0])
         return best
 
@@ -618,6 +621,8 @@ def _fmt(shape: Sequence[Dim] | None) -> str:
 
 def numpy_dtype(name: str) -> np.dtype:
     """numpy dtype for a model dtype name; ml_dtypes (an onnx dependency) for bf16/fp8/int4."""
+    if name == "string":
+        return np.dtype(object)
     try:
         return np.dtype(name)
     except TypeError:

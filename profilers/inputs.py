@@ -1,91 +1,64 @@
-"""Inputs for a run: generated from the model's input specs, or real ones from an .npz.
+"""Inputs for a run: the resolved workload (converters/workload.py) turned into arrays.
 
-Generated data is prepared before the timed loop. Floats are uniform in [0, 1) (image-like);
-integers in [0, 10) so token ids and indices stay in range for typical vocabularies/tables.
+A runtime's own view of the inputs (names, dtypes, dims, from `Backend.input_specs()`) is the
+declaration; the model graph tells what each input is used for (token ids stay inside their
+table, masks are ones); user sizes and real data (.npz) come first. Arrays are made before any
+timed loop.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from converters.errors import ModelDeckError
+from converters.workload import (
+    InputDecl, Workload, WorkloadError, fit_data, parse_shape_args, resolve_workload,
+)
+from converters.workload import generate as generate_workload
 from profilers.backends import InputSpec
 
+InputError = WorkloadError  # kept for callers that catch it by this name
 
-class InputError(ModelDeckError):
-    """Inputs cannot be built: missing dims, wrong shapes, unreadable .npz."""
-
-
-def parse_shape_args(items: list[str] | None) -> dict[str, list[int]]:
-    """["input=1x3x224x224", ...] -> {"input": [1, 3, 224, 224]}."""
-    shapes: dict[str, list[int]] = {}
-    for item in items or []:
-        name, sep, dims = item.partition("=")
-        try:
-            if not sep or not name:
-                raise ValueError
-            shapes[name] = [int(d) for d in dims.lower().replace(",", "x").split("x")]
-            if any(d < 1 for d in shapes[name]):
-                raise ValueError
-        except ValueError:
-            raise InputError(f"bad --shape {item!r}: expected NAME=DxDxD, e.g. input=1x3x224x224"
-                             ) from None
-    return shapes
+__all__ = ["InputError", "parse_shape_args", "prepare", "generate", "from_npz", "npz_array",
+           "read_npz"]
 
 
-def resolve_shape(spec: InputSpec, override: list[int] | None) -> list[int]:
-    if spec.shape is None:  # the format stores no shape at all (TorchScript)
-        if override is None:
-            raise InputError(f"the model does not say what shape input {spec.name!r} takes: "
-                             f"give it with --shape {spec.name}=DxDxD")
-        return list(override)
-    if override is not None:
-        if len(override) != len(spec.shape):
-            raise InputError(f"--shape {spec.name}: rank {len(override)} given, the model "
-                             f"expects rank {len(spec.shape)} {_fmt(spec.shape)}")
-        for i, (want, got) in enumerate(zip(spec.shape, override)):
-            if isinstance(want, int) and want != got:
-                raise InputError(f"--shape {spec.name}: dim {i} is fixed to {want} in the model, "
-                                 f"{got} given")
-        return list(override)
-    shape = []
-    for i, d in enumerate(spec.shape):
-        if isinstance(d, int) and d > 0:
-            shape.append(d)
-        elif i == 0:
-            shape.append(1)  # a dynamic batch: one sample, the latency case
-        else:
-            raise InputError(f"input {spec.name!r} has dynamic dims {_fmt(spec.shape)}: give them "
-                             f"with --shape {spec.name}=" + "x".join(
-                                 str(x) if isinstance(x, int) and x > 0 else "N" for x in
-                                 [1, *spec.shape[1:]]))
-    return shape
+def decls_of(specs: Sequence[InputSpec]) -> list[InputDecl]:
+    return [InputDecl(s.name, s.dtype, None if s.shape is None else tuple(s.shape))
+            for s in specs]
 
 
-def _fmt(shape) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+def prepare(specs: Sequence[InputSpec], graph: Any = None,
+            shapes: Mapping[str, Sequence[int]] | None = None, npz: str | Path | None = None,
+            seed: int = 0, dry_check: Callable | None = None
+            ) -> tuple[Workload, dict[str, np.ndarray]]:
+    """Resolve the workload for these inputs and make its arrays (real data where given)."""
+    data = read_npz(npz, specs) if npz else None
+    wl = resolve_workload(graph, decls_of(specs), shapes, data, dry_check=dry_check)
+    feeds = fit_data(wl, data) if data else generate_workload(wl, seed)
+    return wl, feeds
 
 
-def generate(specs: list[InputSpec], shapes: dict[str, list[int]] | None = None,
+def generate(specs: Sequence[InputSpec], shapes: Mapping[str, Sequence[int]] | None = None,
              seed: int = 0) -> dict[str, np.ndarray]:
-    shapes = shapes or {}
-    unknown = set(shapes) - {s.name for s in specs}
-    if unknown:
-        raise InputError(f"--shape names {sorted(unknown)} are not inputs of the model "
-                         f"(inputs: {[s.name for s in specs]})")
-    rng = np.random.default_rng(seed)
-    out = {}
-    for spec in specs:
-        shape = resolve_shape(spec, shapes.get(spec.name))
-        dtype = np.dtype(spec.dtype)
-        if dtype == np.bool_:
-            out[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
-        elif np.issubdtype(dtype, np.integer):
-            out[spec.name] = rng.integers(0, 10, size=shape).astype(dtype)
-        else:
-            out[spec.name] = rng.random(size=shape, dtype=np.float32).astype(dtype)
-    return out
+    """Arrays for inputs known only by their specs (no graph: integers stay in 0..9)."""
+    return prepare(specs, None, shapes, seed=seed)[1]
+
+
+def from_npz(path: str | Path, specs: Sequence[InputSpec],
+             shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, np.ndarray]:
+    """Real inputs: shapes follow the data; a free batch is cut to the size asked (default 1).
+    Each array is first cast to its input's dtype by `cast_to_input`, which refuses what
+    cannot be cast without a raw numpy error (text for numbers, sequences, values an integer
+    type cannot hold)."""
+    data = {spec.name: cast_to_input(arr, spec, Path(path).name)
+            for spec, arr in zip(specs, read_npz(path, specs).values())}
+    wl = resolve_workload(None, decls_of(specs), shapes, data)
+    # fit_data's np.ascontiguousarray turns a rank-0 array into rank 1: give it its shape back
+    return {name: arr.reshape(wl.get(name).shape) if arr.ndim != len(wl.get(name).shape)
+            else arr for name, arr in fit_data(wl, data).items()}
 
 
 def npz_array(data, name: str, single_input: bool) -> np.ndarray | None:
@@ -98,26 +71,72 @@ def npz_array(data, name: str, single_input: bool) -> np.ndarray | None:
     return None
 
 
-def from_npz(path: str | Path, specs: list[InputSpec],
-             shapes: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
-    """Real inputs. Arrays are matched by input name; a single-input model also takes an array
-    named "inputs" (the sample's held-out file). The batch is cut to the requested size."""
+def read_npz(path: str | Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:
+    """One array per input from an .npz (no pickles). Raises InputError naming what is missing."""
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read inputs from {path}: {e}") from e
-    shapes = shapes or {}
+    if not hasattr(data, "files"):
+        raise InputError(f"{path} holds one bare array, not named arrays: save the inputs with "
+                         "numpy.savez(path, NAME=array, ...)")
     out = {}
     for spec in specs:
         arr = npz_array(data, spec.name, single_input=len(specs) == 1)
         if arr is None:
-            raise InputError(f"{path} has no array named {spec.name!r} (it has {data.files})")
-        want = resolve_shape(spec, shapes.get(spec.name))
-        if arr.ndim != len(want) or list(arr.shape[1:]) != want[1:]:
-            raise InputError(f"{path}: array for {spec.name!r} has shape {list(arr.shape)}, the "
-                             f"model expects {want} (batch dim may differ)")
-        if arr.shape[0] < want[0]:
-            raise InputError(f"{path}: {arr.shape[0]} samples for {spec.name!r}, batch "
-                             f"{want[0]} asked")
-        out[spec.name] = np.ascontiguousarray(arr[: want[0]].astype(spec.dtype, copy=False))
+            raise InputError(f"{Path(path).name} has no array named {spec.name!r} (it has "
+                             f"{', '.join(data.files) or 'none'}); name arrays after the model's "
+                             "inputs")
+        out[spec.name] = arr
+    return out
+
+
+# --- dtypes ------------------------------------------------------------------------------------
+
+def cast_to_input(arr: np.ndarray, spec: InputSpec, source: str = "the data") -> np.ndarray:
+    """`arr` in the dtype input `spec` takes, or InputError saying why it cannot be.
+
+    Types numpy lacks (bfloat16, float8, int4: ml_dtypes) are taken from float or integer
+    values, or bit for bit from the raw void arrays numpy.savez writes for them. Strings are
+    taken only from text; integers and bools only when every value survives the cast (a float
+    or out-of-range value would otherwise turn silently into another number).
+    """
+    from profilers.backends import EXTENDED_DTYPES, PACKED_BITS, dtype_of
+
+    target = dtype_of(spec.dtype)
+    if target is None:
+        raise InputError(f"input {spec.name!r} takes {spec.dtype}, which ModelDeck cannot feed "
+                         "from arrays (it feeds tensors of numbers, bools or strings)")
+    arr = np.asarray(arr)
+    if target.kind == "U":
+        if arr.dtype.kind == "S":
+            try:
+                return np.char.decode(arr, "utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{source}: the bytes for input {spec.name!r} are not UTF-8 "
+                                 f"text ({e.reason})") from None
+        if arr.dtype.kind not in "UO":
+            raise InputError(f"input {spec.name!r} takes strings; {source} holds "
+                             f"{arr.dtype.name} numbers for it")
+        return arr.astype(np.str_)
+    if arr.dtype.kind in "USO":
+        raise InputError(f"input {spec.name!r} takes {spec.dtype}; {source} holds "
+                         f"{'text' if arr.dtype.kind in 'US' else 'Python objects'} for it")
+    if arr.dtype.type is np.void:  # what numpy.savez makes of a bfloat16 / float8 / int4 array
+        if spec.dtype in EXTENDED_DTYPES and arr.dtype.itemsize == target.itemsize:
+            return arr.view(target)
+        raise InputError(f"input {spec.name!r} takes {spec.dtype}; {source} holds raw "
+                         f"{arr.dtype.itemsize}-byte records for it: save numbers instead")
+    if arr.dtype == target:
+        return arr
+    with np.errstate(all="ignore"):
+        out = arr.astype(target)
+        if target.kind in "biu" or spec.dtype in PACKED_BITS and "float" not in spec.dtype:
+            back = out.astype(arr.dtype)
+            lost = ~((back == arr) | (np.isnan(arr) & np.isnan(back))
+                     if arr.dtype.kind == "f" else back == arr)
+            if lost.any():
+                bad = arr[lost].reshape(-1)[0]
+                raise InputError(f"input {spec.name!r} takes {spec.dtype}; {source} holds "
+                                 f"{arr.dtype.name} values it cannot hold exactly (e.g. {bad})")
     return out

@@ -86,13 +86,14 @@ def _model_path(cfg: RunConfig) -> Path:
     return Path(cfg.model)
 
 
-def _prepare_inputs(cfg: RunConfig, backend: Backend) -> dict[str, np.ndarray]:
+def _prepare_inputs(cfg: RunConfig, backend: Backend, graph: Any
+                    ) -> tuple[Any, dict[str, np.ndarray]]:
+    """The run's workload (resolved against the runtime's view of the inputs) and its arrays."""
+    from converters.workload import make_dry_check
     from profilers import inputs
 
-    specs = backend.input_specs()
-    if cfg.inputs_npz:
-        return inputs.from_npz(cfg.inputs_npz, specs, cfg.shapes)
-    return inputs.generate(specs, cfg.shapes, seed=cfg.seed)
+    return inputs.prepare(backend.input_specs(), graph, cfg.shapes, cfg.inputs_npz,
+                          seed=cfg.seed, dry_check=make_dry_check(cfg.model, graph.meta.format))
 
 
 class _Budgets:
@@ -156,7 +157,6 @@ def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lamb
 
     stage("inspect", f"reading {cfg.model}")
     graph = open_model(cfg.model)
-    summary = analyze(graph, keep_nodes=False)
     node_ids = _node_ids_by_name(graph)
 
     sampler_thread = None
@@ -174,7 +174,8 @@ def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lamb
         options = BackendOptions(**{**asdict(cfg.options), "profile_layers": False})
         backend, load_info = _load_backend(cfg, graph.meta.format, options)
         try:
-            feeds = _prepare_inputs(cfg, backend)
+            workload, feeds = _prepare_inputs(cfg, backend, graph)
+            emit({"event": "workload", "workload": workload.to_dict()})
             stage("first", "first inference")
             a = time.perf_counter_ns()
             backend.infer(feeds)
@@ -230,7 +231,7 @@ def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lamb
     layers: list[dict[str, Any]] = []
     if cfg.layers:
         stage("layers", f"per-layer profile, {cfg.layer_iterations} iterations (separate run)")
-        layers = _layer_run(cfg, graph.meta.format, node_ids, cancelled)
+        layers = _layer_run(cfg, graph.meta.format, node_ids, cancelled, feeds)
         for row in layers:
             emit({"event": "layer", **row})
 
@@ -250,6 +251,7 @@ def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lamb
     energy = mean_w * wall_s / len(latencies) if mean_w is not None else None
     rss_peak = max(peak_rss_mb(), (resources.get("rss_mb") or {}).get("max") or 0.0)
 
+    summary = analyze(_graph_at(graph, cfg, workload), keep_nodes=False)
     report: dict[str, Any] = {
         "schema": REPORT_SCHEMA,
         "status": "ok",
@@ -264,6 +266,7 @@ def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lamb
         "config": cfg.to_dict(),
         "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in feeds.items()},
         "inputs_source": cfg.inputs_npz or f"generated (seed {cfg.seed})",
+        "workload": workload.to_dict(),
         "environment": environment(),
         "load_ms": load_info.load_ms,
         "runtime": load_info.details,
@@ -296,6 +299,21 @@ def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lamb
     return report
 
 
+def _graph_at(graph: Any, cfg: RunConfig, workload: Any) -> Any:
+    """The graph with the workload's input sizes, so MACs are those of what was measured."""
+    from converters.formats import open_model
+
+    declared = {n: (graph.graph.tensors[n].shape if n in graph.graph.tensors else None)
+                for n in graph.graph.inputs}
+    if all(declared.get(k) == v for k, v in workload.shapes().items()):
+        return graph
+    try:
+        return open_model(cfg.model, input_shapes=workload.shapes())
+    except Exception as e:  # the figures fall back to the declared sizes, said in the log
+        log.info("re-reading %s at the workload's sizes failed: %s", cfg.model, e)
+        return graph
+
+
 def _last_rss(sampler_thread) -> float | None:
     if sampler_thread is None:
         return None
@@ -323,11 +341,11 @@ def _spikes(latencies: list[float]) -> np.ndarray:
 
 
 def _layer_run(cfg: RunConfig, fmt: str, node_ids: dict[str, str],
-               cancelled: Callable[[], bool]) -> list[dict[str, Any]]:
+               cancelled: Callable[[], bool], feeds: dict[str, np.ndarray]
+               ) -> list[dict[str, Any]]:
     options = BackendOptions(**{**asdict(cfg.options), "profile_layers": True})
     backend, _ = _load_backend(cfg, fmt, options)
     try:
-        feeds = _prepare_inputs(cfg, backend)
         backend.infer(feeds)  # warm-up: compilation and first allocations stay out of the table
         backend.reset_layer_profile()
         for _ in range(cfg.layer_iterations):

@@ -65,17 +65,19 @@ def test_generated_inputs_respect_dtypes_and_dynamic_dims():
 
 
 @pytest.mark.parametrize("shape_args,match", [
-    (["img=1x3x8"], "rank 3 given"), (["img=1x4x8x8"], "dim 1 is fixed to 3"),
-    (["nope=1x2"], "not inputs of the model"), (["img=1xAx8x8"], "bad --shape"),
+    (["img=1x3x8"], "has rank 3"), (["img=1x4x8x8"], "dim 1 is fixed to 3"),
+    (["nope=1x2"], "which the model does not have"), (["img=1xAx8x8"], "bad input size"),
 ])
 def test_wrong_shapes_have_clear_messages(shape_args, match):
     with pytest.raises(InputError, match=match):
         generate([InputSpec("img", "float32", ("batch", 3, 8, 8))], parse_shape_args(shape_args))
 
 
-def test_dynamic_non_batch_dim_needs_a_shape():
-    with pytest.raises(InputError, match="--shape seq=1xN"):
-        generate([InputSpec("seq", "float32", (1, None))])
+def test_dynamic_non_batch_dim_takes_a_role_default():
+    # a free time axis of a rank-2 input: a sequence, 128 by default; no flag needed
+    assert generate([InputSpec("seq", "float32", (1, None))])["seq"].shape == (1, 128)
+    with pytest.raises(InputError, match="does not say what shape input 'x' takes"):
+        generate([InputSpec("x", "float32", None)])
 
 
 def test_npz_inputs_cut_to_batch(tmp_path):
