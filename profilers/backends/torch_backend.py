@@ -1,7 +1,9 @@
 """PyTorch: TorchScript archives and torch.export programs (.pt2), eager on CPU or CUDA.
 
 Only the two self-describing archive kinds are run. A plain `torch.save` pickle needs its
-Python classes and can run arbitrary code when loaded, so it is refused here.
+Python classes and can run arbitrary code when loaded, so it is refused here. Running a
+TorchScript or torch.export program is running code the file brought: `load` refuses unless
+the job was given consent (converters.formats.consent), and size-checks the archive first.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from converters.errors import ConsentRequired
 from profilers.backends import (
     Backend,
     BackendError,
@@ -118,17 +121,22 @@ class TorchBackend(Backend):
                 f"{model.name} is a plain pickle (torch.save), not a TorchScript or torch.export "
                 "archive: running it would need its Python code and can execute arbitrary code. "
                 "Re-export it with torch.jit.save(torch.jit.trace(...)) or torch.export.save")
+        _require_consent(model, kind)
         if options.threads is not None:
             torch.set_num_threads(options.threads)
         if options.inter_threads is not None:
             _set_interop_threads(options.inter_threads)
         dev = torch.device("cuda:0" if dev_name == "CUDA" else "cpu")
+        from converters.formats.torch_format import check_archive, quiet_torch
+
+        check_archive(model)  # zip bombs, unpickler-crashing pickles: before torch reads it
         t0 = time.perf_counter_ns()
         try:
-            if kind == "torchscript":
-                module, specs = _load_torchscript(model, dev)
-            else:
-                module, specs = _load_exported(model, dev)
+            with quiet_torch():
+                if kind == "torchscript":
+                    module, specs = _load_torchscript(model, dev)
+                else:
+                    module, specs = _load_exported(model, dev)
         except BackendError:
             raise
         except Exception as e:
@@ -237,6 +245,20 @@ class TorchBackend(Backend):
         if self._device is not None and self._device.type == "cuda":
             _torch().cuda.empty_cache()
         self._device = None
+
+
+_PROGRAM = {"torchscript": "TorchScript program", "export": "torch.export program"}
+
+
+def _require_consent(model: Path, kind: str) -> None:
+    """Loading and running the program runs the file's code: only with the job's consent."""
+    from converters.formats import current_trust
+
+    if not current_trust().run_code:
+        raise ConsentRequired(
+            f"{model.name} is a {_PROGRAM.get(kind, 'PyTorch program')}: running it runs code "
+            "stored in the file, with your permissions. ModelDeck does this only with your "
+            "consent, for a file from a source you trust")
 
 
 def _cuda_device(backend: str) -> Device:

@@ -1,4 +1,7 @@
-"""torch backend on small real modules saved as TorchScript and torch.export archives."""
+"""torch backend on small real modules saved as TorchScript and torch.export archives.
+
+Running a program is running the file's code: every test here runs with the job's consent
+(converters.formats.consent) except the one that checks the refusal without it."""
 from __future__ import annotations
 
 import json
@@ -8,6 +11,8 @@ import warnings
 import numpy as np
 import pytest
 
+from converters.errors import ConsentRequired
+from converters.formats import consent
 from profilers.backends import BackendError, BackendOptions, get_backend
 from tests.conftest import SAMPLES
 
@@ -59,11 +64,29 @@ def _eager(model: nn.Module, x: np.ndarray) -> list[np.ndarray]:
         return [t.numpy() for t in model(torch.from_numpy(x))]
 
 
+@pytest.fixture(autouse=True)
+def consented():
+    with consent(True):
+        yield
+
+
 @pytest.fixture
 def backend():
     b = get_backend("torch")()
     yield b
     b.close()
+
+
+@pytest.mark.parametrize("archive", ["torchscript", "export"])
+def test_programs_are_not_run_without_consent(backend, tmp_path, archive):
+    _, path = (_torchscript(tmp_path / "m.pt") if archive == "torchscript"
+               else _exported(tmp_path / "m.pt2"))
+    with consent(False), pytest.raises(ConsentRequired) as err:
+        backend.load(path, "torch", "CPU", BackendOptions())
+    assert "runs code stored in the file" in str(err.value)
+    assert "--" not in str(err.value)  # no CLI flag: the window asks in its own words
+    with pytest.raises(BackendError, match="no model loaded"):
+        backend.input_specs()
 
 
 def test_available_and_devices():
@@ -97,9 +120,10 @@ def test_torchscript_without_spec_asks_for_shapes(backend, tmp_path):
     backend.load(path, "torch", "CPU", BackendOptions())
     (s,) = backend.input_specs()
     assert s.name == "x" and s.shape is None  # rank unknown
-    from profilers.inputs import InputError, generate
+    from converters.errors import ModelDeckError
+    from profilers.inputs import generate
 
-    with pytest.raises(InputError, match="--shape x="):
+    with pytest.raises(ModelDeckError, match="x="):  # asks for the size of x
         generate([s])
     assert generate([s], {"x": [2, 4]})["x"].shape == (2, 4)
 
