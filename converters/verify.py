@@ -387,7 +387,7 @@ def _npz_inputs(data: Any, path: Path, model_inputs: Sequence[InputLike], is_sam
     if not model_inputs:
         raise VerifyError("the model declares no inputs")
     out = {}
-    from profilers.inputs import npz_array
+    from converters.workload import npz_array
 
     for spec in model_inputs:
         array = npz_array(data, spec.name, single_input=len(model_inputs) == 1)

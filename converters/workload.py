@@ -617,6 +617,41 @@ def _fmt(shape: Sequence[Dim] | None) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
+# --- real data ---------------------------------------------------------------------------------
+
+def npz_array(data: Any, name: str, single_input: bool) -> np.ndarray | None:
+    """The array an .npz holds for input `name`: by name, or the one called "inputs" when the
+    model has a single input (the sample's held-out file). None when there is neither."""
+    if name in data.files:
+        return data[name]
+    if single_input and "inputs" in data.files:
+        return data["inputs"]
+    return None
+
+
+def read_npz(path: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """One array per input from an .npz (no pickles). Raises WorkloadError naming what is
+    missing."""
+    from pathlib import Path
+
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise WorkloadError(f"cannot read inputs from {path}: {e}") from e
+    if not hasattr(data, "files"):
+        raise WorkloadError(f"{path} holds one bare array, not named arrays: save the inputs "
+                            "with numpy.savez(path, NAME=array, ...)")
+    out = {}
+    for name in names:
+        arr = npz_array(data, name, single_input=len(names) == 1)
+        if arr is None:
+            raise WorkloadError(f"{Path(path).name} has no array named {name!r} (it has "
+                                f"{', '.join(data.files) or 'none'}); name arrays after the "
+                                "model's inputs")
+        out[name] = arr
+    return out
+
+
 # --- values ------------------------------------------------------------------------------------
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -669,7 +704,7 @@ def generate(workload: Workload, seed: int = 0) -> dict[str, np.ndarray]:
                 + (v.low or 0.0)
         else:  # "data": the caller fills it
             raise WorkloadError(f"input {i.name!r} takes real data, and none was given")
-        out[i.name] = np.ascontiguousarray(np.asarray(a).astype(dtype))
+        out[i.name] = np.asarray(np.asarray(a).astype(dtype), order="C")
     return out
 
 
@@ -688,7 +723,7 @@ def fit_data(workload: Workload, data: Mapping[str, np.ndarray], rows: int | Non
         arr = np.asarray(data[i.name])
         if arr.ndim >= 2 and i.shape:
             arr = arr[: i.shape[0]]
-        out[i.name] = np.ascontiguousarray(arr.astype(numpy_dtype(i.dtype), copy=False))
+        out[i.name] = np.asarray(arr.astype(numpy_dtype(i.dtype), copy=False), order="C")
     return out
 
 

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from converters.workload import (
-    InputDecl, Workload, WorkloadError, fit_data, parse_shape_args, resolve_workload,
+    InputDecl, Workload, WorkloadError, fit_data, npz_array, parse_shape_args, resolve_workload,
 )
+from converters.workload import read_npz as _read_npz
 from converters.workload import generate as generate_workload
 from profilers.backends import InputSpec
 
@@ -61,82 +62,38 @@ def from_npz(path: str | Path, specs: Sequence[InputSpec],
             else arr for name, arr in fit_data(wl, data).items()}
 
 
-def npz_array(data, name: str, single_input: bool) -> np.ndarray | None:
-    """The array an .npz holds for input `name`: by name, or the one called "inputs" when the
-    model has a single input (the sample's held-out file). None when there is neither."""
-    if name in data.files:
-        return data[name]
-    if single_input and "inputs" in data.files:
-        return data["inputs"]
-    return None
-
-
 def read_npz(path: str | Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:
-    """One array per input from an .npz (no pickles). Raises InputError naming what is missing."""
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read inputs from {path}: {e}") from e
-    if not hasattr(data, "files"):
-        raise InputError(f"{path} holds one bare array, not named arrays: save the inputs with "
-                         "numpy.savez(path, NAME=array, ...)")
-    out = {}
-    for spec in specs:
-        arr = npz_array(data, spec.name, single_input=len(specs) == 1)
-        if arr is None:
-            raise InputError(f"{Path(path).name} has no array named {spec.name!r} (it has "
-                             f"{', '.join(data.files) or 'none'}); name arrays after the model's "
-                             "inputs")
-        out[spec.name] = arr
-    return out
+    return _read_npz(path, [s.name for s in specs])
 
 
-# --- dtypes ------------------------------------------------------------------------------------
+def cast_to_input(arr: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
+    """`arr` as the input's dtype, or an InputError saying why it cannot be: text for numbers,
+    object arrays, values an integer type cannot hold. Rank and sizes are the workload's job."""
+    from converters.workload import numpy_dtype
 
-def cast_to_input(arr: np.ndarray, spec: InputSpec, source: str = "the data") -> np.ndarray:
-    """`arr` in the dtype input `spec` takes, or InputError saying why it cannot be.
-
-    Types numpy lacks (bfloat16, float8, int4: ml_dtypes) are taken from float or integer
-    values, or bit for bit from the raw void arrays numpy.savez writes for them. Strings are
-    taken only from text; integers and bools only when every value survives the cast (a float
-    or out-of-range value would otherwise turn silently into another number).
-    """
-    from profilers.backends import EXTENDED_DTYPES, PACKED_BITS, dtype_of
-
-    target = dtype_of(spec.dtype)
-    if target is None:
-        raise InputError(f"input {spec.name!r} takes {spec.dtype}, which ModelDeck cannot feed "
-                         "from arrays (it feeds tensors of numbers, bools or strings)")
+    if spec.dtype.startswith(("seq(", "map(", "optional(")):
+        raise InputError(f"input {spec.name!r} takes a {spec.dtype}, which ModelDeck cannot feed")
+    want = numpy_dtype(spec.dtype)
     arr = np.asarray(arr)
-    if target.kind == "U":
-        if arr.dtype.kind == "S":
-            try:
-                return np.char.decode(arr, "utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(f"{source}: the bytes for input {spec.name!r} are not UTF-8 "
-                                 f"text ({e.reason})") from None
-        if arr.dtype.kind not in "UO":
-            raise InputError(f"input {spec.name!r} takes strings; {source} holds "
-                             f"{arr.dtype.name} numbers for it")
-        return arr.astype(np.str_)
+    if want == np.dtype(object):  # text inputs
+        if arr.dtype.kind not in "USO":
+            raise InputError(f"{source}: input {spec.name!r} takes text, the array holds "
+                             f"{arr.dtype}")
+        return arr.astype(object)
     if arr.dtype.kind in "USO":
-        raise InputError(f"input {spec.name!r} takes {spec.dtype}; {source} holds "
-                         f"{'text' if arr.dtype.kind in 'US' else 'Python objects'} for it")
-    if arr.dtype.type is np.void:  # what numpy.savez makes of a bfloat16 / float8 / int4 array
-        if spec.dtype in EXTENDED_DTYPES and arr.dtype.itemsize == target.itemsize:
-            return arr.view(target)
-        raise InputError(f"input {spec.name!r} takes {spec.dtype}; {source} holds raw "
-                         f"{arr.dtype.itemsize}-byte records for it: save numbers instead")
-    if arr.dtype == target:
-        return arr
-    with np.errstate(all="ignore"):
-        out = arr.astype(target)
-        if target.kind in "biu" or spec.dtype in PACKED_BITS and "float" not in spec.dtype:
-            back = out.astype(arr.dtype)
-            lost = ~((back == arr) | (np.isnan(arr) & np.isnan(back))
-                     if arr.dtype.kind == "f" else back == arr)
-            if lost.any():
-                bad = arr[lost].reshape(-1)[0]
-                raise InputError(f"input {spec.name!r} takes {spec.dtype}; {source} holds "
-                                 f"{arr.dtype.name} values it cannot hold exactly (e.g. {bad})")
-    return out
+        raise InputError(f"{source}: input {spec.name!r} takes {spec.dtype} numbers, the array "
+                         f"holds {arr.dtype} text/objects")
+    if np.issubdtype(want, np.integer) and arr.size:
+        info = np.iinfo(want)
+        lo, hi = arr.min(), arr.max()
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+            raise InputError(f"{source}: input {spec.name!r} takes {spec.dtype}; the array "
+                             "holds NaN or infinite values")
+        if lo < info.min or hi > info.max:
+            raise InputError(f"{source}: input {spec.name!r} takes {spec.dtype} "
+                             f"({info.min}..{info.max}); the array holds {lo}..{hi}")
+    try:
+        return arr.astype(want, copy=False)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{source}: the array for {spec.name!r} cannot become {spec.dtype}: "
+                         f"{e}") from None
