@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from converters.errors import ModelDeckError
+from converters.errors import ConsentRequired, ModelDeckError
+from converters.summary import inspect_summary  # noqa: F401  (kept importable from here)
 
 log = logging.getLogger(__name__)
 
@@ -26,47 +28,6 @@ def _shape_str(shape: list[Any] | None) -> str:
     if shape is None:
         return "?"
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
-def inspect_summary(path: str, trust_pickle: bool = False, layers: bool = False) -> dict[str, Any]:
-    """The `inspect --json` object. Also what the worker will send the GUI."""
-    from converters.analysis import analyze
-    from converters.formats import Trust, open_model
-
-    model = open_model(path, Trust(allow_pickle=trust_pickle))
-    a = analyze(model, keep_nodes=layers)
-    g = model.graph
-
-    def io(names: list[str]) -> list[dict[str, Any]]:
-        out = []
-        for name in names:
-            t = g.tensors.get(name)
-            out.append({"name": name, "dtype": t.dtype if t else None,
-                        "shape": t.shape if t else None})
-        return out
-
-    summary: dict[str, Any] = {
-        "path": model.meta.path, "format": model.meta.format, "producer": model.meta.producer,
-        "opset": model.meta.opset, "file_size": model.meta.file_size, "sha256": model.meta.sha256,
-        "nodes": a.node_count, "params": a.params, "param_bytes": a.param_bytes,
-        "weight_bytes": a.weight_bytes, "macs": a.macs, "flops": a.flops,
-        "activation_bytes_peak": a.activation_bytes_peak,
-        "inputs": io(g.inputs), "outputs": io(g.outputs), "ops": a.ops,
-        "uncounted_ops": a.uncounted, "assumed_dims": a.assumed_dims, "notes": model.meta.notes,
-    }
-    if layers:
-        by_id = {item.node.id: item for item in model.walk()}
-        rows = []
-        for c in a.nodes:
-            item = by_id[c.node_id]
-            n = item.node
-            outs = [item.tensor(o) for o in n.outputs]
-            rows.append({"id": n.id, "name": n.name, "op_type": n.op_type, "domain": n.domain,
-                         "scope": n.scope, "depth": item.depth, "params": c.params,
-                         "macs": c.macs, "flops": c.flops, "note": c.note,
-                         "output_shapes": [t.shape if t else None for t in outs]})
-        summary["layers"] = rows
-    return summary
 
 
 def _print_inspect(s: dict[str, Any]) -> None:
@@ -104,7 +65,12 @@ def _print_inspect(s: dict[str, Any]) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    s = inspect_summary(args.model, trust_pickle=args.trust_pickle, layers=args.layers)
+    # Parsing an untrusted file happens in a worker: a native crash there is a clear exit 2.
+    spec = {"job": "inspect", "model": args.model, "trust_code": args.trust,
+            "layers": args.layers}
+    s = _job_or_raise(_run_job(spec, **_limits(args)), args.debug)
+    if isinstance(s, int):
+        return s
     if args.json:
         json.dump(s, sys.stdout, indent=None if args.layers else 2)
         sys.stdout.write("\n")
@@ -168,10 +134,17 @@ class _LiveStatus:
         self._print("\n")
 
 
-def _run_job(spec: dict[str, Any], on_event=None, timeout_s: float | None = None):
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    """--timeout / --memory-limit of a command (None: the job kind's defaults)."""
+    return {"timeout_s": getattr(args, "timeout", None),
+            "memory_mb": getattr(args, "memory_limit", None)}
+
+
+def _run_job(spec: dict[str, Any], on_event=None, timeout_s: float | None = None,
+             memory_mb: int | None = None):
     from app.jobs.client import JobClient
 
-    client = JobClient(spec, on_event=on_event, timeout_s=timeout_s).start()
+    client = JobClient(spec, on_event=on_event, timeout_s=timeout_s, memory_mb=memory_mb).start()
     try:
         return client.wait()
     except KeyboardInterrupt:
@@ -195,10 +168,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
                     iterations=args.iterations, duration_s=args.duration, warmup=args.warmup,
                     shapes=parse_shape_args(args.shape), inputs_npz=args.inputs,
                     layers=args.layers, budgets=tuple(args.budget or ()),
-                    samplers=not args.no_samplers)
+                    samplers=not args.no_samplers, trust_code=args.trust)
     status = _LiveStatus(enabled=sys.stderr.isatty() and not args.quiet)
     outcome = _run_job({"job": "profile", "config": cfg.to_dict()}, on_event=status,
-                       timeout_s=args.timeout)
+                       **_limits(args))
     status.done()
     report = _job_or_raise(outcome, args.debug)
     if isinstance(report, int):
@@ -319,11 +292,20 @@ def _job_or_raise(outcome, debug: bool) -> dict[str, Any] | int:
         print("modeldeck: cancelled", file=sys.stderr)
         return 130
     if outcome.status != "ok":
-        if outcome.error_kind == "bad_input":
+        from app.jobs.client import NATIVE_CRASH_SIGNALS
+
+        # What the file or its sizes caused is the input's fault (exit 2, one line): refused,
+        # crashed a native reader, out of time, out of memory. --debug adds the worker's log.
+        native_crash = outcome.error_kind == "crashed" and outcome.signal in NATIVE_CRASH_SIGNALS
+        tail = outcome.stderr_tail.strip().splitlines()[-8:]
+        if debug and tail:
+            print("\n".join("  | " + line for line in tail), file=sys.stderr)
+        if outcome.error_kind == "needs_consent":
+            raise ConsentRequired(outcome.error or "the model runs code stored in the file")
+        if outcome.error_kind in ("bad_input", "timeout", "memory") or native_crash:
             raise ModelDeckError(outcome.error or "bad input")
         print(f"modeldeck: error: {outcome.error}", file=sys.stderr)
-        tail = outcome.stderr_tail.strip().splitlines()[-8:]
-        if tail and (debug or outcome.error_kind in ("crashed", "timeout")):
+        if tail and not debug and outcome.error_kind == "crashed":
             print("\n".join("  | " + line for line in tail), file=sys.stderr)
         return EXIT_INTERNAL
     return outcome.result
@@ -361,11 +343,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
         spec = ConvertSpec(model=args.model, output=args.output, to=args.to, passes=passes,
                            calib=args.calib, eval=args.eval,
                            fidelity_threshold=args.fidelity_threshold)
+    spec = dataclasses.replace(spec, trust_code=args.trust)
     if spec.calib == "random":
         print("modeldeck: warning: calibrating on random data: quantization ranges will not "
               "match real inputs; accuracy may suffer. Prefer --calib DATA.npz", file=sys.stderr)
     show = _Progress(sys.stderr.isatty() and not args.json)
-    outcome = _run_job({"job": "convert", "convert": spec.to_dict()}, on_event=show)
+    outcome = _run_job({"job": "convert", "convert": spec.to_dict()}, on_event=show,
+                       **_limits(args))
     if show.enabled:
         sys.stderr.write("\n")
     result = _job_or_raise(outcome, args.debug)
@@ -385,10 +369,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     cfg = RunConfig(model=args.models[0], backend=args.backend or "onnxruntime",
                     device=args.device, options=BackendOptions(threads=args.threads),
-                    iterations=args.iterations, warmup=args.warmup, layers=args.layers)
+                    iterations=args.iterations, warmup=args.warmup, layers=args.layers,
+                    trust_code=args.trust)
     spec = {"job": "compare", "models": args.models, "config": cfg.to_dict(),
             "eval": args.eval, "backend_given": args.backend is not None}
-    outcome = _run_job(spec, on_event=_Progress(sys.stderr.isatty() and not args.json))
+    outcome = _run_job(spec, on_event=_Progress(sys.stderr.isatty() and not args.json),
+                       **_limits(args))
     result = _job_or_raise(outcome, args.debug)
     if isinstance(result, int):
         return result
@@ -416,6 +402,46 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _limit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=_positive_float, metavar="S",
+                   help="stop the job after this many seconds (default: generous, by command)")
+    p.add_argument("--memory-limit", type=_positive_int, metavar="MB",
+                   help="stop the job when its processes use more than this much memory "
+                        "(default: $MODELDECK_MEM_LIMIT_MB, else 75%% of RAM, at most 8 GB)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+TRUST_HINT = "if the file comes from a source you trust, run again with --trust"
+
+
+def _trust_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust", action="store_true",
+                   help="allow running code the model file carries (pickled PyTorch modules, "
+                        "TorchScript, torch.export programs): only for files from a source you "
+                        "trust; the worker then may write only to its own folders where the OS "
+                        "allows (Linux Landlock)")
+    p.add_argument("--trust-pickle", dest="trust", action="store_true", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modeldeck", description="Inspect, profile and "
                                      "compress deep-learning models.")
@@ -425,9 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="ONNX, OpenVINO IR (.xml), TFLite, TorchScript or .pt2 file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--layers", action="store_true", help="add the per-layer table")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow loading a pickled PyTorch module (runs code from the file: "
-                        "only for files from a source you trust)")
+    _trust_args(p)
+    _limit_args(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("profile", help="run a model on a backend and measure it")
@@ -456,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", action="append", metavar="METRIC=VALUE",
                    help="e.g. p99=20ms, rss=500MB, power=15W (repeatable); exit 3 if broken")
     p.add_argument("--no-samplers", action="store_true", help="no memory/CPU/power sampling")
-    p.add_argument("--timeout", type=float, help="stop the worker after this many seconds")
+    _trust_args(p)
+    _limit_args(p)
     p.add_argument("--json", metavar="OUT", help="write the report as JSON ('-': stdout)")
     p.add_argument("--html", metavar="OUT", help="write a self-contained HTML report")
     p.add_argument("--csv", metavar="DIR", help="write per-iteration and per-layer CSV files")
@@ -488,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cosine below which a step is reported as where fidelity broke")
     p.add_argument("-o", "--output", required=True, help="output model file")
     p.add_argument("--json", action="store_true", help="print the steps as JSON")
+    _trust_args(p)
+    _limit_args(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("compare", help="profile variants side by side on the same inputs")
@@ -501,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", metavar="DATA", help="labelled data for accuracy")
     p.add_argument("--json", action="store_true")
     p.add_argument("--html", metavar="OUT")
+    _trust_args(p)
+    _limit_args(p)
     p.set_defaults(func=cmd_compare)
     return parser
 
@@ -539,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     except ModelDeckError as e:
         if args.debug:
             raise
-        print(f"modeldeck: error: {e}", file=sys.stderr)
+        hint = f"; {TRUST_HINT}" if isinstance(e, ConsentRequired) else ""
+        print(f"modeldeck: error: {e}{hint}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

@@ -2,13 +2,20 @@
 
 A worker that crashes, is killed or hangs past the timeout ends as a failed job carrying the
 tail of its stderr; the samples received before that are kept in the outcome.
+
+Each worker runs in its own session (process group). When a job ends, however it ends, the whole
+group is killed: a runtime that forked a helper (OpenVINO's telemetry did, from a thread, leaving
+a child stuck on a futex holding the event pipe) cannot outlive the job or keep the client
+waiting for an end of file that never comes.
 """
 from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -17,10 +24,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.jobs.limits import Limits, default_limits, group_rss_mb, is_progress, memory_message
 from app.jobs.protocol import CANCEL
+
+log = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 40
 CANCEL_GRACE_S = 5.0
+EXIT_GRACE_S = 5.0  # after its result, how long a worker may take to exit before it is killed
+DRAIN_S = 2.0  # after the worker exited, how long to read what is left in the pipe
+MEMORY_POLL_S = 0.1
+NATIVE_CRASH_SIGNALS = ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGFPE", "SIGILL")
 
 
 def worker_command() -> list[str]:
@@ -35,10 +49,47 @@ class JobOutcome:
     status: str  # ok | failed | cancelled
     result: dict[str, Any] | None = None
     error: str | None = None
-    error_kind: str | None = None  # bad_input | internal | crashed | timeout
+    error_kind: str | None = None  # bad_input | internal | crashed | timeout | memory
     returncode: int | None = None
     stderr_tail: str = ""
     samples: dict[str, list[list[float]]] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)  # stage events, in order
+    signal: str | None = None  # e.g. "SIGSEGV" when the worker was killed by a signal
+    last_stage: str | None = None
+
+
+def kill_group(pid: int | None) -> None:
+    """SIGKILL a worker's process group (the worker and anything it forked). Never raises."""
+    if pid is None or os.name != "posix":
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    except OSError as e:
+        log.debug("killpg(%s): %s", pid, e)
+
+
+def finish_outcome(outcome: JobOutcome, returncode: int | None, cancelled: bool,
+                   kind: str = "") -> None:
+    """Fill in why a job failed when the worker did not say (shared with the GUI's client)."""
+    if returncode is not None and returncode < 0:
+        outcome.signal = _signal_only(-returncode)
+    if outcome.status == "failed" and outcome.error is None:
+        outcome.error_kind = "crashed"
+        if outcome.signal in NATIVE_CRASH_SIGNALS and kind == "inspect":
+            outcome.error = (f"ModelDeck's reader crashed on this file ({outcome.signal} in the "
+                             "native parser): the file is damaged or hostile")
+        elif outcome.signal in NATIVE_CRASH_SIGNALS:
+            where = f" during {outcome.last_stage}" if outcome.last_stage else ""
+            outcome.error = (f"ModelDeck's reader or runtime crashed on this model "
+                             f"({outcome.signal} in native code{where}): the file is damaged or "
+                             "hostile, or the runtime has a bug")
+        else:
+            outcome.error = (f"the worker process ended without a result (exit code "
+                             f"{returncode}){_signal_name(returncode)}")
+    if cancelled and outcome.status != "ok":
+        outcome.status = "cancelled"
 
 
 def collect_event(outcome: JobOutcome, event: dict[str, Any], keep_samples: bool = True
@@ -55,19 +106,34 @@ def collect_event(outcome: JobOutcome, event: dict[str, Any], keep_samples: bool
         outcome.error, outcome.error_kind = event.get("message"), event.get("kind")
     elif kind == "cancelled":
         outcome.status = "cancelled"
+    elif kind == "stage":
+        outcome.stages.append({k: v for k, v in event.items() if k != "event"})
+        outcome.last_stage = str(event.get("stage") or "") or outcome.last_stage
+
+
+TERMINAL_EVENTS = ("result", "error", "cancelled")
 
 
 class JobClient:
+    """Run one job spec in a worker process.
+
+    timeout_s: the whole job (None: the default of its kind, app.jobs.limits); limits: all of
+    them at once (wins over timeout_s/memory_mb).
+    """
+
     def __init__(self, spec: dict[str, Any], on_event: Callable[[dict], None] | None = None,
-                 timeout_s: float | None = None, env: dict[str, str] | None = None):
-        self.spec = spec
+                 timeout_s: float | None = None, env: dict[str, str] | None = None,
+                 memory_mb: int | None = None, limits: Limits | None = None):
+        self.limits = limits or default_limits(spec, timeout_s=timeout_s, memory_mb=memory_mb)
+        self.spec = {**spec, "limits": self.limits.to_dict()}
         self.on_event = on_event
-        self.timeout_s = timeout_s
+        self.timeout_s = self.limits.timeout_s
         self.env = env
         self.proc: subprocess.Popen | None = None
         self._events: queue.Queue[dict | None] = queue.Queue()
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._cancel_at: float | None = None
+        self._readers: list[threading.Thread] = []
 
     def start(self) -> JobClient:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -75,12 +141,17 @@ class JobClient:
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(worker_command(), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     bufsize=1, env=env)
+                                     bufsize=1, env=env, start_new_session=os.name == "posix")
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(self.spec) + "\n")
-        self.proc.stdin.flush()
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        try:
+            self.proc.stdin.write(json.dumps(self.spec) + "\n")
+            self.proc.stdin.flush()
+        except OSError:  # it died at once; wait() reports how
+            pass
+        for target in (self._read_stdout, self._read_stderr):
+            t = threading.Thread(target=target, daemon=True)
+            t.start()
+            self._readers.append(t)
         return self
 
     def _read_stdout(self) -> None:
@@ -111,44 +182,114 @@ class JobClient:
                 pass
 
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        """Kill the worker and everything it started."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.kill()
+        kill_group(self.proc.pid)
 
     def wait(self) -> JobOutcome:
         assert self.proc is not None, "start() first"
-        started = time.monotonic()
+        lim = self.limits
+        started = last_progress = last_poll = time.monotonic()
         outcome = JobOutcome(status="failed")
-        ended = False
-        while not ended:
+        ended_at: float | None = None  # when the worker's exit or last event was seen
+        killed_for: str | None = None
+        peak_mb = 0.0
+        while True:
             try:
-                event = self._events.get(timeout=0.1)
+                event = self._events.get(timeout=0.05)
             except queue.Empty:
                 event = ...
             now = time.monotonic()
-            if self.timeout_s is not None and now - started > self.timeout_s:
-                self.kill()
-                outcome.error_kind = "timeout"
-                outcome.error = f"the worker did not finish within {self.timeout_s:g} s: stopped"
+            if event is None:  # end of the event stream
+                break
+            if event is not ...:
+                self._collect(event, outcome)
+                if is_progress(event):
+                    last_progress = now
+                if self.on_event is not None:
+                    self.on_event(event)
+                if event.get("event") in TERMINAL_EVENTS and ended_at is None:
+                    ended_at = now
+                continue
+            exited = self.proc.poll() is not None
+            if exited and ended_at is None:
+                ended_at = now
+            if ended_at is not None:
+                # The result is in or the worker is gone: do not wait for an end of file
+                # that a leftover child holding the pipe would withhold.
+                if exited:
+                    kill_group(self.proc.pid)
+                    if now - ended_at > DRAIN_S:
+                        break
+                elif now - ended_at > EXIT_GRACE_S:
+                    self.kill()
+                continue
+            if killed_for is None:
+                if lim.memory_mb and now - last_poll >= MEMORY_POLL_S:
+                    last_poll = now
+                    rss = group_rss_mb(self.proc.pid)
+                    peak_mb = max(peak_mb, rss)
+                    if rss > lim.memory_mb:
+                        killed_for = "memory"
+                        outcome.error_kind = "memory"
+                        outcome.error = memory_message(lim.memory_mb, rss)
+                if lim.timeout_s is not None and now - started > lim.timeout_s:
+                    killed_for = "timeout"
+                    outcome.error_kind = "timeout"
+                    outcome.error = (f"the job did not finish within {lim.timeout_s:g} s and was "
+                                     "stopped (give a longer --timeout if it needs more)")
+                elif lim.idle_s is not None and now - last_progress > lim.idle_s:
+                    killed_for = "timeout"
+                    outcome.error_kind = "timeout"
+                    stage = f" in stage '{outcome.last_stage}'" if outcome.last_stage else ""
+                    outcome.error = (f"no progress for {lim.idle_s:g} s{stage}: one load, "
+                                     "inference or pass ran that long (a model that loops "
+                                     "without end?) and the job was stopped (give --timeout "
+                                     "to allow more)")
+                if killed_for is not None:
+                    log.info("stopping worker %s: %s", self.proc.pid, outcome.error)
+                    self.kill()
             if self._cancel_at is not None and now - self._cancel_at > CANCEL_GRACE_S:
                 self.kill()
-            if event is ...:
-                continue
-            if event is None:
-                ended = True
-                continue
-            self._collect(event, outcome)
-            if self.on_event is not None:
-                self.on_event(event)
-        outcome.returncode = self.proc.wait()
-        time.sleep(0.05)  # let the stderr reader drain
+        outcome.returncode = self._reap()
+        for t in self._readers:
+            t.join(timeout=0.5)
+        self._close_pipes()
         outcome.stderr_tail = "\n".join(self._stderr)
-        if outcome.status == "failed" and outcome.error is None:
-            outcome.error_kind = "crashed"
-            outcome.error = (f"the worker process ended without a result (exit code "
-                             f"{outcome.returncode}){_signal_name(outcome.returncode)}")
-        if self._cancel_at is not None and outcome.status != "ok":
-            outcome.status = "cancelled"
+        if killed_for is not None and outcome.status != "ok":
+            outcome.status = "failed"
+            if outcome.error_kind != killed_for:  # a late error event from the dying worker
+                outcome.error_kind = killed_for
+        finish_outcome(outcome, outcome.returncode, self._cancel_at is not None,
+                       str(self.spec.get("job", "")))
         return outcome
+
+    def _reap(self) -> int | None:
+        """Wait for the worker briefly, then make sure its whole group is gone."""
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        kill_group(self.proc.pid)
+        return code
+
+    def _close_pipes(self) -> None:
+        """Close our ends of the pipes whose reader finished (one still blocked on a pipe that
+        an escaped process holds is left to the garbage collector)."""
+        assert self.proc is not None
+        done = [not t.is_alive() for t in self._readers]
+        for stream, ok in ((self.proc.stdin, True), (self.proc.stdout, done[0]),
+                           (self.proc.stderr, done[1])):
+            if stream is not None and ok:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
 
     def _collect(self, event: dict[str, Any], outcome: JobOutcome) -> None:
         collect_event(outcome, event)
@@ -157,12 +298,14 @@ class JobClient:
         return self.start().wait()
 
 
+def _signal_only(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def _signal_name(returncode: int | None) -> str:
     if returncode is None or returncode >= 0:
         return ""
-    import signal
-
-    try:
-        return f", killed by {signal.Signals(-returncode).name}"
-    except ValueError:
-        return f", killed by signal {-returncode}"
+    return f", killed by {_signal_only(-returncode)}"

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from app.jobs.protocol import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK
-from converters.errors import Cancelled, ModelDeckError
+from app.jobs import sandbox
+from converters.errors import Cancelled, ConsentRequired, ModelDeckError
 
 log = logging.getLogger("modeldeck.worker")
 
@@ -54,21 +55,89 @@ def _listen_for_cancel(stdin: IO[str], flag: threading.Event) -> None:
                 return
         except (ValueError, AttributeError):
             log.warning("ignored command line: %r", line[:200])
-    # stdin closed: the client went away; stop as if cancelled
+    # stdin closed: the client went away; stop as if cancelled, and die if that is not enough
     flag.set()
+    _end_group_after(PARENT_GONE_GRACE_S, "the client closed the command pipe")
+
+
+PARENT_POLL_S = 0.5
+PARENT_GONE_GRACE_S = 5.0
+
+
+def _own_group() -> None:
+    """Lead a session of our own (the CLI's client already asks for one; the GUI's QProcess
+    cannot), so the client can end this worker and everything it forks with one killpg."""
+    if os.name != "posix":
+        return
+    try:
+        if os.getsid(0) != os.getpid():
+            os.setsid()
+    except OSError as e:
+        log.debug("setsid: %s", e)
+
+
+def _kill_own_group() -> None:
+    if os.name == "posix" and os.getpgid(0) == os.getpid():
+        os.killpg(0, 9)  # SIGKILL: us and anything a runtime forked
+    os._exit(EXIT_CANCELLED)
+
+
+def _end_group_after(delay_s: float, why: str) -> None:
+    def later() -> None:
+        log.warning("%s: stopping this worker", why)
+        _kill_own_group()
+
+    t = threading.Timer(delay_s, later)
+    t.daemon = True
+    t.start()
+
+
+def _watch_parent(parent: int) -> None:
+    """Nothing outlives its client: when the parent dies, end this worker's whole group."""
+    import time
+
+    while True:
+        time.sleep(PARENT_POLL_S)
+        if os.getppid() != parent:
+            log.warning("the client (pid %s) is gone: stopping this worker", parent)
+            _kill_own_group()
+
+
+def _block_telemetry() -> None:
+    """OpenVINO's converter sends telemetry by forking a process from a thread; in a
+    multi-threaded worker that child can hang on a lock forever, holding our event pipe.
+    Making the package unimportable selects OpenVINO's own no-op stub (and sends nothing)."""
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+
+
+def _limit_memory(limits: dict[str, Any] | None) -> None:
+    """A kernel backstop under the client's RSS watchdog: a single allocation far past the cap
+    fails at once (MemoryError) instead of being filled before the next RSS poll.
+
+    RLIMIT_DATA counts private writable mappings; runtimes reserve some address space they never
+    touch, so the backstop sits at twice the RSS cap (and at least 4 GB)."""
+    mb = (limits or {}).get("memory_mb")
+    if not mb or os.name != "posix":
+        return
+    import resource
+
+    cap = max(int(mb) * 2, 4096) * 2**20
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
+    except (ValueError, OSError) as e:
+        log.debug("RLIMIT_DATA: %s", e)
 
 
 def job_inspect(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:
-    from app.cli import inspect_summary
-    from converters.formats import Trust, open_model
+    from converters.summary import inspect_summary
 
     emit({"event": "stage", "stage": "inspect", "message": spec["model"]})
-    summary = inspect_summary(spec["model"], trust_pickle=spec.get("trust_pickle", False),
-                              layers=spec.get("layers", False))
-    if spec.get("graph"):
-        summary["graph"] = open_model(spec["model"], Trust(spec.get("trust_pickle", False))
-                                      ).to_dict()
-    return summary
+    return inspect_summary(spec["model"],
+                           trust_pickle=bool(spec.get("trust_code") or spec.get("trust_pickle")),
+                           layers=spec.get("layers", False), graph=spec.get("graph", False))
 
 
 def job_profile(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:
@@ -93,9 +162,12 @@ def job_compare(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bo
     from profilers.compare import run_compare
     from profilers.runner import RunConfig
 
+    from converters.formats import consent
+
     base = RunConfig.from_dict({**spec["config"], "model": spec["models"][0]})
-    return run_compare(spec["models"], base, spec.get("eval"), emit, cancelled,
-                       backend_given=spec.get("backend_given", True))
+    with consent(base.trust_code):  # fidelity runs outside the profiles need it too
+        return run_compare(spec["models"], base, spec.get("eval"), emit, cancelled,
+                           backend_given=spec.get("backend_given", True))
 
 
 JOBS: dict[str, Callable[[dict[str, Any], Callable, Callable[[], bool]], dict]] = {
@@ -105,6 +177,9 @@ JOBS: dict[str, Callable[[dict[str, Any], Callable, Callable[[], bool]], dict]] 
 
 
 def main() -> int:
+    _own_group()
+    parent = os.getppid()
+    _block_telemetry()
     faulthandler.enable(sys.stderr)
     logging.basicConfig(level=os.environ.get("MODELDECK_LOG", "WARNING"), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -117,6 +192,10 @@ def main() -> int:
         emit({"event": "error", "kind": "internal",
               "message": f"bad job spec (known jobs: {', '.join(JOBS)}): {line[:200]!r}"})
         return EXIT_INTERNAL
+    _limit_memory(spec.get("limits") if isinstance(spec, dict) else None)
+    # Before any thread starts: Landlock binds the calling thread and those it starts later.
+    sandbox_status = sandbox.apply_for_job(spec)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     cancel = threading.Event()
     threading.Thread(target=_listen_for_cancel, args=(sys.stdin, cancel), daemon=True).start()
 
@@ -125,15 +204,32 @@ def main() -> int:
     except Cancelled:
         emit({"event": "cancelled"})
         return EXIT_CANCELLED
+    except ConsentRequired as e:  # each front end asks in its own way (--trust, a dialog)
+        emit({"event": "error", "kind": "needs_consent", "message": str(e)})
+        return EXIT_BAD_INPUT
     except ModelDeckError as e:
         emit({"event": "error", "kind": "bad_input", "message": str(e)})
+        return EXIT_BAD_INPUT
+    except MemoryError as e:  # the RLIMIT_DATA backstop refused an allocation
+        mb = (spec.get("limits") or {}).get("memory_mb")
+        emit({"event": "error", "kind": "memory",
+              "message": "the job needed more memory than its limit"
+                         + (f" ({mb} MB)" if mb else "") + " and was stopped: the model needs "
+                         "more memory for these input sizes (raise it with --memory-limit MB or "
+                         f"MODELDECK_MEM_LIMIT_MB, or give smaller --shape values){_why(e)}"})
         return EXIT_BAD_INPUT
     except Exception as e:
         traceback.print_exc()
         emit({"event": "error", "kind": "internal", "message": f"{type(e).__name__}: {e}"})
         return EXIT_INTERNAL
+    sandbox.record(result, sandbox_status, spec["job"])
     emit({"event": "result", "result": result})
     return EXIT_OK
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    return f" [{text}]" if text else ""
 
 
 if __name__ == "__main__":

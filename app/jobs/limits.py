@@ -1,0 +1,116 @@
+"""Time and memory limits of one worker job, shared by the CLI's and the GUI's clients.
+
+A model file is untrusted input (DESIGN §3c): a Loop with a 10^12 trip count must not run
+forever and a declared input of 2^31 elements must not eat the machine. Every job therefore
+gets a wall-clock limit, a no-progress limit (a single inference that never returns) and a
+memory cap on the resident memory of the worker's whole process group.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MEM_ENV = "MODELDECK_MEM_LIMIT_MB"
+MEM_FRACTION = 0.75  # of physical memory
+MEM_CAP_MB = 8192  # never more than this by default, whatever the machine has
+
+# Whole-job wall-clock limits by job kind (seconds); None: no limit.
+TIMEOUT_S: dict[str, float | None] = {
+    "inspect": 120.0, "devices": 120.0, "profile": 1800.0, "convert": 3 * 3600.0,
+    "compare": 3 * 3600.0,
+}
+# Longest time without progress (a stage, a progress event, a latency sample, a step):
+# one load, one inference or one pass that takes longer is stopped.
+IDLE_S: dict[str, float | None] = {
+    "inspect": None, "devices": None, "profile": 600.0, "convert": 3600.0, "compare": 900.0,
+}
+PROFILE_MARGIN_S = 900.0  # load, first inference, warm-up, layer profile on top of --duration
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float | None = None  # the whole job
+    idle_s: float | None = None  # no progress for this long
+    memory_mb: int | None = None  # resident memory of the worker's process group
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"timeout_s": self.timeout_s, "idle_s": self.idle_s, "memory_mb": self.memory_mb}
+
+
+def physical_memory_mb() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20)
+    except (ValueError, OSError, AttributeError):  # not POSIX: ask psutil
+        import psutil
+
+        return int(psutil.virtual_memory().total // 2**20)
+
+
+def default_memory_mb() -> int:
+    """MODELDECK_MEM_LIMIT_MB when set, else 75 % of physical memory, at most 8 GB."""
+    raw = os.environ.get(MEM_ENV, "").strip()
+    if raw:
+        try:
+            value = int(float(raw))
+            if value > 0:
+                return value
+        except ValueError:
+            pass
+        log.warning("%s=%r is not a positive number of MB: using the default", MEM_ENV, raw)
+    return max(256, min(MEM_CAP_MB, int(physical_memory_mb() * MEM_FRACTION)))
+
+
+def default_limits(spec: dict[str, Any], timeout_s: float | None = None,
+                   memory_mb: int | None = None) -> Limits:
+    """The limits of a job spec; a given timeout replaces both time limits of its kind."""
+    kind = str(spec.get("job", ""))
+    mem = memory_mb if memory_mb is not None else default_memory_mb()
+    if timeout_s is not None:
+        return Limits(timeout_s=timeout_s, idle_s=None, memory_mb=mem)
+    total = TIMEOUT_S.get(kind, 3600.0)
+    if kind == "profile":
+        duration = (spec.get("config") or {}).get("duration_s")
+        if isinstance(duration, (int, float)) and duration > 0:
+            total = max(total, float(duration) * (2 if (spec.get("config") or {}).get("layers")
+                                                  else 1) + PROFILE_MARGIN_S)
+    return Limits(timeout_s=total, idle_s=IDLE_S.get(kind), memory_mb=mem)
+
+
+def is_progress(event: dict[str, Any]) -> bool:
+    """Whether an event shows the job moving (sampler readings alone do not: they keep
+    arriving while one inference hangs)."""
+    if event.get("event") == "samples":
+        return "latency_ms" in (event.get("series") or {})
+    return True
+
+
+def group_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants, in MB (0 once it is gone)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def memory_message(limit_mb: int, peak_mb: float) -> str:
+    return (f"the job used more than {_gb(limit_mb)} of memory ({_gb(peak_mb)} when stopped) and "
+            "was stopped: the model needs more memory than the limit for these input sizes "
+            f"(raise it with --memory-limit MB or {MEM_ENV}, or give smaller --shape values)")
+
+
+def _gb(mb: float) -> str:
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
