@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import onnx
 import pytest
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from converters.analysis import analyze
 from converters.formats import open_model
@@ -113,3 +114,282 @@ def test_activation_peak_is_plausible(light):
     assert a.activation_bytes_peak >= 64 * 112 * 112 * 4
     assert a.activation_bytes_peak < 200e6
     assert math.isfinite(a.activation_bytes_peak)
+
+
+# --- each stored weight counted once ---------------------------------------------------------
+
+def _sliced_gates(tag: str, w: str, hidden: int) -> tuple[list, str]:
+    """Slice a [4H, I] weight into its four gates and Concat them back, as exporters do."""
+    nodes, parts = [], []
+    for g in range(4):
+        bounds = [numpy_helper.from_array(np.array([v], "int64"), f"{tag}_{name}{g}")
+                  for name, v in (("s", g * hidden), ("e", (g + 1) * hidden), ("a", 0))]
+        nodes += [helper.make_node("Constant", [], [b.name], value=b) for b in bounds]
+        nodes.append(helper.make_node("Slice", [w] + [b.name for b in bounds], [f"{tag}_g{g}"]))
+        parts.append(f"{tag}_g{g}")
+    nodes.append(helper.make_node("Concat", parts, [f"{tag}_w"], axis=0))
+    return nodes, f"{tag}_w"
+
+
+def test_weight_sliced_in_two_branches_is_counted_once(tmp_path):
+    """One stored weight, sliced and re-concatenated in both If branches (the silero-vad
+    export pattern): one count of its stored elements, while each branch's MACs stay."""
+    hidden, inp = 8, 16
+    w = B.weight("W", [4 * hidden, inp])
+
+    def branch(tag):
+        nodes, wt = _sliced_gates(tag, "W", hidden)
+        nodes.append(helper.make_node("MatMul", ["x", f"{tag}_wT"], [f"y_{tag}"]))
+        nodes.insert(-1, helper.make_node("Transpose", [wt], [f"{tag}_wT"], perm=[1, 0]))
+        return helper.make_graph(nodes, tag, [], [B.tensor_in(f"y_{tag}", [2, 4 * hidden])])
+
+    node = helper.make_node("If", ["cond"], ["y"], then_branch=branch("then"),
+                            else_branch=branch("else"))
+    a = _analyze(tmp_path, B.make([node], [B.tensor_in("x", [2, inp]),
+                                          B.tensor_in("cond", [], onnx.TensorProto.BOOL)],
+                                  [B.tensor_in("y", [2, 4 * hidden])], [w]))
+    assert a.params == 4 * hidden * inp
+    assert a.param_bytes == 4 * hidden * inp * 4
+    assert a.macs == 2 * (2 * 4 * hidden * inp)  # each branch's MatMul, both listed
+    owners = [c for c in a.nodes if c.params]
+    assert len(owners) == 1 and owners[0].op_type == "MatMul"
+
+
+def test_overlapping_slices_of_one_weight_count_it_once(tmp_path):
+    w = B.weight("W", [16, 32])
+    consts = {name: numpy_helper.from_array(np.array(v, "int64"), name)
+              for name, v in (("s0", [0]), ("e0", [24]), ("s1", [8]), ("e1", [32]), ("ax", [1]))}
+    nodes = [helper.make_node("Slice", ["W", "s0", "e0", "ax"], ["W0"]),
+             helper.make_node("Slice", ["W", "s1", "e1", "ax"], ["W1"]),
+             helper.make_node("MatMul", ["x", "W0"], ["y0"]),
+             helper.make_node("MatMul", ["x", "W1"], ["y1"])]
+    a = _analyze(tmp_path, B.make(nodes, [B.tensor_in("x", [4, 16])],
+                                  [B.tensor_in("y0", None), B.tensor_in("y1", None)],
+                                  [w, *consts.values()]))
+    assert a.params == 16 * 32  # not 2 x 16 x 24
+    assert a.weight_bytes == 16 * 32 * 4 + 5 * 8  # the slice bounds are stored too
+    assert a.macs == 2 * (4 * 24 * 16)
+
+
+def test_dequantized_weight_counts_its_elements_not_its_scales(tmp_path):
+    """int8 weight x per-channel scale: the scales are stored bytes, not parameters."""
+    q = numpy_helper.from_array(
+        np.random.default_rng(0).integers(-127, 127, (32, 64)).astype(np.int8), "Wq")
+    scale = numpy_helper.from_array(np.full([64], 0.01, np.float32), "scale")
+    zp = numpy_helper.from_array(np.zeros([64], np.int8), "zp")
+    nodes = [helper.make_node("DequantizeLinear", ["Wq", "scale", "zp"], ["W"], axis=1),
+             helper.make_node("MatMul", ["x", "W"], ["y"])]
+    a = _analyze(tmp_path, B.make(nodes, [B.tensor_in("x", [2, 32])], [B.tensor_in("y", None)],
+                                  [q, scale, zp], opset=13))
+    assert a.params == 32 * 64
+    assert a.weight_bytes == 32 * 64 + 64 * 4 + 64
+    assert a.param_bytes == 32 * 64 * 4  # consumed as float32
+
+
+# Real exports. silero-vad 6.2.3's silero_vad.onnx keeps its weights in Constant nodes inside an
+# If on the sample rate; the LSTM weights are sliced into gates in both branches of an inner If
+# (batch of one or not), which counted them twice (809,478 shown for 545,286 stored).
+SILERO = ("silero-vad", "6.2.3", "silero_vad/data/silero_vad.onnx", 545_286)
+# openwakeword 0.5.1 ships an older silero VAD: initializers in nested If bodies.
+OWW_SILERO = ("openwakeword", "0.5.1", "openwakeword/resources/models/silero_vad.onnx", 444_944)
+
+
+def _stored_float_elements(path) -> int:
+    """Float elements of every initializer and Constant, subgraphs included, read by onnx."""
+    m = onnx.load(str(path))
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE}
+    total = 0
+
+    def walk(g):
+        nonlocal total
+        tensors = list(g.initializer)
+        for n in g.node:
+            if n.op_type == "Constant":  # not ConstantOfShape's one-element fill value
+                tensors += [a.t for a in n.attribute if a.type == onnx.AttributeProto.TENSOR]
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    walk(a.g)
+        total += sum(math.prod(t.dims) for t in tensors if t.data_type in floats)
+
+    walk(m.graph)
+    return total
+
+
+@pytest.mark.parametrize("package,version,member,stored", [SILERO, OWW_SILERO],
+                         ids=["silero-vad", "openwakeword-silero"])
+def test_vad_models_count_every_stored_weight_once(package, version, member, stored):
+    from tests.real_models import wheel_member
+
+    path = wheel_member(package, version, member)
+    assert _stored_float_elements(path) == stored
+    a = analyze(open_model(path))
+    assert a.params == stored
+
+
+# --- MACs and FLOPs --------------------------------------------------------------------------
+
+def test_batchnorm_is_flops_not_macs(tmp_path):
+    c, hw = 16, 10
+    bn = [B.weight(n, [c], seed=i) for i, n in enumerate(("g", "b", "m"))]
+    var = numpy_helper.from_array(np.ones([c], np.float32), "v")
+    node = helper.make_node("BatchNormalization", ["x", "g", "b", "m", "v"], ["y"])
+    a = _analyze(tmp_path, B.make([node], [B.tensor_in("x", [1, c, hw, hw])],
+                                  [B.tensor_in("y", None)], [*bn, var]))
+    assert a.macs == 0
+    assert a.flops == 2 * c * hw * hw
+    assert a.params == 4 * c
+
+
+def test_symbolic_dims_take_given_values(tmp_path):
+    p = tmp_path / "conv.onnx"
+    onnx.save(B.conv_model(batch="batch"), p)
+    m = open_model(p)
+    one = analyze(m)
+    assert one.assumed_dims == {"batch": 1}
+    four = analyze(m, dims={"batch": 4})
+    assert four.macs == 4 * one.macs and four.activation_bytes_peak == 4 * one.activation_bytes_peak
+    assert four.assumed_dims == {}
+    assert four.params == one.params
+    with pytest.raises(ValueError, match="batch"):
+        analyze(m, dims={"batch": -1})
+
+
+def test_lstm_macs_follow_a_symbolic_sequence(tmp_path):
+    batch, inp, hidden = 3, 20, 32
+    p = tmp_path / "lstm.onnx"
+    onnx.save(B.lstm_model("sequence", batch, inp, hidden), p)
+    m = open_model(p)
+    a = analyze(m, dims={"sequence": 128})
+    assert a.macs == 128 * batch * 4 * hidden * (inp + hidden)
+    assert a.assumed_dims == {}
+    assert analyze(m).assumed_dims == {"sequence": 1}
+
+
+# --- OpenVINO IR and TFLite ------------------------------------------------------------------
+
+def _ir(source, xml, **convert):
+    import openvino as ov
+
+    ov.save_model(ov.convert_model(str(source), **convert), str(xml), compress_to_fp16=True)
+    return open_model(xml)
+
+
+def test_ir_of_the_sample_counts_like_its_onnx(tmp_path):
+    """The sample's dynamic batch becomes OpenVINO's unnamed '?'; f16 weights widened by
+    Convert nodes are weights, not activations."""
+    from tests.conftest import SAMPLE_ONNX
+
+    onnx_a = analyze(open_model(SAMPLE_ONNX))
+    ir = _ir(SAMPLE_ONNX, tmp_path / "digits.xml")
+    a = analyze(ir)
+    assert a.macs == pytest.approx(onnx_a.macs, rel=0.01)
+    assert a.uncounted == {}
+    assert a.assumed_dims == {"?": 1}
+    assert 0 < a.activation_bytes_peak == onnx_a.activation_bytes_peak
+    assert analyze(ir, dims={"?": 8}).macs == 8 * a.macs
+    # BatchNorm folded into the convolutions by OpenVINO: 896 fewer stored parameters
+    assert a.params == onnx_a.params - 7 * 128
+
+
+def test_ir_of_a_zoo_model_counts_like_its_onnx(tmp_path, light):
+    import openvino as ov
+
+    path = light("resnet50")
+    onnx_a = analyze(open_model(path))
+    a = analyze(_ir(path, tmp_path / "r50.xml", input=ov.PartialShape([-1, 3, 224, 224])))
+    assert a.uncounted == {}
+    assert a.macs == pytest.approx(onnx_a.macs, rel=0.02)
+    assert a.activation_bytes_peak == pytest.approx(onnx_a.activation_bytes_peak, rel=0.5)
+
+
+@pytest.mark.parametrize("seq", [10, 20])
+def test_ir_lstm_sequence_scales_with_its_length(tmp_path, seq):
+    batch, inp, hidden = 3, 20, 32
+    src = tmp_path / "lstm.onnx"
+    onnx.save(B.lstm_model(seq, batch, inp, hidden), src)
+    a = analyze(_ir(src, tmp_path / "lstm.xml"))
+    assert a.ops.get("LSTMSequence") == 1
+    assert a.macs == seq * batch * 4 * hidden * (inp + hidden)
+
+
+def _digits_tflite() -> bytes:
+    """The sample CNN as a TFLite flatbuffer: its own weights, BatchNorm folded, NHWC."""
+    from tests.conftest import SAMPLE_ONNX
+    from tests.converters import tflite_builder as T
+
+    w = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(SAMPLE_ONNX)).graph.initializer}
+
+    def folded(i):
+        scale = w[f"features.bn{i}.weight"] / np.sqrt(w[f"features.bn{i}.running_var"] + 1e-5)
+        kernel = w[f"features.conv{i}.weight"] * scale[:, None, None, None]
+        bias = (w[f"features.conv{i}.bias"] - w[f"features.bn{i}.running_mean"]) * scale
+        return kernel.transpose(0, 2, 3, 1), bias + w[f"features.bn{i}.bias"]  # OHWI
+
+    m = _PoolingTfliteBuilder()
+    x = m.tensor("input", [1, 8, 8, 1])
+    for i, (hw, cout) in enumerate([(8, 32), (8, 64), (4, 128)], start=1):
+        kernel, bias = folded(i)
+        k = m.tensor(f"conv{i}/weights", list(kernel.shape), kernel)
+        b = m.tensor(f"conv{i}/bias", [cout], bias)
+        y = m.tensor(f"conv{i}/Relu", [1, hw, hw, cout])
+        m.op(T.CONV_2D, [x, k, b], [y], padding=T.SAME, activation=T.RELU)
+        x = y
+        if i == 2:
+            y = m.tensor("pool", [1, 4, 4, 64])
+            m.op(_MAX_POOL_2D, [x], [y], stride=2, filter=2)
+            x = y
+    # fc1 reads NCHW-flattened features in the ONNX model; reorder its columns for NHWC
+    fc1 = w["classifier.fc1.weight"].reshape(256, 128, 4, 4).transpose(0, 2, 3, 1).reshape(256, -1)
+    for name, weight, bias, act in (("fc1", fc1, w["classifier.fc1.bias"], T.RELU),
+                                    ("fc2", w["classifier.fc2.weight"], w["classifier.fc2.bias"], 0)):
+        wt = m.tensor(f"{name}/weights", list(weight.shape), weight)
+        bt = m.tensor(f"{name}/bias", list(bias.shape), bias)
+        y = m.tensor(f"{name}/out", [1, weight.shape[0]])
+        m.op(T.FULLY_CONNECTED, [x, wt, bt], [y], activation=act)
+        x = y
+    m.inputs, m.outputs = [0], [x]
+    return m.to_bytes()
+
+
+_MAX_POOL_2D = 17  # BuiltinOperator; its options are Pool2DOptions, union member 5
+
+
+class _PoolingTfliteBuilder:
+    """tflite_builder's writer plus MAX_POOL_2D, which the sample CNN needs."""
+
+    def __new__(cls):
+        from tests.converters import tflite_builder as T
+
+        class Builder(T.TfliteModelBuilder):
+            @staticmethod
+            def _operator(b, op, opcode_index):
+                if op.code != _MAX_POOL_2D:
+                    return T.TfliteModelBuilder._operator(b, op, opcode_index)
+                b.StartObject(6)  # Pool2DOptions: padding, stride_w/h, filter_width/height, act
+                b.PrependInt8Slot(0, 1, 0)  # VALID
+                for slot, key in ((1, "stride"), (2, "stride"), (3, "filter"), (4, "filter")):
+                    b.PrependInt32Slot(slot, op.options[key], 0)
+                options = b.EndObject()
+                inputs, outputs = T._int_vector(b, op.inputs), T._int_vector(b, op.outputs)
+                b.StartObject(5)  # Operator
+                b.PrependUint32Slot(0, opcode_index, 0)
+                b.PrependUOffsetTRelativeSlot(1, inputs, 0)
+                b.PrependUOffsetTRelativeSlot(2, outputs, 0)
+                b.PrependUint8Slot(3, 5, 0)
+                b.PrependUOffsetTRelativeSlot(4, options, 0)
+                return b.EndObject()
+
+        return Builder()
+
+
+def test_tflite_of_the_sample_counts_like_its_onnx(tmp_path):
+    from tests.conftest import SAMPLE_ONNX
+
+    path = tmp_path / "digits.tflite"
+    path.write_bytes(_digits_tflite())
+    a = analyze(open_model(path))
+    onnx_a = analyze(open_model(SAMPLE_ONNX))
+    assert a.uncounted == {}
+    assert a.macs == pytest.approx(onnx_a.macs, rel=0.01)
+    assert a.activation_bytes_peak > 0
+    assert a.params == onnx_a.params - 7 * 128  # BatchNorm folded before writing
