@@ -46,6 +46,7 @@ class RunConfig:
     sample_period_s: float = 0.05
     emit_period_s: float = 0.1
     seed: int = 0
+    trust_code: bool = False  # the user's consent to run code the model file carries (torch)
 
     def __post_init__(self) -> None:
         if self.iterations is not None and self.iterations < 1:
@@ -140,6 +141,13 @@ def _summarise_timeline(tl, start: float, end: float) -> dict[str, Any]:
 def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lambda: False
                 ) -> dict[str, Any]:
     """Run one profile and return the report (a JSON-ready dict, schema REPORT_SCHEMA)."""
+    from converters.formats import consent
+
+    with consent(cfg.trust_code):  # readers and backends ask for it: nothing is passed down
+        return _run_profile(cfg, emit, cancelled)
+
+
+def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> dict[str, Any]:
     from converters.analysis import analyze
     from converters.formats import open_model
     from profilers.environment import environment

@@ -46,8 +46,7 @@ _EXPORT_HOWTO = ("export the model in the project that defines it: "
                  "torch.export.save(torch.export.export(model, (example_input,)), 'model.pt2'), "
                  "torch.jit.save(torch.jit.trace(model, example_input), 'model.pt'), "
                  "or torch.onnx.export to ONNX")
-_PICKLE_HOWTO = ("ModelDeck does this only with your consent, for a file from a source you "
-                 "trust")
+_PICKLE_HOWTO = "ModelDeck does this only with your consent"
 
 # Archive limits, checked on the zip directory before any member is read. Real models store
 # their members uncompressed (ratio 1:1) and keep metadata small; a member expanding past these

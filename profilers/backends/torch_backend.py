@@ -258,7 +258,7 @@ def _require_consent(model: Path, kind: str) -> None:
         raise ConsentRequired(
             f"{model.name} is a {_PROGRAM.get(kind, 'PyTorch program')}: running it runs code "
             "stored in the file, with your permissions. ModelDeck does this only with your "
-            "consent, for a file from a source you trust")
+            "consent")
 
 
 def _cuda_device(backend: str) -> Device:
