@@ -235,13 +235,17 @@ def _recurrent(gates: int, x_index: int, w_index: int, r_index: int,
     `seq_axis` None: a cell, one step on X [batch, I].
     """
     def f(n: Node, s: _Shapes) -> Cost:
-        x = _need(s.inp(x_index))
-        if seq_axis is None:
-            seq, batch = 1, x[0]
+        x = s.inp(x_index)
+        onnx_op = n.op_type in ("LSTM", "GRU", "RNN")
+        layout = n.attributes.get("layout", 0) if onnx_op else 0
+        if x is None and onnx_op and s.out(0) is not None:
+            y = s.out(0)  # X unknown (it came out of an If): Y [seq, dirs, batch, H] tells
+            seq, batch = (y[1], y[0]) if layout == 1 else (y[0], y[2])
+        elif seq_axis is None:
+            seq, batch = 1, _need(x)[0]
         else:
-            axis = seq_axis
-            if n.op_type in ("LSTM", "GRU", "RNN") and n.attributes.get("layout", 0) == 1:
-                axis = 1
+            axis = 1 if layout == 1 else seq_axis
+            x = _need(x)
             seq, batch = x[axis], x[1 - axis]
         w, r = _need(s.inp(w_index)), _need(s.inp(r_index))
         macs = seq * batch * (math.prod(w) + math.prod(r))
