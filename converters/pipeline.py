@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from converters.errors import ModelDeckError
+from converters.errors import ConsentRequired, ModelDeckError
 from converters.formats import detect_format, open_model, sha256_of
 from converters.passes import (
     Cancelled, ModelFile, PassContext, PassError, PassResult, get_pass, make_options,
@@ -48,6 +48,7 @@ class ConvertSpec:
     eval: str | None = None
     fidelity_threshold: float = 0.99  # cosine; below it the step is named as where it broke
     verify_samples: int = 256
+    trust_code: bool = False  # the user's consent to run code the model file carries (torch)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ConvertSpec:
@@ -61,7 +62,7 @@ class ConvertSpec:
                 "passes": [{"name": p.name, "options": p.options} for p in self.passes],
                 "calib": self.calib, "eval": self.eval,
                 "fidelity_threshold": self.fidelity_threshold,
-                "verify_samples": self.verify_samples}
+                "verify_samples": self.verify_samples, "trust_code": self.trust_code}
 
 
 @dataclass
@@ -207,11 +208,24 @@ def _place(result_model: ModelFile, dest: Path) -> ModelFile:
 
 def run_pipeline(spec: ConvertSpec, emit: Emit = lambda e: None,
                  cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    from converters.formats import consent
+
+    with consent(spec.trust_code):  # readers, passes and backends ask for it
+        return _run_pipeline(spec, emit, cancelled)
+
+
+def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
+                  ) -> dict[str, Any]:
     from converters.verify import first_divergent_node, load_calibration
 
     t_start = time.perf_counter()
     src_path = Path(spec.model).resolve()  # passes may change directory (ORT quantization)
     source = ModelFile(src_path, detect_format(src_path).name)
+    if source.format == "torch" and not spec.trust_code:
+        raise ConsentRequired(
+            f"{src_path.name} is a PyTorch model: converting it loads and runs the program "
+            "stored in the file, which runs that file's code with your permissions. ModelDeck "
+            "does this only with your consent")
     source_files = source.files()
     source_sha = sha256_of(source_files)
     steps_plan = plan(source.format, spec)
