@@ -10,13 +10,16 @@ import collections
 import json
 import logging
 import os
+import time
 from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from app.jobs.client import (
-    CANCEL_GRACE_S, STDERR_TAIL_LINES, JobOutcome, collect_event, worker_command,
+    CANCEL_GRACE_S, STDERR_TAIL_LINES, JobOutcome, collect_event, finish_outcome, kill_group,
+    worker_command,
 )
+from app.jobs.limits import default_limits, group_rss_mb, is_progress, memory_message
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +40,16 @@ class WorkerJob(QObject):
 
     def __init__(self, spec: dict[str, Any], parent: QObject | None = None,
                  keep_samples: bool = False, timeout_s: float | None = None,
-                 cancel_grace_s: float = CANCEL_GRACE_S):
+                 cancel_grace_s: float = CANCEL_GRACE_S, memory_mb: int | None = None):
         super().__init__(parent)
-        self.spec = spec
+        # The worker makes itself a session leader (QProcess cannot ask for it), so its pid is
+        # its process group: ending the job kills the group, leftovers of runtimes included.
+        self.limits = default_limits(spec, timeout_s=timeout_s, memory_mb=memory_mb)
+        timeout_s = self.limits.timeout_s
+        self.spec = {**spec, "limits": self.limits.to_dict()}
+        self._pid: int | None = None
+        self._last_progress = 0.0
+        self._killed_for: str | None = None
         self.keep_samples = keep_samples
         self.outcome = JobOutcome(status="failed")
         self.stage = ""
@@ -61,6 +71,8 @@ class WorkerJob(QObject):
         if timeout_s is not None:
             self._timeout_timer = QTimer(self, singleShot=True, interval=int(timeout_s * 1000))
             self._timeout_timer.timeout.connect(self._on_timeout)
+        self._watch_timer = QTimer(self, interval=200)  # memory cap and no-progress limit
+        self._watch_timer.timeout.connect(self._watch)
 
     # --- control ---------------------------------------------------------------------------
     @property
@@ -81,8 +93,11 @@ class WorkerJob(QObject):
         self.proc.start(cmd[0], cmd[1:])
         # Written before the process runs: QProcess buffers it until the pipe is open.
         self.proc.write((json.dumps(self.spec) + "\n").encode())
+        self._pid = int(self.proc.processId()) or None
+        self._last_progress = time.monotonic()
         if self._timeout_timer is not None:
             self._timeout_timer.start()
+        self._watch_timer.start()
         log.debug("started %s job: %s", self.kind, self.spec)
         return self
 
@@ -96,8 +111,20 @@ class WorkerJob(QObject):
             self._kill_timer.start()
 
     def kill(self) -> None:
+        """Kill the worker and everything it started."""
         if self.is_running():
             self.proc.kill()
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        # Only once the worker has led its own session: never our own group.
+        if self._pid is not None and self._pid != os.getpgid(0):
+            try:
+                if os.getpgid(self._pid) != self._pid:
+                    return
+            except OSError:
+                pass  # gone: its group may still hold leftovers
+            kill_group(self._pid)
 
     def stderr_tail(self) -> str:
         return "\n".join(self._stderr)
@@ -120,6 +147,8 @@ class WorkerJob(QObject):
         if not isinstance(event, dict):
             return
         self._collect(event)
+        if is_progress(event):
+            self._last_progress = time.monotonic()
         self.sig_event.emit(event)
 
     def _collect(self, event: dict[str, Any]) -> None:
@@ -143,6 +172,27 @@ class WorkerJob(QObject):
             self._timed_out = True
             self.kill()
 
+    def _watch(self) -> None:
+        """Memory cap on the worker's processes, and the no-progress limit."""
+        if not self.is_running() or self._pid is None or self._killed_for is not None:
+            return
+        lim = self.limits
+        if lim.memory_mb:
+            rss = group_rss_mb(self._pid)
+            if rss > lim.memory_mb:
+                self._killed_for = "memory"
+                self.outcome.error_kind = "memory"
+                self.outcome.error = memory_message(lim.memory_mb, rss)
+        if (self._killed_for is None and lim.idle_s is not None
+                and time.monotonic() - self._last_progress > lim.idle_s):
+            self._killed_for = "timeout"
+            self.outcome.error_kind = "timeout"
+            stage = f" in stage '{self.stage}'" if self.stage else ""
+            self.outcome.error = (f"no progress for {lim.idle_s:g} s{stage}: one load, inference "
+                                  "or pass ran that long and the job was stopped")
+        if self._killed_for is not None:
+            self.kill()
+
     def _on_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
             self.outcome.error_kind = "crashed"
@@ -159,14 +209,19 @@ class WorkerJob(QObject):
         if self._stderr_buf:
             self._stderr.append(self._stderr_buf.decode("utf-8", "replace").rstrip())
             self._stderr_buf = b""
+        self._kill_group()  # anything the worker forked goes with it
         crashed = exit_status == QProcess.ExitStatus.CrashExit
-        self._finish(None if crashed else exit_code)
+        returncode = exit_code
+        if crashed:  # Qt reports the signal number as the exit code: make it -N like Popen
+            returncode = -int(exit_code) if exit_code else None
+        self._finish(returncode)
 
     def _finish(self, returncode: int | None) -> None:
         if self._done:
             return
         self._done = True
         self._kill_timer.stop()
+        self._watch_timer.stop()
         if self._timeout_timer is not None:
             self._timeout_timer.stop()
         out = self.outcome
@@ -174,13 +229,14 @@ class WorkerJob(QObject):
         out.stderr_tail = self.stderr_tail()
         if self._timed_out and out.status != "ok":
             out.error_kind = "timeout"
-            out.error = "the worker did not finish in time: stopped"
-        if out.status == "failed" and out.error is None:
+            out.error = (f"the job did not finish within {self.limits.timeout_s:g} s and was "
+                         "stopped")
+        elif self._killed_for is not None and out.status != "ok":
+            out.status = "failed"
+            out.error_kind = self._killed_for
+        if returncode is None and out.status == "failed" and out.error is None:
             out.error_kind = "crashed"
-            how = ("it crashed or was killed" if returncode is None
-                   else f"exit code {returncode}")
-            out.error = f"the worker process ended without a result ({how})"
-        if self._cancelled and out.status != "ok":
-            out.status = "cancelled"
+            out.error = "the worker process ended without a result (it crashed or was killed)"
+        finish_outcome(out, returncode, self._cancelled, self.kind)
         log.debug("%s job finished: %s %s", self.kind, out.status, out.error or "")
         self.sig_finished.emit(out)
