@@ -225,7 +225,7 @@ def test_vad_models_count_every_stored_weight_once(package, version, member, sto
     a = analyze(open_model(path))
     assert a.params == stored
     # the LSTMs' input comes out of an If with no shape: their Y output gives seq and batch
-    assert "LSTM" not in a.uncounted and a.ops["LSTM"] == 4
+    assert a.ops["LSTM"] >= 4 and "LSTM" not in a.uncounted
 
 
 # --- MACs and FLOPs --------------------------------------------------------------------------
