@@ -46,6 +46,9 @@ def _print_inspect(s: dict[str, Any]) -> None:
         for t in s[kind]:
             p(f"  {kind[:-1]:<11s} {t['name']}: {t['dtype']} {_shape_str(t['shape'])}")
     p("  ops         " + ", ".join(f"{k}×{v}" for k, v in s["ops"].items()))
+    for i in (s.get("workload") or {}).get("inputs", []):
+        p(f"  counted at  {i['name']} {_shape_str(i['shape'])}  ({i['shape_source']}; values: "
+          f"{i['values_text']})")
     if s["assumed_dims"]:
         p("  assumed     " + ", ".join(f"{k}={v}" for k, v in s["assumed_dims"].items())
           + " (symbolic dims taken as this for MACs)")
@@ -66,8 +69,11 @@ def _print_inspect(s: dict[str, Any]) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     # Parsing an untrusted file happens in a worker: a native crash there is a clear exit 2.
+    from converters.workload import parse_shape_args
+
     spec = {"job": "inspect", "model": args.model, "trust_code": args.trust,
-            "layers": args.layers}
+            "layers": args.layers, "shapes": parse_shape_args(args.shape),
+            "inputs": args.inputs}
     s = _job_or_raise(_run_job(spec, **_limits(args)), args.debug)
     if isinstance(s, int):
         return s
@@ -154,7 +160,7 @@ def _run_job(spec: dict[str, Any], on_event=None, timeout_s: float | None = None
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from profilers.backends import BackendOptions
-    from profilers.inputs import parse_shape_args
+    from converters.workload import parse_shape_args
     from profilers.runner import RunConfig
 
     try:
@@ -343,7 +349,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
         spec = ConvertSpec(model=args.model, output=args.output, to=args.to, passes=passes,
                            calib=args.calib, eval=args.eval,
                            fidelity_threshold=args.fidelity_threshold)
-    spec = dataclasses.replace(spec, trust_code=args.trust)
+    from converters.workload import parse_shape_args
+
+    spec = dataclasses.replace(spec, trust_code=args.trust, inputs=args.inputs,
+                               shapes=parse_shape_args(args.shape) or spec.shapes)
     if spec.calib == "random":
         print("modeldeck: warning: calibrating on random data: quantization ranges will not "
               "match real inputs; accuracy may suffer. Prefer --calib DATA.npz", file=sys.stderr)
@@ -364,13 +373,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from converters.workload import parse_shape_args
     from profilers.backends import BackendOptions
     from profilers.runner import RunConfig
 
     cfg = RunConfig(model=args.models[0], backend=args.backend or "onnxruntime",
                     device=args.device, options=BackendOptions(threads=args.threads),
                     iterations=args.iterations, warmup=args.warmup, layers=args.layers,
-                    trust_code=args.trust)
+                    trust_code=args.trust, shapes=parse_shape_args(args.shape),
+                    inputs_npz=args.inputs)
     spec = {"job": "compare", "models": args.models, "config": cfg.to_dict(),
             "eval": args.eval, "backend_given": args.backend is not None}
     outcome = _run_job(spec, on_event=_Progress(sys.stderr.isatty() and not args.json),
@@ -433,6 +444,16 @@ def _positive_int(text: str) -> int:
 TRUST_HINT = "if the file comes from a source you trust, run again with --trust"
 
 
+def _workload_args(p: argparse.ArgumentParser) -> None:
+    """What the model is measured on; anything not given is resolved (see converters/workload)."""
+    p.add_argument("--shape", action="append", metavar="NAME=DxDxD",
+                   help="an input's size, e.g. input=1x3x224x224 (repeatable); sizes not given "
+                        "come from --inputs, the model, or defaults by role (batch 1, sequence "
+                        "128, image 224), shown in the output")
+    p.add_argument("--inputs", metavar="X.npz", help="real inputs, arrays named like the model's "
+                   "inputs; their shapes set the sizes")
+
+
 def _trust_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust", action="store_true",
                    help="allow running code the model file carries (pickled PyTorch modules, "
@@ -451,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="ONNX, OpenVINO IR (.xml), TFLite, TorchScript or .pt2 file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--layers", action="store_true", help="add the per-layer table")
+    _workload_args(p)
     _trust_args(p)
     _limit_args(p)
     p.set_defaults(func=cmd_inspect)
@@ -473,9 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--iterations", type=int, help="measured iterations (default 100)")
     group.add_argument("--duration", type=float, help="measure for this many seconds")
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--shape", action="append", metavar="NAME=DxDxD",
-                   help="set a dynamic input shape, e.g. input=1x3x224x224 (repeatable)")
-    p.add_argument("--inputs", metavar="X.npz", help="real inputs, arrays named like the inputs")
+    _workload_args(p)
     p.add_argument("--layers", action="store_true",
                    help="add a per-layer profile (a separate run; clean latencies unaffected)")
     p.add_argument("--budget", action="append", metavar="METRIC=VALUE",
@@ -514,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cosine below which a step is reported as where fidelity broke")
     p.add_argument("-o", "--output", required=True, help="output model file")
     p.add_argument("--json", action="store_true", help="print the steps as JSON")
+    _workload_args(p)
     _trust_args(p)
     _limit_args(p)
     p.set_defaults(func=cmd_convert)
@@ -529,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", metavar="DATA", help="labelled data for accuracy")
     p.add_argument("--json", action="store_true")
     p.add_argument("--html", metavar="OUT")
+    _workload_args(p)
     _trust_args(p)
     _limit_args(p)
     p.set_defaults(func=cmd_compare)

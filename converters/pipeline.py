@@ -19,10 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from converters.errors import ConsentRequired, ModelDeckError
 from converters.formats import detect_format, open_model, sha256_of
 from converters.passes import (
-    Cancelled, ModelFile, PassContext, PassError, PassResult, get_pass, make_options,
+    CalibrationData, Cancelled, ModelFile, PassContext, PassError, PassResult, get_pass,
+    make_options,
     options_dict,
 )
 
@@ -48,6 +51,8 @@ class ConvertSpec:
     eval: str | None = None
     fidelity_threshold: float = 0.99  # cosine; below it the step is named as where it broke
     verify_samples: int = 256
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # input sizes the user set
+    inputs: str | None = None  # real inputs (.npz) to verify on; their shapes set the sizes
     trust_code: bool = False  # the user's consent to run code the model file carries (torch)
 
     @classmethod
@@ -62,7 +67,8 @@ class ConvertSpec:
                 "passes": [{"name": p.name, "options": p.options} for p in self.passes],
                 "calib": self.calib, "eval": self.eval,
                 "fidelity_threshold": self.fidelity_threshold,
-                "verify_samples": self.verify_samples, "trust_code": self.trust_code}
+                "verify_samples": self.verify_samples, "shapes": dict(self.shapes),
+                "inputs": self.inputs, "trust_code": self.trust_code}
 
 
 @dataclass
@@ -149,38 +155,74 @@ def _measure(model: ModelFile, feeds, labels, reference, threshold) -> dict[str,
     return out
 
 
-def _graph_inputs(model: ModelFile):
-    from profilers.backends import InputSpec
+def source_workload(spec: ConvertSpec, source: ModelFile) -> tuple[Any, dict | None]:
+    """The source's workload (user sizes, then real inputs, then the model, then defaults) and
+    the real inputs, if given. Every step is verified on this one workload."""
+    from converters.workload import make_dry_check, read_npz, resolve_workload
 
-    g = open_model(model.path).graph
-    return [InputSpec(n, g.tensors[n].dtype or "float32",
-                      tuple(g.tensors[n].shape) if g.tensors[n].shape is not None else None)
-            for n in g.inputs]
+    graph = open_model(source.path)
+    data = read_npz(spec.inputs, graph.graph.inputs) if spec.inputs else None
+    workload = resolve_workload(graph, None, spec.shapes, data,
+                                dry_check=make_dry_check(str(source.path), source.format))
+    return workload, data
 
 
-def _verification_feeds(spec: ConvertSpec, source: ModelFile):
-    """Inputs every step is checked on: labelled eval data, else calibration, else generated."""
+def _random_calibration(workload: Any, count: int = 64) -> CalibrationData:
+    """Random calibration that still follows the graph (token ids inside their table, masks
+    ones): meaningless ranges for activations, but a model that runs."""
+    from converters.verify import RANDOM_WARNING
+    from converters.workload import generate
+
+    free = all(i.batch_axis is not None for i in workload.inputs)
+    arrays = generate(workload.with_batch(count) if free else workload, seed=1)
+    return CalibrationData(arrays=arrays, source="random", warning=RANDOM_WARNING)
+
+
+def _input_specs(workload: Any) -> list[Any]:
+    """Per-input (name, dtype, shape) at the workload's sizes; a free batch stays free."""
+    from converters.workload import InputDecl
+
+    return [InputDecl(i.name, i.dtype, tuple(
+        "N" if ax == i.batch_axis else d for ax, d in enumerate(i.shape)))
+        for i in workload.inputs]
+
+
+# Generated inputs: as many samples as fit in this many elements (a 640x640 detector gets a
+# few, a digits CNN the full count), so verifying every step stays quick.
+_GENERATED_ELEMENTS = 1 << 22
+
+
+def verification_inputs(spec: ConvertSpec, source: ModelFile, workload: Any = None,
+                        data: dict | None = None):
+    """Inputs every step is checked on: labelled eval data, else real inputs, else calibration,
+    else generated from the workload. Returns (feeds, labels, specs, source text, workload)."""
     from converters.verify import load_calibration, load_eval_data
-    from profilers.backends import InputSpec
-    from profilers.inputs import generate
+    from converters.workload import fit_data, generate
 
-    specs = _graph_inputs(source)
+    if workload is None:
+        workload, data = source_workload(spec, source)
+    specs = _input_specs(workload)
     n = spec.verify_samples
+    free_batch = all(i.batch_axis is not None for i in workload.inputs)
     if spec.eval:
-        data = load_eval_data(spec.eval, specs)
-        feeds = {k: v[:n] for k, v in data.inputs.items()}
-        labels = data.labels[:n] if data.labels is not None else None
-        return feeds, labels, specs, f"eval data {spec.eval}"
+        ev = load_eval_data(spec.eval, specs)
+        feeds = {k: v[:n] for k, v in ev.inputs.items()}
+        labels = ev.labels[:n] if ev.labels is not None else None
+        return feeds, labels, specs, f"eval data {spec.eval}", workload
+    if data:
+        rows = min(n, *(len(a) for a in data.values() if np.ndim(a) >= 1)) if free_batch else None
+        return (fit_data(workload, data, rows), None, specs, f"inputs {spec.inputs}", workload)
     if spec.calib and spec.calib != "random":
         cal = load_calibration(spec.calib, specs, limit=n)
-        return dict(cal.arrays), None, specs, f"calibration data {spec.calib}"
-    if any(s.shape is None for s in specs):
-        raise ModelDeckError("the model does not store its input shapes: give verification "
-                             "inputs with --eval DATA.npz or --calib DATA.npz")
-    batched = [InputSpec(s.name, s.dtype, ("N", *s.shape[1:])) for s in specs]
-    shapes = {s.name: [n, *[d if isinstance(d, int) else 1 for d in s.shape[1:]]]
-              for s in specs}
-    return generate(batched, shapes), None, specs, "generated inputs (no labels)"
+        return dict(cal.arrays), None, specs, f"calibration data {spec.calib}", workload
+    if free_batch:
+        per_sample = max(1, max(int(np.prod(i.shape)) for i in workload.inputs))
+        n = max(1, min(n, _GENERATED_ELEMENTS // per_sample))
+        wl = workload.with_batch(n)
+    else:
+        wl = workload
+    sizes = ", ".join(f"{i.name} [{', '.join(map(str, i.shape))}]" for i in workload.inputs)
+    return generate(wl), None, specs, f"generated inputs ({sizes}; no labels)", workload
 
 
 def _lineage(parent_sha: str, step: dict[str, Any], output: ModelFile) -> dict[str, Any]:
@@ -243,14 +285,15 @@ def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
         emit({"event": "progress", "frac": round((index + frac) / total, 4), "message": msg})
 
     emit({"event": "stage", "stage": "prepare", "message": "reference outputs"})
-    feeds, labels, specs, feeds_source = _verification_feeds(spec, source)
+    feeds, labels, specs, feeds_source, workload = verification_inputs(spec, source)
     base = _measure(source, feeds, labels, None, spec.fidelity_threshold)
     reference = base.pop("_outputs")
     calibration = None
     if any(s.kind == "pass" and get_pass(s.name).needs_calibration or s.name == "distill"
            for s in steps_plan) or spec.calib:
         if spec.calib:
-            calibration = load_calibration(spec.calib, specs)
+            calibration = (_random_calibration(workload) if spec.calib == "random"
+                           else load_calibration(spec.calib, specs))
     results: list[dict[str, Any]] = [{"pass": "source", "output": str(source.path),
                                        "format": source.format, **base, "seconds": 0.0,
                                        "messages": []}]

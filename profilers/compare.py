@@ -23,15 +23,17 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
                 backend_given: bool = True, verify_samples: int = 256) -> dict[str, Any]:
     from converters.formats import detect_format
     from converters.passes import ModelFile
-    from converters.pipeline import ConvertSpec, _verification_feeds
+    from converters.pipeline import ConvertSpec, verification_inputs
     from converters.verify import classification_metrics, fidelity, run_model
 
     if len(models) < 2:
         raise ModelDeckError("compare needs at least two models")
     files = [ModelFile(Path(m), detect_format(Path(m)).name) for m in models]
     spec = ConvertSpec(model=models[0], output="unused", eval=eval_data,
-                       verify_samples=verify_samples)
-    feeds, labels, _, feeds_source = _verification_feeds(spec, files[0])
+                       verify_samples=verify_samples, shapes=dict(base.shapes),
+                       inputs=base.inputs_npz)
+    feeds, labels, _, feeds_source, workload = verification_inputs(spec, files[0])
+    resolved = workload.shapes()  # every variant is measured at the first one's sizes
     rows: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
     reference = None
@@ -40,6 +42,8 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
         emit({"event": "stage", "stage": "compare", "message": f"model {i + 1} of {len(files)}: "
               f"{mf.path.name} on {backend}"})
         cfg = dataclasses.replace(base, model=str(mf.path), backend=backend)
+        if not base.inputs_npz:
+            cfg = dataclasses.replace(cfg, shapes=_same_inputs(mf, resolved))
 
         def sub(event: dict[str, Any], i=i) -> None:
             if event.get("event") in ("samples", "progress", "budget"):
@@ -70,6 +74,18 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
     return {"schema": "modeldeck.compare/1", "rows": rows, "verified_on": feeds_source,
             "config": base.to_dict(), "layer_deltas": layer_deltas(rows),
             "environment": reports[0]["environment"]}
+
+
+def _same_inputs(mf: Any, shapes: dict[str, list[int]]) -> dict[str, list[int]]:
+    """The resolved sizes for the inputs this variant shares by name (a re-export may rename
+    them; those resolve by the same rules)."""
+    from converters.formats import open_model
+
+    try:
+        names = set(open_model(mf.path).graph.inputs)
+    except ModelDeckError:
+        return {}
+    return {k: v for k, v in shapes.items() if k in names}
 
 
 def layer_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -137,7 +137,8 @@ def job_inspect(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bo
     emit({"event": "stage", "stage": "inspect", "message": spec["model"]})
     return inspect_summary(spec["model"],
                            trust_pickle=bool(spec.get("trust_code") or spec.get("trust_pickle")),
-                           layers=spec.get("layers", False), graph=spec.get("graph", False))
+                           layers=spec.get("layers", False), graph=spec.get("graph", False),
+                           shapes=spec.get("shapes") or None, inputs=spec.get("inputs"))
 
 
 def job_profile(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:

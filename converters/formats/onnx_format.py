@@ -121,6 +121,22 @@ def _scope_of(name: str) -> str:
     return name.rsplit("/", 1)[0]
 
 
+def _fill_static_shapes(graph: Graph, path: Path, input_shapes: dict[str, list[int]]) -> None:
+    """Complete the shapes ONNX's inference left symbolic or unknown at these input sizes,
+    from OpenVINO's inference (main graph; values OpenVINO names like the ONNX tensors)."""
+    missing = [t for t in graph.tensors.values() if not t.is_weight and (
+        t.shape is None or not all(isinstance(d, int) for d in t.shape))]
+    if not missing:
+        return
+    from converters.formats.openvino_format import static_shapes
+
+    known = static_shapes(path, input_shapes)
+    for t in missing:
+        shape = known.get(t.name)
+        if shape is not None and (t.shape is None or len(t.shape) == len(shape)):
+            t.shape = shape
+
+
 def _small_value(t: onnx.TensorProto) -> Any:
     """The values of a constant of a few elements (a sample rate, an axis), else None."""
     from onnx import numpy_helper
@@ -519,6 +535,8 @@ class OnnxFormat(Format):
             set_input_shapes(model, input_shapes)
         model = _infer_shapes(model, notes)
         graph = _convert_graph(model.graph, "")
+        if input_shapes:
+            _fill_static_shapes(graph, path, input_shapes)
         files = [path, *data_files]
         meta = ModelMeta(
             format="onnx", path=str(path),

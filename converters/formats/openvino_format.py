@@ -164,6 +164,31 @@ def reshape_inputs(model: Any, input_shapes: dict[str, list[int]] | None, meta: 
                           f"({ov_error_summary(e)})")
 
 
+def static_shapes(path: Path, input_shapes: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Tensor name -> concrete shape of every value OpenVINO's shape inference can fix at these
+    input sizes. ONNX's own inference gives up behind data-dependent Reshapes (attention,
+    sequence models); OpenVINO propagates through them. {} when OpenVINO cannot read the model."""
+    try:
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+        names = {n for port in model.inputs for n in port.get_names()}
+        model.reshape({k: ov.PartialShape(v) for k, v in input_shapes.items() if k in names})
+    except Exception as e:  # a model OpenVINO refuses keeps ONNX's shapes
+        log.debug("OpenVINO shape propagation unavailable for %s: %s", path, e)
+        return {}
+    out: dict[str, list[int]] = {}
+    for op in model.get_ordered_ops():
+        for port in op.outputs():
+            ps = port.get_partial_shape()
+            if not ps.is_static:
+                continue
+            shape = [int(d) for d in ps.to_shape()]
+            for name in port.get_names():
+                out.setdefault(name, shape)
+    return out
+
+
 def graph_from_ov_model(model: Any, meta: ModelMeta) -> ModelGraph:
     """Map an ov.Model (from any OpenVINO frontend) to a ModelGraph.
 
