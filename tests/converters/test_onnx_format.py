@@ -2,6 +2,7 @@
 external data inside and outside the folder, symbolic dims, other domains, bad files)."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import onnx
@@ -219,3 +220,156 @@ def test_onnx_sniffed_by_content_not_suffix(tmp_path, light):
     p = tmp_path / "model.weird"
     shutil.copy(light("squeezenet"), p)
     assert open_model(p).meta.format == "onnx"
+
+
+# --- hostile and broken files (issue #10) -----------------------------------------------------
+
+def test_fifo_and_device_links_are_refused_before_opening(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    with pytest.raises(ModelLoadError, match="named pipe.*not a regular file"):
+        open_model(fifo)
+    zero = tmp_path / "zero.onnx"
+    zero.symlink_to("/dev/zero")  # reading it never ends
+    with pytest.raises(ModelLoadError, match="link to /dev/zero.*character device"):
+        open_model(zero)
+    dangling = tmp_path / "gone.onnx"
+    dangling.symlink_to(tmp_path / "nothing.onnx")
+    with pytest.raises(ModelLoadError, match="symbolic link to a missing file"):
+        open_model(dangling)
+
+
+def test_symlink_to_a_regular_model_is_read(tmp_path, light):
+    link = tmp_path / "link.onnx"
+    link.symlink_to(light("squeezenet"))
+    assert open_model(link).meta.format == "onnx"
+
+
+def test_oversized_file_is_refused_without_reading_it(tmp_path):
+    p = tmp_path / "big.onnx"
+    with open(p, "wb") as f:
+        f.write(b"\x08\x07")
+        f.truncate(3 << 30)  # sparse: costs no disk
+    with pytest.raises(ModelLoadError, match=r"file is 3\.2 GB; ONNX model files are read whole"):
+        open_model(p)
+
+
+def _external_with(tmp_path, **entries):
+    p = tmp_path / "ext.onnx"
+    B.save_with_external_data(B.conv_model(), p)
+    proto = onnx.load(str(p), load_external_data=False)
+    for t in proto.graph.initializer:
+        for e in t.external_data:
+            if e.key in entries:
+                e.value = entries[e.key]
+    onnx.save(proto, str(p))
+    return p
+
+
+@pytest.mark.parametrize("entries, match", [
+    ({"offset": "abc"}, "offset 'abc', not a whole number"),
+    ({"offset": "-5"}, "offset '-5', not a whole number"),
+    ({"length": "1e3"}, "length '1e3', not a whole number"),
+    ({"offset": "99999999"}, "truncated or the offset is wrong"),
+    ({"length": "8"}, "declares 8 bytes of external data but its shape and type need"),
+])
+def test_external_data_offsets_and_lengths_are_validated(tmp_path, entries, match):
+    with pytest.raises(ModelLoadError, match=match):
+        open_model(_external_with(tmp_path, **entries))
+
+
+def test_external_data_that_is_a_fifo_is_refused(tmp_path):
+    import os
+
+    p = tmp_path / "ext.onnx"
+    B.save_with_external_data(B.conv_model(), p)
+    data = tmp_path / "model.onnx.data"
+    data.unlink()
+    os.mkfifo(data)
+    with pytest.raises(ModelLoadError, match="named pipe.*external data file"):
+        open_model(p)
+
+
+def _notes(tmp_path, model) -> list[str]:
+    p = tmp_path / "m.onnx"
+    onnx.save(model, str(p))
+    return open_model(p).meta.notes
+
+
+def test_negative_dim_is_unknown_not_a_native_abort(tmp_path):
+    m = B.conv_model(batch=1)
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_value = -1  # aborted infer_shapes (134)
+    p = tmp_path / "m.onnx"
+    onnx.save(m, str(p))
+    g = open_model(p)
+    assert g.graph.tensors["x"].shape == [1, 8, None, 32]
+    assert any("negative dims in 'x'" in n for n in g.meta.notes)
+
+
+def _relu(i, o, name):
+    return helper.make_node("Relu", [i], [o], name=name)
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: B.make([_relu("y", "h", "a"), _relu("h", "y", "b")], [B.tensor_in("x", [1, 4])],
+                    [B.tensor_in("y", [1, 4])]), r"a cycle: 2 nodes .*'a', 'b'"),
+    (lambda: B.make([_relu("nope", "y", "a")], [B.tensor_in("x", [1, 4])],
+                    [B.tensor_in("y", [1, 4])]), "inputs nothing produces: 'nope'"),
+    (lambda: B.make([_relu("x", "y", "a"), _relu("x", "y", "a")], [B.tensor_in("x", [1, 4])],
+                    [B.tensor_in("y", [1, 4])]), "tensors produced more than once: 'y'"),
+    (lambda: B.make([_relu("x", "y", "a")], [B.tensor_in("x", [1, 4])],
+                    [B.tensor_in("z", [1, 4])]), "graph outputs nothing produces: 'z'"),
+])
+def test_structural_faults_are_warnings(tmp_path, build, match):
+    notes = _notes(tmp_path, build())
+    assert any(re.search(match, n) for n in notes), notes
+    assert all(n.startswith("warning:") for n in notes)
+
+
+def test_attribute_and_opset_faults_are_warnings(tmp_path):
+    m = B.conv_model()
+    m.graph.node[0].attribute.append(helper.make_attribute("kernel_shape", [0, 0]))
+    assert any("kernel_shape [0, 0] must be >= 1" in n for n in _notes(tmp_path, m))
+    m = B.conv_model()
+    next(a for a in m.graph.node[0].attribute if a.name == "group").i = 10**9
+    assert any("group 1000000000 does not divide" in n for n in _notes(tmp_path, m))
+    m = B.conv_model()
+    m.opset_import[0].version = 999
+    assert any("opset 999" in n for n in _notes(tmp_path, m))
+
+
+def test_subgraph_may_use_outer_names_but_not_dangling_ones(tmp_path):
+    assert not [n for n in _notes(tmp_path, B.if_model()) if "invalid graph" in n]
+    m = B.if_model()
+    branch = m.graph.node[-1].attribute[0].g
+    branch.node[0].input[0] = "ghost"
+    notes = _notes(tmp_path, m)
+    assert any("inputs nothing produces in" in n and "'ghost'" in n for n in notes), notes
+
+
+def test_valid_models_get_no_warnings(tmp_path, light):
+    assert open_model(light("resnet50")).meta.notes == []
+    assert open_model("resources/samples/digits_cnn.onnx").meta.notes == []
+
+
+def test_declared_sizes_past_the_budget_are_named(tmp_path):
+    from onnx import numpy_helper
+    import numpy as np
+
+    from converters.limits import declared_memory_bytes
+
+    notes = _notes(tmp_path, B.conv_model(batch=2**31))
+    assert any(re.search(r"would need ~64\.0 TB for these input sizes", n) for n in notes), notes
+    shape = helper.make_node("Constant", [], ["s"],
+                             value=numpy_helper.from_array(np.array([1000, 1000, 1000], np.int64)))
+    fill = helper.make_node("ConstantOfShape", ["s"], ["y"])
+    m = B.make([shape, fill], [], [B.tensor_in("y", None)])
+    p = tmp_path / "cos.onnx"
+    onnx.save(m, str(p))
+    g = open_model(p)
+    assert declared_memory_bytes(g) == 4 * 10**9 + 24  # the float fill + the shape constant
+    assert not any("would need" in n for n in g.meta.notes)  # 3.7 GiB, under the 4 GiB budget
+    small = open_model(tmp_path / "m.onnx")
+    assert declared_memory_bytes(small, {"x": [1, 8, 32, 32]}) == 4 * 8 * 32 * 32

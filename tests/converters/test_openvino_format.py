@@ -322,3 +322,25 @@ def test_truncated_bin(tmp_path):
     with pytest.raises(ModelLoadError, match=r"model\.bin may belong to another model: "
                                              r"Incorrect weights in bin file"):
         open_model(xml)
+
+
+@pytest.mark.parametrize("marker", [b'names="', b'element_type="', b'<layer id="1" name="'])
+def test_xml_with_invalid_utf8_has_a_clear_message(tmp_path, marker):
+    # Was `internal error: UnicodeDecodeError` from read_model or from a tensor's names.
+    xml = _save_ir(light_model("squeezenet"), tmp_path / "model.xml")
+    data = xml.read_bytes()
+    i = data.index(marker) + len(marker)
+    xml.write_bytes(data[:i] + b"\xff\xfe" + data[i + 2:])
+    with pytest.raises(ModelLoadError, match=r"model\.xml is damaged: byte \d+ \(line \d+\) is not "
+                                             r"valid UTF-8"):
+        open_model(xml)
+
+
+def test_bin_that_is_a_fifo_is_refused(tmp_path):
+    import os
+
+    xml = _save_ir(light_model("squeezenet"), tmp_path / "model.xml")
+    xml.with_suffix(".bin").unlink()
+    os.mkfifo(xml.with_suffix(".bin"))  # OpenVINO would block reading it
+    with pytest.raises(ModelLoadError, match=r"model\.bin is a named pipe.*OpenVINO IR weights"):
+        open_model(xml)

@@ -8,7 +8,7 @@ import pytest
 
 from converters.errors import ModelLoadError
 from converters.formats import detect_format, open_model, sha256_of
-from converters.formats.tflite_format import TfliteFormat
+from converters.formats.tflite_format import TfliteFormat, _Verifier, verify_tflite
 from converters.graph import ModelGraph
 from tests.converters.tflite_builder import conv_fc_model
 
@@ -71,15 +71,59 @@ def test_truncated_file(tmp_path):
     path = tmp_path / "cut.tflite"
     path.write_bytes(conv_fc_model()[:2000])  # the TFL3 identifier survives, the rest does not
     assert detect_format(path) is TfliteFormat
-    with pytest.raises(ModelLoadError, match=r"cut\.tflite could not be read as a TensorFlow Lite "
-                                             r"model.*corrupted or malformed"):
+    with pytest.raises(ModelLoadError, match=r"cut\.tflite is a damaged TensorFlow Lite file: .*"
+                                             r"outside the file|past the end"):
         open_model(path)
 
 
-def test_file_without_identifier(tmp_path):
-    path = tmp_path / "junk.tflite"
-    path.write_bytes(b"\x00" * 64)
-    assert detect_format(path) is TfliteFormat  # by suffix: its loader explains
-    with pytest.raises(ModelLoadError, match=r"junk\.tflite is not a TensorFlow Lite model: "
-                                             r"the 'TFL3' identifier is missing"):
+def _flip(data: bytes, pos: int, value: int) -> bytes:
+    b = bytearray(data)
+    b[pos] = value
+    return bytes(b)
+
+
+def _offsets(data: bytes) -> dict:
+    """Where the fields of conv_fc_model's flatbuffer lie (found by the verifier's own walk)."""
+    v = _Verifier(data)
+    model = v.table(v._u32(0), "Model")
+    return {"ops": model[2][0][3], "tensors": model[2][0][0], "v": v}
+
+
+def _patch_scalar(data: bytes, table: dict, field: int, value: int) -> bytes:
+    pos = _Verifier(data).field_position(table[-1], field)
+    assert pos is not None, "the builder writes this field"
+    return data[:pos] + value.to_bytes(4, "little") + data[pos + 4:]
+
+
+def test_verifier_accepts_the_builder_model():
+    verify_tflite(conv_fc_model())
+
+
+@pytest.mark.parametrize("case, match", [
+    ("op_outputs_length", "writes tensor 3"),  # OpenVINO's frontend SIGSEGVs on this one
+    ("op_input_index", "names tensor 200"),
+    ("opcode_index", "uses op code 77"),
+    ("tensor_buffer", "uses buffer 99"),
+    ("root_offset", "outside the file"),
+])
+def test_damaged_flatbuffers_are_refused_before_openvino(tmp_path, case, match):
+    data = conv_fc_model()
+    ops = _offsets(data)["ops"]
+    if case == "op_outputs_length":  # FULLY_CONNECTED's outputs [6] -> 5 entries: [6,3,3,4,5]
+        start, _ = ops[1][2]
+        data = _flip(data, start - 4, 5)
+    elif case == "op_input_index":
+        start, _ = ops[0][1]
+        data = _flip(data, start, 200)
+    elif case == "opcode_index":
+        data = _patch_scalar(data, ops[1], 0, 77)
+    elif case == "tensor_buffer":
+        data = _patch_scalar(data, _offsets(data)["tensors"][1], 2, 99)
+    else:
+        data = (len(data) + 64).to_bytes(4, "little") + data[4:]
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(data)
+    with pytest.raises(ModelLoadError, match=r"bad\.tflite is a damaged TensorFlow Lite file: .*"
+                       + match):
         open_model(path)
+
