@@ -21,17 +21,35 @@ def _agreement(path) -> float:
     return float((ort_run(path, {"input": x})[0].argmax(1) == ref.argmax(1)).mean())
 
 
-def test_sample_quantized(tmp_path):
+def test_sample_defaults_quantize_the_dense_layers_per_channel(tmp_path):
+    """Defaults: MatMul / Gemm with per-channel weights; Conv stays float (int8-static's job)."""
     src = sample_model()
     result = run_pass("int8-dynamic", src, tmp_path)
 
     ops = _ops(result.output.path)
     assert result.changed
     assert ops.count("MatMulInteger") == 2 and "Gemm" not in ops
-    assert ops.count("ConvInteger") == 3
+    assert "ConvInteger" not in ops and ops.count("Conv") == 3
     assert "DynamicQuantizeLinear" in ops
+    assert result.details["per_channel"] is True
+    assert result.details["op_types"] == ["Attention", "Gemm", "LSTM", "MatMul"]
     changes = result.details["op_changes"]
     assert changes["MatMulInteger"] == [0, 2] and changes["Gemm"] == [2, 0]
+    assert result.details["nodes_quantized"] == 2
+    # per-channel: one scale per output unit of each dense layer (fc1 256, fc2 10)
+    scales = sorted(int(np.prod(t.dims)) for t in onnx.load(str(result.output.path)).graph.initializer
+                    if t.name.endswith("_scale") and t.dims)
+    assert scales == [10, 256]
+    assert result.output.size_bytes() < 0.45 * src.size_bytes()
+    assert _agreement(result.output.path) >= 0.99
+
+
+def test_sample_conv_on_request(tmp_path):
+    src = sample_model()
+    result = run_pass("int8-dynamic", src, tmp_path, op_types=["Conv", "Gemm"])
+
+    ops = _ops(result.output.path)
+    assert ops.count("MatMulInteger") == 2 and ops.count("ConvInteger") == 3
     assert result.details["nodes_quantized"] == 5
     assert result.output.size_bytes() < 0.3 * src.size_bytes()
     assert _agreement(result.output.path) >= 0.97
@@ -65,6 +83,7 @@ def test_nothing_to_quantize_says_so(tmp_path):
     result = run_pass("int8-dynamic", ModelFile(path, "onnx"), tmp_path / "work")
     assert not result.changed
     assert "no node was quantized" in result.messages[-1]
+    assert "int8-static suits CNNs" in result.messages[-1]
     x = np.ones((2, 4), np.float32)
     np.testing.assert_array_equal(ort_run(result.output.path, {"x": x})[0], x)
 
@@ -72,7 +91,8 @@ def test_nothing_to_quantize_says_so(tmp_path):
 def test_old_ir_model_with_generated_weights(light, tmp_path):
     """light_squeezenet lists its weights as inputs (IR 3) and makes them with ConstantOfShape:
     pre-processing on a copy folds them, so the Convs can be quantized."""
-    result = run_pass("int8-dynamic", ModelFile(light("squeezenet"), "onnx"), tmp_path)
+    result = run_pass("int8-dynamic", ModelFile(light("squeezenet"), "onnx"), tmp_path,
+                      op_types=["Conv"])
     assert result.changed and result.details["preprocessed"]
     assert _ops(result.output.path).count("ConvInteger") == result.details["nodes_quantized"] > 20
     assert [p.name for p in tmp_path.iterdir()] == [result.output.path.name]  # no leftovers
