@@ -470,6 +470,8 @@ class MainWindow(QMainWindow):
         self.details.set_model(graph, result, self.costs)
         self.backend.set_model_format(result.get("format"))
         if not as_variant or self.root_path is None:
+            self.backend.inputs_table.set_workload(result.get("workload"))
+        if not as_variant or self.root_path is None:
             self.root_path = path
             self.variants.set_original(result)
         settings.add_recent_file(path)
@@ -480,10 +482,12 @@ class MainWindow(QMainWindow):
 
     @staticmethod
     def _summary_text(s: dict[str, Any]) -> str:
+        from app.gui.panels.node_details import macs_basis
+
         ins = ", ".join(f"{t['name']} {_shape(t.get('shape'))}" for t in s.get("inputs") or [])
         outs = ", ".join(f"{t['name']} {_shape(t.get('shape'))}" for t in s.get("outputs") or [])
         return (f"{s.get('format')} · {s.get('nodes', 0):,} nodes · {human(s.get('params'))} "
-                f"params · {human(s.get('macs'))} MACs · in: {ins} · out: {outs}")
+                f"params · {human(s.get('macs'))} MACs{macs_basis(s)} · in: {ins} · out: {outs}")
 
     def _on_node_selected(self, node_id: str) -> None:
         self.details.select_node(node_id or None)

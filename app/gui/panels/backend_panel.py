@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui import settings
+from app.gui.panels.inputs_table import InputsTable
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,11 @@ class BackendPanel(QWidget):
         self.format_note.setWordWrap(True)
         self.format_note.hide()
         outer.addWidget(self.format_note)
+        inputs_label = QLabel("Inputs")
+        inputs_label.setToolTip("What the model is measured on; edit a size to change it")
+        outer.addWidget(inputs_label)
+        self.inputs_table = InputsTable()
+        outer.addWidget(self.inputs_table)
 
         buttons = QHBoxLayout()
         self.run_button = QPushButton("Run profile")
@@ -298,6 +304,8 @@ class BackendPanel(QWidget):
         v = self.values()
         if not self._check_budgets():
             raise ValueError(self.budget_error.text().lstrip("⚠ "))
+        if not self.inputs_table.valid():
+            raise ValueError(self.inputs_table.invalid_message())
         options = BackendOptions(
             threads=v["threads"] or None, graph_optimization=v["graph_opt"],
             performance_hint=v["hint"],
@@ -307,6 +315,7 @@ class BackendPanel(QWidget):
             model=model, backend=v["backend"], device=v["device"], options=options,
             iterations=None if by_time else v["iterations"],
             duration_s=v["duration_s"] if by_time else None, warmup=v["warmup"],
-            layers=v["layers"], budgets=tuple(self.budget_texts()))
+            layers=v["layers"], budgets=tuple(self.budget_texts()),
+            shapes=self.inputs_table.user_shapes())
         kw.update(overrides)
         return RunConfig(**kw).to_dict()

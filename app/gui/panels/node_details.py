@@ -97,7 +97,7 @@ class NodeDetailsPanel(QWidget):
         rows = [("format", s.get("format")), ("producer", s.get("producer") or "unknown"),
                 ("opset", opset or "—"), ("file", human_bytes(s.get("file_size"))),
                 ("nodes", f"{s.get('nodes', 0):,}"), ("parameters", f"{s.get('params', 0):,}"),
-                ("MACs", human(s.get("macs"))), ("FLOPs", human(s.get("flops"))),
+                ("MACs", human(s.get("macs")) + macs_basis(s)), ("FLOPs", human(s.get("flops"))),
                 ("activations (peak)", human_bytes(s.get("activation_bytes_peak")))]
         for key, value in rows:
             QTreeWidgetItem(root, [key, str(value)])
@@ -172,4 +172,17 @@ class NodeDetailsPanel(QWidget):
         """The node section as {property: value} (tests, copy)."""
         return {self.node_root.child(i).text(0): self.node_root.child(i).text(1)
                 for i in range(self.node_root.childCount())}
+
+
+def macs_basis(summary: dict[str, Any]) -> str:
+    """' at 1×3×224×224 (default sizes)': the sizes MACs were counted at, said where they are
+    shown, so a figure at assumed sizes never reads as the model's only cost."""
+    wl = summary.get("workload") or {}
+    shapes = [i.get("shape") for i in wl.get("inputs", [])]
+    if not shapes:
+        return " (at declared sizes)" if summary.get("assumed_dims") else ""
+    first = "×".join(str(d) for d in shapes[0]) or "scalar"
+    more = f" +{len(shapes) - 1} inputs" if len(shapes) > 1 else ""
+    why = " (default sizes, see Inputs)" if wl.get("assumed") else ""
+    return f" at {first}{more}{why}"
 

@@ -362,3 +362,34 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-1500:]
+
+
+def test_dynamic_model_runs_without_touching_any_field(window, qtbot):
+    """An OCR recogniser with a free batch and a free width (rapidocr 3.10.0,
+    rapidocr/models/PP-OCRv6_rec_small.onnx): the Inputs table fills with resolved sizes and
+    their sources, a short profile runs at them, and an edited size is what the next run uses."""
+    from tests.real_models import wheel_member
+
+    path = wheel_member("rapidocr", "3.10.0", "rapidocr/models/PP-OCRv6_rec_small.onnx")
+    w = window
+    with qtbot.waitSignal(w.sig_model_opened, timeout=JOB_TIMEOUT_MS):
+        w.open_model(str(path))
+    table = w.backend.inputs_table.table
+    assert table.rowCount() == 1 and table.item(0, 0).text() == "x"
+    assert table.item(0, 2).text() == "1 × 3 × 48 × 224"
+    assert "default" in table.item(0, 3).text()
+    assert "default sizes" in w.summary_label.text()  # MACs say they are at assumed sizes
+    _short_run(w, 5)
+    w.backend.threads.setValue(1)
+    outcome = _run(w, qtbot)
+    assert outcome.status == "ok", (outcome.error, outcome.stderr_tail)
+    assert w.last_report["inputs"]["x"]["shape"] == [1, 3, 48, 224]
+    table.item(0, 2).setText("1x3x48x320")  # the user edits the width
+    assert table.item(0, 3).text() == "set by you"
+    outcome = _run(w, qtbot)
+    assert outcome.status == "ok", (outcome.error, outcome.stderr_tail)
+    assert w.last_report["inputs"]["x"]["shape"] == [1, 3, 48, 320]
+    assert w.last_report["workload"]["inputs"][0]["shape_source"] == "set by you"
+    table.item(0, 2).setText("1x3xabc")  # not a size: the run refuses before starting
+    assert not w.backend.inputs_table.valid()
+    assert "not a size" in w.backend.inputs_table.invalid_message()
