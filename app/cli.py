@@ -179,6 +179,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     outcome = _run_job({"job": "profile", "config": cfg.to_dict()}, on_event=status,
                        **_limits(args))
     status.done()
+    if outcome.status != "ok":
+        _write_unfinished(outcome, cfg.to_dict(), args)
     report = _job_or_raise(outcome, args.debug)
     if isinstance(report, int):
         return report
@@ -187,6 +189,22 @@ def cmd_profile(args: argparse.Namespace) -> int:
         _print_profile(report, sys.stderr if args.json == "-" else sys.stdout)
     broken = [b for b in report["budgets"] if b["ok"] is False]
     return EXIT_BUDGET if broken else EXIT_OK
+
+
+def _write_unfinished(outcome, config: dict[str, Any], args: argparse.Namespace) -> None:
+    """A run that did not finish still leaves its record: status, error, what arrived."""
+    if not (args.json or args.html or getattr(args, "csv", None)):
+        return
+    from profilers.report.partial import partial_report
+
+    report = partial_report(config, status=outcome.status, error=outcome.error,
+                            error_kind=outcome.error_kind, samples=outcome.samples,
+                            stages=outcome.stages, layers=outcome.layers)
+    try:
+        _write_outputs(report, args)
+    except OSError as e:  # the run's own error matters more than this one
+        print(f"modeldeck: warning: could not write the report of the failed run: {e}",
+              file=sys.stderr)
 
 
 def _write_outputs(report: dict[str, Any], args: argparse.Namespace) -> None:

@@ -115,7 +115,14 @@ def _reachable_target(fmt: str, accepts: frozenset[str], to: str | None, name: s
                     "cannot be converted to any of them")
 
 
+def work_paths(output: str | Path) -> tuple[Path, Path]:
+    """The folders a conversion to `output` writes besides it: (steps, hidden work folder)."""
+    output = Path(output).resolve()
+    return output.with_name(output.stem + ".steps"), output.with_name(f".{output.stem}.work")
+
+
 def _check_output(source: ModelFile, output: Path, final_format: str) -> None:
+    """Refuse, before anything is written, every output that could touch the source."""
     want = SUFFIX[final_format]
     if output.suffix.lower() != want:
         raise ModelDeckError(f"the result is a {final_format} model: name the output "
@@ -124,6 +131,17 @@ def _check_output(source: ModelFile, output: Path, final_format: str) -> None:
     if output.resolve() in src or output.with_suffix(".bin").resolve() in src:
         raise ModelDeckError(f"{output} is the source model: choose another output name "
                              "(a conversion never overwrites its source)")
+    steps_dir, work_dir = work_paths(output)
+    for f in sorted(src):
+        for folder, what in ((steps_dir, "its steps"), (work_dir, "its temporary files")):
+            if f == folder or folder in f.parents:
+                raise ModelDeckError(
+                    f"the source {f} is inside {folder}, where a conversion to {output.name} "
+                    f"writes {what}: copy the source elsewhere or choose another output name "
+                    "(a conversion never overwrites its source)")
+        if output.resolve() in f.parents:
+            raise ModelDeckError(f"the output {output} would replace a folder holding the source "
+                                 f"{f}: choose another output name")
 
 
 def _weight_sparsity(model: ModelFile) -> float | None:
@@ -248,12 +266,129 @@ def _place(result_model: ModelFile, dest: Path) -> ModelFile:
     return ModelFile(dest, result_model.format)
 
 
+def cleanup_unfinished(output: str | Path, remove_steps: bool = False,
+                       keep: str | Path | None = None) -> list[Path]:
+    """Remove what an unfinished conversion to `output` left: its hidden work folder and
+    half-written files (and, when asked, its steps folder). Safe to call when nothing is left;
+    the job client calls it when a conversion's worker died. Nothing that is or holds `keep`
+    (the source) is ever removed."""
+    output = Path(output).resolve()
+    kept = Path(keep).resolve() if keep is not None else None
+    steps_dir, work_dir = work_paths(output)
+    removed: list[Path] = []
+    candidates = [work_dir] + ([steps_dir] if remove_steps else [])
+    for name in (output.name, output.with_suffix(".bin").name):
+        candidates.append(output.with_name(f".{name}.partial"))
+    if steps_dir.is_dir() and not remove_steps:
+        candidates += sorted(steps_dir.glob(".*.partial"))
+    for path in candidates:
+        if kept is not None and (path == kept or path in kept.parents):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            try:
+                path.unlink()
+            except OSError:
+                continue
+        else:
+            continue
+        removed.append(path)
+    if removed:
+        log.info("removed what an unfinished conversion left: %s",
+                 ", ".join(str(p) for p in removed))
+    return removed
+
+
+def _disk_full(e: BaseException | None) -> bool:
+    import errno
+
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _device_of(folder: Path) -> str:
+    """The mount point (and device) a folder lives on, for the message."""
+    try:
+        import psutil
+
+        best = None
+        for part in psutil.disk_partitions(all=True):
+            mp = Path(part.mountpoint)
+            if (mp == folder or mp in folder.parents) and (
+                    best is None or len(str(mp)) > len(str(best.mountpoint))):
+                best = part
+        if best is not None:
+            return f"{best.mountpoint} ({best.device})"
+    except Exception as e:  # the message still names the folder
+        log.debug("mount point of %s: %s", folder, e)
+    return str(folder)
+
+
+def _existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _space_needed(spec: ConvertSpec) -> int:
+    """Roughly what a conversion writes: one model per step and the result, each about the
+    size of the source."""
+    try:
+        src = Path(spec.model)
+        size = sum(f.stat().st_size for f in
+                   ModelFile(src, detect_format(src).name).files() if f.exists())
+    except Exception:
+        return 0
+    return size * (len(spec.passes) + 2)
+
+
+def _looks_disk_full(e: BaseException, output: Path, spec: ConvertSpec) -> bool:
+    """OpenVINO's writer says only `basic_ios::clear: iostream error`: call it a full disk when
+    the output's file system has less room left than the conversion needs."""
+    if "iostream error" not in str(e):
+        return False
+    try:
+        free = shutil.disk_usage(_existing(output.parent)).free
+    except OSError:
+        return False
+    return free < max(_space_needed(spec), 1 << 20)
+
+
 def run_pipeline(spec: ConvertSpec, emit: Emit = lambda e: None,
                  cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    """Run the conversion. A failure leaves no work folder or half-written file behind; a full
+    disk leaves nothing of this run at all and says so."""
     from converters.formats import consent
 
-    with consent(spec.trust_code):  # readers, passes and backends ask for it
-        return _run_pipeline(spec, emit, cancelled)
+    output = Path(spec.output).resolve()
+    steps_dir, _ = work_paths(output)
+    steps_existed = steps_dir.exists()
+    try:
+        with consent(spec.trust_code):  # readers, passes and backends ask for it
+            return _run_pipeline(spec, emit, cancelled)
+    except ModelDeckError as e:
+        if not _disk_full(e):
+            raise  # refused before writing, or a step's own message: finished steps stay
+        error: BaseException = e
+    except (Cancelled, Exception) as e:
+        cleanup_unfinished(output, keep=spec.model)
+        if not (_disk_full(e) or _looks_disk_full(e, output, spec)):
+            raise
+        error = e
+    cleanup_unfinished(output, remove_steps=not steps_existed, keep=spec.model)
+    folder = _existing(output.parent)
+    raise ModelDeckError(f"no space left on {_device_of(folder)} (needed ~"
+                         f"{max(_space_needed(spec) / 1e6, 0.1):.1f} MB, "
+                         f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free): free some space "
+                         "or write the output elsewhere") from error
 
 
 def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
@@ -276,9 +411,8 @@ def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
     final_format = _format_after(steps_plan, source.format)
     output = Path(spec.output).resolve()
     _check_output(source, output, final_format)
-    steps_dir = output.with_name(output.stem + ".steps")
-    work_dir = output.with_name(f".{output.stem}.work")
-    shutil.rmtree(work_dir, ignore_errors=True)
+    steps_dir, work_dir = work_paths(output)
+    shutil.rmtree(work_dir, ignore_errors=True)  # what a killed run left
 
     def progress(frac: float, msg: str, index: int) -> None:
         total = len(steps_plan)

@@ -16,8 +16,8 @@ from typing import Any
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from app.jobs.client import (
-    CANCEL_GRACE_S, STDERR_TAIL_LINES, JobOutcome, collect_event, finish_outcome, kill_group,
-    worker_command,
+    CANCEL_GRACE_S, STDERR_TAIL_LINES, JobOutcome, cleanup_after, collect_event, finish_outcome,
+    kill_group, worker_command,
 )
 from app.jobs.limits import default_limits, group_rss_mb, is_progress, memory_message
 
@@ -238,5 +238,6 @@ class WorkerJob(QObject):
             out.error_kind = "crashed"
             out.error = "the worker process ended without a result (it crashed or was killed)"
         finish_outcome(out, returncode, self._cancelled, self.kind)
+        cleanup_after(self.spec, out)
         log.debug("%s job finished: %s %s", self.kind, out.status, out.error or "")
         self.sig_finished.emit(out)

@@ -54,6 +54,7 @@ class JobOutcome:
     stderr_tail: str = ""
     samples: dict[str, list[list[float]]] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)  # stage events, in order
+    layers: list[dict[str, Any]] = field(default_factory=list)  # per-layer rows received
     signal: str | None = None  # e.g. "SIGSEGV" when the worker was killed by a signal
     last_stage: str | None = None
 
@@ -106,12 +107,32 @@ def collect_event(outcome: JobOutcome, event: dict[str, Any], keep_samples: bool
         outcome.error, outcome.error_kind = event.get("message"), event.get("kind")
     elif kind == "cancelled":
         outcome.status = "cancelled"
+    elif kind == "layer":
+        outcome.layers.append({k: v for k, v in event.items() if k != "event"})
     elif kind == "stage":
         outcome.stages.append({k: v for k, v in event.items() if k != "event"})
         outcome.last_stage = str(event.get("stage") or "") or outcome.last_stage
 
 
 TERMINAL_EVENTS = ("result", "error", "cancelled")
+
+
+def cleanup_after(spec: dict[str, Any], outcome: JobOutcome) -> None:
+    """A conversion whose worker was killed could not clean up: remove its work folder and
+    half-written files here (the worker does it itself when it fails on its own)."""
+    if spec.get("job") != "convert" or outcome.status == "ok":
+        return
+    if outcome.error_kind not in ("crashed", "timeout", "memory") and outcome.status != "cancelled":
+        return
+    conv = spec.get("convert") or {}
+    if not conv.get("output"):
+        return
+    from converters.pipeline import cleanup_unfinished
+
+    try:
+        cleanup_unfinished(conv["output"], keep=conv.get("model"))
+    except OSError as e:
+        log.warning("could not remove what the conversion left: %s", e)
 
 
 class JobClient:
@@ -265,6 +286,7 @@ class JobClient:
                 outcome.error_kind = killed_for
         finish_outcome(outcome, outcome.returncode, self._cancel_at is not None,
                        str(self.spec.get("job", "")))
+        cleanup_after(self.spec, outcome)
         return outcome
 
     def _reap(self) -> int | None:
