@@ -14,12 +14,14 @@ Conventions (stated so the figures can be checked):
   weight sliced into several gates, or reached from two If branches, is counted once, and a
   weight used only in part still counts whole. A ConstantOfShape on constants is a weight stored
   as its shape (the onnx package's light zoo graphs keep all weights so): it counts at its
-  output's size. Through an elementwise op on constants only (a
-  dequantisation: weight x scale - zero point) only the largest operand stays a parameter; the
-  scales and zero points count in weight bytes, not in parameters. Stored integer index/shape
-  tensors (int32/int64/bool) and tensors consumed as indices are not parameters. Weight bytes are
-  the stored bytes of every weight in the file, whatever their dtype; param_bytes are the counted
-  parameters at the dtype they are consumed in.
+  output's size. Not parameters, though their stored bytes count: the smaller operands of an
+  elementwise op on constants only (the scales and zero points of a dequantisation, weight x
+  scale - zero point: the largest operand stays the parameter), the scale and zero-point inputs
+  of quantise/dequantise ops on activations (QDQ graphs, FakeQuantize), and integer index/shape
+  tensors (int32/int64/bool, or anything consumed as one) unless widened to floats (an int32
+  bias through DequantizeLinear is a parameter). Weight bytes are the stored bytes of every
+  weight in the file, whatever their dtype; param_bytes are the counted parameters at the dtype
+  they are consumed in.
 - Symbolic dims take their value from `analyze(dims=...)` by name; the others are taken as 1 and
   reported in `assumed_dims` ({name: value}). Graphs read through OpenVINO (IR, TFLite) keep no
   dim names: there an unknown dim is the unnamed dynamic dim "?" (1 unless dims["?"] says).
@@ -424,6 +426,17 @@ _CONTAINERS = {"If", "Loop", "Scan", "TensorIterator", "prim::If", "prim::Loop"}
 # (the onnx package's light Model Zoo graphs hold every weight this way).
 _GENERATORS = {"ConstantOfShape", "RandomNormal", "RandomUniform"}
 
+# Inputs that are quantisation scales and zero points (of activations or of a weight that is
+# counted through another input): stored bytes, not parameters.
+_QUANT_META: dict[str, tuple[int, ...]] = {
+    "QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2), "FakeQuantize": (1, 2, 3, 4),
+    "MatMulInteger": (2, 3), "ConvInteger": (2, 3), "MatMulNBits": (2, 3, 4),
+    "QLinearConv": (1, 2, 4, 5, 6, 7), "QLinearMatMul": (1, 2, 4, 5, 6, 7),
+}
+
+# Ops that turn a stored integer tensor into floats: from there it is a weight.
+_WIDENING = {"DequantizeLinear", "Cast", "CastLike", "Convert", "ConvertLike"}
+
 # Elementwise ops that, on constants only, dequantise a weight (weight x scale - zero point):
 # only their largest operand stays a parameter.
 _DEQUANTIZE_LIKE = set(_ELEMENTWISE.split())
@@ -472,7 +485,8 @@ def analyze(model: ModelGraph, keep_nodes: bool = True,
             for t in item.graph.tensors.values():
                 if t.is_weight and t.name not in stored:
                     stored[t.name] = t
-                    consts[t.name] = _Const(frozenset([t.name]), frozenset([t.name]))
+                    own = frozenset([t.name])
+                    consts[t.name] = _Const(frozenset() if _is_index(t.dtype) else own, own)
                     weight_bytes += t.nbytes or 0
         n = item.node
         ops[n.op_type] += 1
@@ -480,7 +494,7 @@ def analyze(model: ModelGraph, keep_nodes: bool = True,
         if all(i in consts for i in ins) and n.op_type not in _CONTAINERS:
             # Runs on constants only (Constant, Slice of a weight, Dequantize...): its outputs
             # are weights in another form, counted where they meet data.
-            derived = _derive(n, ins, consts, item)
+            derived = _derive(n, ins, consts, stored, item)
             for o in n.outputs:
                 if not o or o in stored:
                     continue
@@ -496,8 +510,9 @@ def analyze(model: ModelGraph, keep_nodes: bool = True,
             continue
 
         cost = NodeCost(n.id, n.op_type)
-        for name in ins:
-            c = consts.get(name)
+        meta = _QUANT_META.get(n.op_type, ())
+        for pos, name in enumerate(n.inputs):
+            c = consts.get(name) if name else None
             if c is None:
                 continue
             for src in c.stored - attributed:
@@ -505,12 +520,10 @@ def analyze(model: ModelGraph, keep_nodes: bool = True,
                 cost.weight_bytes += stored[src].nbytes or 0
             t = item.tensor(name)
             consumed = t.dtype if t is not None else None
-            if _is_index(consumed):
-                continue  # a shape, an index: not a parameter
+            if _is_index(consumed) or pos in meta:
+                continue  # a shape, an index, a quantisation scale: not a parameter
             for src in c.params - counted:
                 st = stored[src]
-                if _is_index(st.dtype):
-                    continue
                 counted.add(src)
                 numel = st.numel or 0
                 cost.params += numel
@@ -546,12 +559,15 @@ def analyze(model: ModelGraph, keep_nodes: bool = True,
                     uncounted=uncounted, assumed_dims=dict(dim_values.assumed), nodes=nodes)
 
 
-def _derive(n: Node, ins: list[str], consts: dict[str, _Const], item: WalkItem) -> _Const:
+def _derive(n: Node, ins: list[str], consts: dict[str, _Const], stored: dict[str, TensorInfo],
+            item: WalkItem) -> _Const:
     """Where the outputs of a constants-only node come from.
 
-    Every input's stored tensors are read; the parameters are all inputs' parameters, except
-    through an elementwise op (weight x scale - zero point), where only the largest operands
-    keep theirs and the smaller ones (scales, zero points) are bytes, not parameters.
+    Every input's stored tensors are read. The parameters are those of the inputs that are
+    data, not shapes or indices (a Slice's bounds, a Reshape's shape), except through an
+    elementwise op (weight x scale - zero point), where only the largest operands keep theirs
+    and the smaller ones (scales, zero points) are bytes, not parameters. An integer weight
+    widened to floats (an int32 bias through DequantizeLinear) becomes a parameter there.
     """
     if not ins:
         return _Const(frozenset(), frozenset())
@@ -561,8 +577,18 @@ def _derive(n: Node, ins: list[str], consts: dict[str, _Const], item: WalkItem) 
         if all(v is not None for v in sizes.values()):
             largest = max(sizes.values())  # type: ignore[type-var]
             keep = [i for i in ins if sizes[i] == largest]
-    return _Const(frozenset().union(*(consts[i].params for i in keep)),
-                  frozenset().union(*(consts[i].stored for i in ins)))
+    params = frozenset().union(*(consts[i].params for i in keep if not _is_index(_dtype(item, i))))
+    first = ins[0]
+    out = item.tensor(n.outputs[0]) if n.outputs and n.outputs[0] else None
+    if (n.op_type in _WIDENING and first in stored and first in keep and out is not None
+            and out.dtype is not None and not _is_index(out.dtype)):
+        params |= {first}
+    return _Const(params, frozenset().union(*(consts[i].stored for i in ins)))
+
+
+def _dtype(item: WalkItem, name: str) -> str | None:
+    t = item.tensor(name)
+    return t.dtype if t is not None else None
 
 
 def _stored_numel(t: TensorInfo | None) -> int | None:
