@@ -259,10 +259,16 @@ class _ToDebug(logging.Handler):
 def quiet_torch() -> Iterator[None]:
     """Torch's warnings and its own loggers (which print tracebacks of errors we turn into
     one clear line) go to our debug log while a file is read."""
-    torch_log = logging.getLogger("torch")
-    saved = (torch_log.handlers[:], torch_log.propagate)
-    torch_log.handlers[:] = [_ToDebug()]
-    torch_log.propagate = False
+    # torch._logging gives several of its loggers (torch.export, ...) handlers of their own
+    names = ["torch"] + [name for name, log in logging.root.manager.loggerDict.items()
+                         if name.startswith("torch.") and isinstance(log, logging.Logger)
+                         and log.handlers]
+    saved = {}
+    for name in names:
+        log = logging.getLogger(name)
+        saved[name] = (log.handlers[:], log.propagate)
+        log.handlers[:] = [_ToDebug()]
+        log.propagate = False
 
     def to_debug(message, category, filename, lineno, file=None, line=None) -> None:
         logger.debug("warning from %s:%s: %s", filename, lineno, message)
@@ -273,7 +279,9 @@ def quiet_torch() -> Iterator[None]:
             warnings.showwarning = to_debug
             yield
     finally:
-        torch_log.handlers[:], torch_log.propagate = saved
+        for name, (handlers, propagate) in saved.items():
+            log = logging.getLogger(name)
+            log.handlers[:], log.propagate = handlers, propagate
 
 
 _KIND_WORDS = {"export": "torch.export archive", "torchscript": "TorchScript archive",

@@ -140,7 +140,7 @@ class TorchBackend(Backend):
         except BackendError:
             raise
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = _first_line(e)
             raise BackendError(f"torch cannot load {model.name}: {first}") from e
         load_ms = (time.perf_counter_ns() - t0) / 1e6
         self._module, self._device, self._specs = module, dev, specs
@@ -179,7 +179,7 @@ class TorchBackend(Backend):
             if self._device is not None and self._device.type == "cuda":
                 torch.cuda.synchronize(self._device)
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = _first_line(e)
             raise BackendError(f"torch inference failed: {first}") from e
         return out
 
@@ -259,6 +259,13 @@ def _require_consent(model: Path, kind: str) -> None:
             f"{model.name} is a {_PROGRAM.get(kind, 'PyTorch program')}: running it runs code "
             "stored in the file, with your permissions. ModelDeck does this only with your "
             "consent")
+
+
+def _first_line(e: BaseException) -> str:
+    """One line of a torch error (TorchScript puts the cause last, after its traceback)."""
+    from converters.formats.torch_format import _first_line as first_line
+
+    return first_line(e)
 
 
 def _cuda_device(backend: str) -> Device:
