@@ -20,7 +20,7 @@ MEM_CAP_MB = 8192  # never more than this by default, whatever the machine has
 
 # Whole-job wall-clock limits by job kind (seconds); None: no limit.
 TIMEOUT_S: dict[str, float | None] = {
-    "inspect": 120.0, "devices": 120.0, "profile": 1800.0, "convert": 3 * 3600.0,
+    "inspect": 120.0, "devices": 120.0, "profile": 2 * 3600.0, "convert": 3 * 3600.0,
     "compare": 3 * 3600.0,
 }
 # Longest time without progress (a stage, a progress event, a latency sample, a step):
