@@ -123,6 +123,18 @@ def _read_ir(xml: Path, bin_path: Path) -> Any:
             f"or {bin_path.name} may belong to another model: {ov_error_summary(e)}") from e
 
 
+def read_with_frontend(path: Path, framework: str) -> Any:
+    """Read a model with one named OpenVINO frontend. Core.read_model tries every frontend in
+    turn on a file the right one refuses; TensorFlow's then parses the binary as text and
+    writes raw bytes to stderr. RuntimeError (from the frontend) when it cannot be read."""
+    from openvino.frontend import FrontEndManager
+
+    fe = FrontEndManager().load_by_framework(framework)
+    if fe is None:
+        raise RuntimeError(f"OpenVINO has no {framework} frontend installed")
+    return fe.convert(fe.load(str(path)))
+
+
 def ov_error_summary(err: Exception) -> str:
     """The line of an OpenVINO error that says what is wrong, without its source locations."""
     noise = ("Exception from ", "Check '", "FrontEnd API failed with")
@@ -171,7 +183,7 @@ def static_shapes(path: Path, input_shapes: dict[str, list[int]]) -> dict[str, l
     try:
         import openvino as ov
 
-        model = ov.Core().read_model(str(path))
+        model = read_with_frontend(path, "onnx")
         names = {n for port in model.inputs for n in port.get_names()}
         model.reshape({k: ov.PartialShape(v) for k, v in input_shapes.items() if k in names})
     except Exception as e:  # a model OpenVINO refuses keeps ONNX's shapes

@@ -13,7 +13,8 @@ from typing import Any
 
 from converters.errors import ModelLoadError
 from converters.formats import Format, Trust, register_format, sha256_of
-from converters.formats.openvino_format import graph_from_ov_model, ov_error_summary, reshape_inputs
+from converters.formats.openvino_format import (graph_from_ov_model, ov_error_summary,
+                                                read_with_frontend, reshape_inputs)
 from converters.graph import ModelGraph, ModelMeta
 
 log = logging.getLogger(__name__)
@@ -262,10 +263,8 @@ class TfliteFormat(Format):
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"cannot read {path}: {e}") from e
 
-        import openvino as ov
-
         try:
-            model = ov.Core().read_model(str(path))
+            model = read_with_frontend(path, "tflite")
         except RuntimeError as e:
             raise ModelLoadError(
                 f"{path.name} could not be read as a TensorFlow Lite model (truncated or damaged "

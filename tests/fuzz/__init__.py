@@ -1,0 +1,1 @@
+"""Fuzz campaign over the model readers: mutants of real seed models run through the CLI."""
