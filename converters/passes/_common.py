@@ -367,6 +367,51 @@ def _ov_type(node: Any) -> str:
     return node.get_output_element_type(0).get_type_name()
 
 
+# --- what kind of model: transformers need their own INT8 recipe ---------------------------
+
+_ONNX_ATTENTION_OPS = frozenset({"Attention", "MultiHeadAttention", "GroupQueryAttention"})
+
+
+def onnx_is_transformer(model: onnx.ModelProto) -> bool:
+    """Attention inside (a fused attention op, or a Softmax plus a MatMul of two computed
+    tensors: scores = Q.K^T, context = P.V) and more dense layers than convolutions (a ViT's
+    patch embedding is one Conv; a CNN with an attention neck, like an OCR recogniser, has
+    dozens). Transformers' activations carry outlier features that per-tensor activation
+    scales cannot hold, so INT8 passes treat them apart."""
+    nodes = list(iter_nodes(model.graph))
+    consts = {t.name for t in model.graph.initializer}
+    consts |= {o for n in nodes if n.op_type == "Constant" for o in n.output}
+    dense = sum(1 for n in nodes if n.op_type in ("MatMul", "Gemm") and set(n.input) & consts)
+    if sum(1 for n in nodes if n.op_type in ("Conv", "ConvTranspose")) >= max(1, dense):
+        return False
+    if any(n.op_type in _ONNX_ATTENTION_OPS for n in nodes):
+        return True
+    if not any(n.op_type == "Softmax" for n in nodes):
+        return False
+    return any(n.op_type == "MatMul" and len(n.input) == 2 and not (set(n.input) & consts)
+               for n in nodes)
+
+
+def openvino_is_transformer(model: Any) -> bool:
+    """onnx_is_transformer for an OpenVINO model: ScaledDotProductAttention, or Softmax plus a
+    MatMul whose inputs both come from computation rather than weight constants; and more
+    weight MatMuls than convolutions."""
+    ops = list(model.get_ops())
+    kinds = {op.get_type_name() for op in ops}
+    dense = sum(1 for op in ops if op.get_type_name() == "MatMul"
+                and any(openvino_weight_source(port) is not None for port in op.inputs()))
+    convs = sum(1 for op in ops if "Convolution" in op.get_type_name())
+    if convs >= max(1, dense):
+        return False
+    if "ScaledDotProductAttention" in kinds:
+        return True
+    if "Softmax" not in kinds:
+        return False
+    return any(op.get_type_name() == "MatMul"
+               and all(openvino_weight_source(port) is None for port in op.inputs())
+               for op in ops)
+
+
 # --- INT8 on x86 CPUs without VNNI ---------------------------------------------------------
 
 REDUCE_RANGE_CHOICES = ("auto", "true", "false")

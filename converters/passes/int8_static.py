@@ -4,6 +4,15 @@ The fastest INT8 form on CPUs and NPUs: every quantized op runs integer kernels 
 ONNX: onnxruntime.quantization.quantize_static (QDQ by default) after quant_pre_process.
 OpenVINO: nncf.quantize (FakeQuantize nodes; the weights are stored as int8 in the saved IR).
 Both read the calibration inputs through a feeder that reports progress and honours cancel.
+
+Transformers (attention, and more dense layers than convolutions: onnx_is_transformer) take
+NNCF's transformer recipe on both formats (model_type=TRANSFORMER: SmoothQuant moves activation
+outlier features into the weights, and ops that do not bear INT8 stay float; on ONNX it writes
+QDQ that ORT runs). Measured on a BERT-style encoder with trained-like weight spread: ORT
+quantize_static cosine 0.891 (0.935 with MatMul/Gemm only), NNCF's default 0.863, NNCF
+transformer 0.998. model_type=other keeps the CNN recipe; the sample CNN keeps 99.33% accuracy.
+A CNN with an attention neck (rapidocr PP-OCRv6 rec: 57 Conv, 9 dense) did better with the CNN
+recipe (cosine 0.983 vs 0.960), so convolution-heavy models count as "other".
 """
 from __future__ import annotations
 
@@ -28,7 +37,8 @@ from converters.passes._common import (
     load_onnx,
     node_names, onnx_files, onnx_input_dtypes, op_count_changes, op_counts,
     openvino_int_weight_layers, openvino_op_counts, ort_error, output_stem, quant_prepare,
-    normalise_reduce_range, read_openvino, remove_files, resolve_reduce_range, save_openvino,
+    normalise_reduce_range, onnx_is_transformer, openvino_is_transformer, read_openvino,
+    remove_files, resolve_reduce_range, save_onnx, save_openvino,
 )
 
 log = logging.getLogger(__name__)
@@ -55,8 +65,12 @@ class Int8Static(Pass):
         preprocess: bool = True  # ONNX: ORT's quant_pre_process first
         # ONNX: 7-bit weights; "auto": on for x86 CPUs without VNNI (see cpu_saturates_int8)
         reduce_range: Literal["auto", "true", "false"] = "auto"
+        # "auto": "transformer" when the model has attention, else "other"
+        model_type: Literal["auto", "transformer", "other"] = "auto"
 
         def __post_init__(self) -> None:
+            if self.model_type not in ("auto", "transformer", "other"):
+                raise ValueError("model_type must be one of auto, transformer, other")
             if self.samples < 1:
                 raise ValueError("samples must be at least 1")
             normalise_reduce_range(self)
@@ -69,6 +83,8 @@ class Int8Static(Pass):
                      opts.samples)
         if model.format == "openvino":
             result = _run_openvino(model, opts, ctx, calib)
+        elif _onnx_transformer(model, opts):
+            result = _run_onnx_nncf(model, opts, ctx, calib)
         else:
             result = _run_onnx(model, opts, ctx, calib)
         result.messages[:0] = messages
@@ -179,6 +195,8 @@ def _run_onnx(model: ModelFile, opts: Int8Static.Options, ctx: PassContext,
         "per_channel": opts.per_channel,
         "reduce_range": {"on": reduce_range, "why": why},
         "preprocessed": preprocessed,
+        "model_type": _model_type_detail(opts, transformer=False),
+        "engine": "onnxruntime quantize_static",
         "samples_used": feeder.samples,
         "excluded": list(opts.exclude),
         "op_changes": op_count_changes(before, after),
@@ -275,13 +293,71 @@ def _onnx_quantized_nodes(proto) -> int:
     return count
 
 
+def _model_type_detail(opts: Int8Static.Options, *, transformer: bool) -> str:
+    kind = "transformer" if transformer else "other"
+    return kind if opts.model_type != "auto" else (
+        f"{kind} (auto: {'attention' if transformer else 'no attention, or mostly convolutions'})")
+
+
+def _onnx_transformer(model: ModelFile, opts: Int8Static.Options) -> bool:
+    if opts.model_type != "auto":
+        return opts.model_type == "transformer"
+    return onnx_is_transformer(load_onnx(model.path, with_weights=False))
+
+
+def _run_onnx_nncf(model: ModelFile, opts: Int8Static.Options, ctx: PassContext,
+                   calib: CalibrationData) -> PassResult:
+    """Transformers in ONNX: NNCF's ONNX backend with its transformer recipe, QDQ output."""
+    messages = _ignored_options(opts, ("quant_format", "per_channel", "method", "reduce_range",
+                                       "preprocess"), "with model_type transformer")
+    ctx.progress(0.0, "reading the model")
+    source = load_onnx(model.path)
+    before = op_counts(source)
+    inputs = graph_inputs(source)
+    check_node_names(opts.exclude, node_names(source), "exclude")
+    fixed = [i.type.tensor_type.shape.dim[0].dim_value for i in inputs
+             if i.type.tensor_type.shape.dim and i.type.tensor_type.shape.dim[0].dim_value > 0]
+    feeder = _Feeder(calib, _match_inputs(calib, {i.name: {i.name} for i in inputs}),
+                     onnx_input_dtypes(source), min(fixed) if fixed else 1, opts.samples, ctx,
+                     whole_batches=bool(fixed))
+    ctx.check_cancelled()
+    quantized = _nncf_quantize(source, opts, feeder, transformer=True)
+    out = ctx.output_path(output_stem(model, "int8-static"), ".onnx")
+    try:
+        ctx.progress(CALIB_SPAN[1], "saving; checking the result opens in ONNX Runtime")
+        save_onnx(quantized, out)
+        messages += check_onnx_runs(out, model.path, "int8-static")
+    except BaseException:
+        remove_files(onnx_files(out))
+        raise
+    ctx.progress(1.0, "quantized")
+    n = _onnx_quantized_nodes(quantized)
+    if not n:
+        messages.append("int8-static: NNCF quantized no node")
+    details = {
+        "nodes_quantized": n,
+        "format": "qdq",
+        "method": "nncf transformer (SmoothQuant, min-max ranges, fast bias correction)",
+        "per_channel": True,
+        "model_type": _model_type_detail(opts, transformer=True),
+        "engine": "nncf (ONNX backend)",
+        "samples_used": feeder.samples,
+        "excluded": list(opts.exclude),
+        "op_changes": op_count_changes(before, op_counts(quantized)),
+    }
+    return PassResult(ModelFile(out, "onnx"), changed=n > 0, details=details, messages=messages)
+
+
 # --- OpenVINO ----------------------------------------------------------------------------------
 
 def _run_openvino(model: ModelFile, opts: Int8Static.Options, ctx: PassContext,
                   calib: CalibrationData) -> PassResult:
-    messages = _openvino_ignored_options(opts)
+    messages = _ignored_options(opts, ("quant_format", "per_channel", "method", "reduce_range"),
+                                "on OpenVINO")
     ctx.progress(0.0, "reading the IR")
     ov_model = read_openvino(model.path)
+    transformer = (opts.model_type == "transformer" if opts.model_type != "auto"
+                   else openvino_is_transformer(ov_model))
     before = openvino_op_counts(ov_model)
     check_node_names(opts.exclude, {op.get_friendly_name() for op in ov_model.get_ops()},
                      "exclude", " (OpenVINO names its nodes itself: take them from the IR)")
@@ -292,7 +368,7 @@ def _run_openvino(model: ModelFile, opts: Int8Static.Options, ctx: PassContext,
                      whole_batches=fixed)
     ctx.check_cancelled()
 
-    quantized = _quantize_openvino(ov_model, opts, feeder)
+    quantized = _nncf_quantize(ov_model, opts, feeder, transformer=transformer)
     n = openvino_int_weight_layers(quantized)
     after = openvino_op_counts(quantized)
     ctx.progress(CALIB_SPAN[1], "saving the IR")
@@ -303,7 +379,10 @@ def _run_openvino(model: ModelFile, opts: Int8Static.Options, ctx: PassContext,
     details = {
         "nodes_quantized": n,
         "fake_quantize": after.get("FakeQuantize", 0),
-        "method": "nncf (min-max ranges, fast bias correction)",
+        "method": ("nncf transformer (SmoothQuant, min-max ranges, fast bias correction)"
+                   if transformer else "nncf (min-max ranges, fast bias correction)"),
+        "model_type": _model_type_detail(opts, transformer=transformer),
+        "engine": "nncf (OpenVINO backend)",
         "samples_used": feeder.samples,
         "excluded": list(opts.exclude),
         "op_changes": op_count_changes(before, after),
@@ -312,14 +391,13 @@ def _run_openvino(model: ModelFile, opts: Int8Static.Options, ctx: PassContext,
                       messages=messages)
 
 
-def _openvino_ignored_options(opts: Int8Static.Options) -> list[str]:
+def _ignored_options(opts: Int8Static.Options, keys: tuple[str, ...], where: str) -> list[str]:
     defaults = Int8Static.Options()
-    ignored = [k for k in ("quant_format", "per_channel", "method", "reduce_range")
-               if getattr(opts, k) != getattr(defaults, k)]
+    ignored = [k for k in keys if getattr(opts, k) != getattr(defaults, k)]
     if not ignored:
         return []
-    return [f"int8-static: {', '.join(ignored)} apply to ONNX only; NNCF uses its own "
-            "scheme on OpenVINO (per-channel weights, min-max activation ranges)"]
+    return [f"int8-static: {', '.join(ignored)} do not apply {where}: NNCF uses its own "
+            "scheme (per-channel weights, min-max activation ranges)"]
 
 
 def _openvino_batch(ov_model) -> tuple[int, bool]:
@@ -331,13 +409,16 @@ def _openvino_batch(ov_model) -> tuple[int, bool]:
     return 1, False
 
 
-def _quantize_openvino(ov_model, opts: Int8Static.Options, feeder: _Feeder):
+def _nncf_quantize(model, opts: Int8Static.Options, feeder: _Feeder, *, transformer: bool):
+    """nncf.quantize on an OpenVINO model or an onnx.ModelProto."""
     import nncf
 
     dataset = nncf.Dataset(feeder.raw_batches(), feeder.feed)
     ignored = nncf.IgnoredScope(names=list(opts.exclude)) if opts.exclude else None
+    kind = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
     try:
-        return nncf.quantize(ov_model, dataset, subset_size=feeder.batches, ignored_scope=ignored)
+        return nncf.quantize(model, dataset, subset_size=feeder.batches, ignored_scope=ignored,
+                             **kind)
     except Cancelled:
         raise
     except Exception as e:  # nncf.InternalError / ValidationError / OpenVINO RuntimeError
