@@ -30,20 +30,25 @@ def error_dialog(parent: QWidget | None, title: str, message: str, details: str 
     return box
 
 
-def pickle_consent_dialog(parent: QWidget | None, path: str, reason: str,
-                          on_answer: Callable[[bool], None]) -> QMessageBox:
-    """Ask before loading a pickle: say plainly what loading it would allow."""
+def code_consent_dialog(parent: QWidget | None, path: str, reason: str,
+                        on_answer: Callable[[bool], None], action: str = "load"
+                        ) -> QMessageBox:
+    """Ask before running code a model file carries (a pickle, a TorchScript or torch.export
+    program): say plainly what that allows. Asked once per file; `action` names the job."""
+    pickle = "pickle" in reason.lower()
+    what = "a Python pickle" if pickle else "a PyTorch program (TorchScript or torch.export)"
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Warning)
-    box.setWindowTitle("Load a Python pickle?")
-    box.setText(f"<b>{_escape(path)}</b> contains a Python pickle.")
+    box.setWindowTitle("Load a Python pickle?" if pickle else "Run code from this file?")
+    box.setText(f"<b>{_escape(path)}</b> contains {what}.")
     box.setInformativeText(
-        "Loading it would allow the file to run <b>arbitrary code</b> on this computer, with "
-        "your permissions: read or delete your files, install software, send data elsewhere. "
-        "It is loaded in a separate worker process, but that process is not a sandbox.<br><br>"
+        "Loading or running it lets the file run <b>arbitrary code</b> on this computer, with "
+        "your permissions: read your files, send data elsewhere, use your machine. It runs in "
+        "a separate worker process which, where the system allows it (Linux Landlock), may "
+        "write only to its own folders; the report says which protection was in force.<br><br>"
         "Only continue if the file comes from a source you trust.")
     box.setDetailedText(reason)
-    trust = box.addButton("Trust and load", QMessageBox.ButtonRole.AcceptRole)
+    trust = box.addButton(f"Trust and {action}", QMessageBox.ButtonRole.AcceptRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -54,6 +59,9 @@ def pickle_consent_dialog(parent: QWidget | None, path: str, reason: str,
     box.finished.connect(finished)
     box.open()
     return box
+
+
+pickle_consent_dialog = code_consent_dialog  # the older name
 
 
 def _escape(text: str) -> str:

@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui import settings
-from app.gui.dialogs import error_dialog, pickle_consent_dialog
+from app.gui.dialogs import code_consent_dialog, error_dialog
 from app.gui.jobs import WorkerJob
 from app.gui.panels.backend_panel import BackendPanel
 from app.gui.panels.converter import ConverterPanel, QueueItem, local_files
@@ -135,6 +136,8 @@ class MainWindow(QMainWindow):
         self.profile_job: WorkerJob | None = None
         self.compare_job: WorkerJob | None = None
         self.devices_job: WorkerJob | None = None
+        # Files whose code the user agreed to run (asked once per file, for this session).
+        self.trusted_files: set[str] = set()
         self.profile_layers: list[dict[str, Any]] = []
         self.errors: list[dict[str, str]] = []
         self.last_error_dialog: QMessageBox | None = None
@@ -426,8 +429,9 @@ class MainWindow(QMainWindow):
         path = os.path.abspath(path)
         if self.inspect_job is not None and not self.inspect_job.is_done():
             self.inspect_job.cancel()  # superseded
+        trust_pickle = trust_pickle or path in self.trusted_files
         spec = {"job": "inspect", "model": path, "layers": True, "graph": True,
-                "trust_pickle": trust_pickle}
+                "trust_code": trust_pickle}
         job = WorkerJob(spec, self)
         self.inspect_job = job
         self.job_bar.bind(job, f"Opening {os.path.basename(path)}")
@@ -445,12 +449,15 @@ class MainWindow(QMainWindow):
         if outcome.status == "cancelled":
             return
         if outcome.status != "ok":
-            if (outcome.error_kind == "bad_input" and not trusted
-                    and "trust-pickle" in (outcome.error or "")):
-                pickle_consent_dialog(
-                    self, path, outcome.error or "",
-                    lambda yes: self.open_model(path, trust_pickle=True, as_variant=as_variant)
-                    if yes else self.job_bar.set_text(f"{name}: not opened (pickle refused)"))
+            if outcome.error_kind == "needs_consent" and not trusted:
+                def answer(yes: bool) -> None:
+                    if yes:
+                        self.trusted_files.add(path)
+                        self.open_model(path, trust_pickle=True, as_variant=as_variant)
+                    else:
+                        self.job_bar.set_text(f"{name}: not opened (its code was not trusted)")
+
+                code_consent_dialog(self, path, outcome.error or "", answer)
                 return
             self.show_error(f"Could not open {name}", outcome.error or "unknown error",
                             outcome.stderr_tail)
@@ -494,8 +501,41 @@ class MainWindow(QMainWindow):
         self.dock_details.raise_()
 
     # --- profile ---------------------------------------------------------------------------
+    def _carries_code(self, path: str) -> bool:
+        """A PyTorch file: running it runs code it brought (judged on content, no framework)."""
+        from converters.errors import ModelDeckError
+        from converters.formats import detect_format
+
+        try:
+            return detect_format(Path(path)).name == "torch"
+        except ModelDeckError:
+            return False
+
+    def _ask_consent(self, paths: list[str], action: str, go: Callable[[], Any]) -> bool:
+        """True when every file that carries code is trusted; else ask (once per file) and
+        call `go` again after a yes. The job spec then carries trust_code."""
+        for path in (os.path.abspath(p) for p in paths):
+            if path not in self.trusted_files and self._carries_code(path):
+                def answer(yes: bool, path: str = path) -> None:
+                    if yes:
+                        self.trusted_files.add(path)
+                        go()
+                    else:
+                        self.job_bar.set_text(f"{os.path.basename(path)}: nothing started "
+                                              "(its code was not trusted)")
+
+                code_consent_dialog(self, path, f"{action} {path}: the model is a program "
+                                    "that runs with your permissions", answer, action)
+                return False
+        return True
+
+    def _trusted(self, paths: list[str]) -> bool:
+        return any(os.path.abspath(p) in self.trusted_files for p in paths)
+
     def run_profile(self, path: str | None = None) -> WorkerJob | None:
         path = path or self.model_path
+        if path and not self._ask_consent([path], "run", lambda: self.run_profile(path)):
+            return None
         if not path:
             self.show_error("Nothing to profile", "open a model first (File ▸ Open or drop a "
                             "file on the window)")
@@ -508,6 +548,7 @@ class MainWindow(QMainWindow):
         except Exception as e:  # ModelDeckError / ValueError from the config's validation
             self.show_error("Cannot start the run", str(e))
             return None
+        config["trust_code"] = self._trusted([path])
         charts = self.ensure_charts()
         charts.reset(config.get("budgets") or ())
         self.profile_layers = []
@@ -622,7 +663,8 @@ class MainWindow(QMainWindow):
             raise ValueError("choose calibration data (a file or folder path is empty)")
         output = self._output_path(source, source_format, steps, to)
         convert = {"model": source, "output": output, "to": to, "passes": steps,
-                   "calib": calib, "eval": self.passes.eval_data()}
+                   "calib": calib, "eval": self.passes.eval_data(),
+                   "trust_code": self._trusted([source])}
         # the engine reads "convert"; the flat copy matches the brief's contract
         return {"job": "convert", "convert": convert, **convert}
 
@@ -634,6 +676,8 @@ class MainWindow(QMainWindow):
     def apply_passes(self) -> Variant | None:
         if not self.model_path:
             self.show_error("Nothing to convert", "open a model first")
+            return None
+        if not self._ask_consent([self.model_path], "convert", self.apply_passes):
             return None
         try:
             spec = self.convert_spec(self.model_path, self.summary.get("format", "onnx"))
@@ -676,11 +720,14 @@ class MainWindow(QMainWindow):
         if self.compare_job is not None and not self.compare_job.is_done():
             self.job_bar.set_text("a comparison is already running")
             return None
+        if not self._ask_consent(paths, "compare", lambda: self.compare(paths)):
+            return None
         try:
             config = self.backend.run_config(paths[0])
         except Exception as e:
             self.show_error("Cannot compare", str(e))
             return None
+        config["trust_code"] = self._trusted(paths)
         spec = {"job": "compare", "models": paths, "config": config,
                 "eval": self.passes.eval_data(), "backend_given": True,
                 "backend": config["backend"], "device": config["device"],
