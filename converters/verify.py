@@ -66,6 +66,8 @@ def run_model(model: ModelFile, feeds: dict[str, np.ndarray], batch_size: int = 
     try:
         specs = runner.input_specs()
         feeds = _match_feeds(feeds, specs)
+        if not _common_sample_axis(feeds):  # a scalar, or state whose batch is not axis 0
+            return [np.asarray(o) for o in runner.infer(feeds)]
         count = _sample_count(feeds)
         fixed = _fixed_batch(specs)
         step = fixed or max(1, batch_size)
@@ -95,8 +97,15 @@ def _match_feeds(feeds: dict[str, np.ndarray], specs: list[Any]) -> dict[str, np
     else:
         raise VerifyError(f"the model takes inputs {names}, the data has {list(feeds)}")
     dtypes = {s.name: s.dtype for s in specs}
-    return {k: np.ascontiguousarray(v.astype(dtypes.get(k, v.dtype), copy=False))
+    return {k: np.asarray(v.astype(dtypes.get(k, v.dtype), copy=False), order="C")
             for k, v in ordered.items()}
+
+
+def _common_sample_axis(feeds: dict[str, np.ndarray]) -> bool:
+    """True when every input has a leading sample axis of one length (batches can be cut)."""
+    if any(np.ndim(v) == 0 for v in feeds.values()):
+        return False
+    return len({len(v) for v in feeds.values()}) == 1
 
 
 def _sample_count(feeds: dict[str, np.ndarray]) -> int:

@@ -26,9 +26,19 @@ __all__ = ["InputError", "parse_shape_args", "prepare", "generate", "from_npz", 
            "read_npz"]
 
 
-def decls_of(specs: Sequence[InputSpec]) -> list[InputDecl]:
-    return [InputDecl(s.name, s.dtype, None if s.shape is None else tuple(s.shape))
-            for s in specs]
+def decls_of(specs: Sequence[InputSpec], graph: Any = None) -> list[InputDecl]:
+    """The runtime's inputs, with the model file's dim names where the runtime dropped them
+    (OpenVINO reports [?, ?]; the file says [batch, sequence]: one name, one size)."""
+    tensors = graph.graph.tensors if graph is not None else {}
+    out = []
+    for s in specs:
+        shape = None if s.shape is None else tuple(s.shape)
+        t = tensors.get(s.name)
+        if t is not None and t.shape is not None and (shape is None or len(shape) == len(t.shape)):
+            shape = tuple(d if isinstance(d, int) or not isinstance(f, str) else f
+                          for d, f in zip(shape or t.shape, t.shape))
+        out.append(InputDecl(s.name, s.dtype, shape))
+    return out
 
 
 def prepare(specs: Sequence[InputSpec], graph: Any = None,
@@ -37,7 +47,7 @@ def prepare(specs: Sequence[InputSpec], graph: Any = None,
             ) -> tuple[Workload, dict[str, np.ndarray]]:
     """Resolve the workload for these inputs and make its arrays (real data where given)."""
     data = read_npz(npz, specs) if npz else None
-    wl = resolve_workload(graph, decls_of(specs), shapes, data, dry_check=dry_check)
+    wl = resolve_workload(graph, decls_of(specs, graph), shapes, data, dry_check=dry_check)
     feeds = fit_data(wl, data) if data else generate_workload(wl, seed)
     return wl, feeds
 
@@ -79,6 +89,12 @@ def cast_to_input(arr: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
         if arr.dtype.kind not in "USO":
             raise InputError(f"{source}: input {spec.name!r} takes text, the array holds "
                              f"{arr.dtype}")
+        if arr.dtype.kind == "S":  # bytes would reach the runtime as bytes, never equal to text
+            try:
+                arr = np.char.decode(arr, "utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{source}: the bytes for input {spec.name!r} are not UTF-8 "
+                                 f"text ({e.reason})") from None
         return arr.astype(object)
     if arr.dtype.kind in "USO":
         raise InputError(f"{source}: input {spec.name!r} takes {spec.dtype} numbers, the array "
@@ -92,6 +108,8 @@ def cast_to_input(arr: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
         if lo < info.min or hi > info.max:
             raise InputError(f"{source}: input {spec.name!r} takes {spec.dtype} "
                              f"({info.min}..{info.max}); the array holds {lo}..{hi}")
+    if arr.dtype.type is np.void and want.kind == "V" and arr.dtype.itemsize == want.itemsize:
+        return arr.view(want)  # what numpy.savez makes of a bfloat16 / float8 array: its bits
     try:
         return arr.astype(want, copy=False)
     except (TypeError, ValueError) as e:

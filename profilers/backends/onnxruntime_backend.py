@@ -8,6 +8,7 @@ ORT writes its profile as a Chrome-trace JSON list. The fields read here:
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from profilers.backends import (
+    PACKED_BITS,
     Backend,
     BackendError,
     BackendOptions,
@@ -28,7 +30,11 @@ from profilers.backends import (
     InputSpec,
     LayerTime,
     LoadInfo,
+    check_output_shapes,
+    dtype_of,
+    pack_bits,
     register_backend,
+    unpack_bits,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +66,17 @@ _ORT_DTYPES = {
     "int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64",
     "uint8": "uint8", "uint16": "uint16", "uint32": "uint32", "uint64": "uint64",
     "bool": "bool", "string": "string",
+    "float8e4m3fn": "float8_e4m3fn", "float8e4m3fnuz": "float8_e4m3fnuz",
+    "float8e5m2": "float8_e5m2", "float8e5m2fnuz": "float8_e5m2fnuz",
+    "float8e8m0": "float8_e8m0fnu", "float4e2m1": "float4_e2m1fn",
+    "int4": "int4", "uint4": "uint4", "int2": "int2", "uint2": "uint2",
+}
+# Types numpy lacks (ml_dtypes names) -> ONNX TensorProto element types. ORT's run() cannot
+# take or give them as numpy arrays: they travel as OrtValues filled with their raw bytes.
+_ONNX_ELEMENT_TYPES = {
+    "bfloat16": 16, "float8_e4m3fn": 17, "float8_e4m3fnuz": 18, "float8_e5m2": 19,
+    "float8_e5m2fnuz": 20, "uint4": 21, "int4": 22, "float4_e2m1fn": 23, "float8_e8m0fnu": 24,
+    "uint2": 25, "int2": 26,
 }
 _ORT_ERROR_PREFIX = re.compile(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
 _KERNEL_SUFFIX = "_kernel_time"
@@ -81,10 +98,60 @@ def numpy_dtype(ort_type: str) -> str:
     return _ORT_DTYPES.get(m.group(1), m.group(1))
 
 
+# "/onnxruntime_src/.../attention_helper.h:164 onnxruntime::...::Compute(...) const " : where in
+# ORT's sources a check failed, before the condition and the reason.
+_SOURCE_LOCATION = re.compile(r"\s*/\S+\.(?:h|hpp|cc|cpp|cu|cuh):\d+\s+")
+_NO_KERNEL = re.compile(r"Failed to find kernel for (\S+) \(node:'[^']*' ep:'(\w+)'\)")
+_NODE_TYPE = re.compile(r"the node in the model has the following type "
+                        r"\(((?:[^()]|\((?:[^()]|\([^()]*\))*\))*)\)")
+_RUNNING_NODE = re.compile(r"Non-zero status code returned while running (\w+) node\. "
+                           r"Name:'([^']*)' Status Message:\s*")
+
+
+def _drop_signature(text: str) -> str:
+    """'virtual Status ns::Op::Compute(OpKernelContext*) const cond was false. reason' ->
+    'cond was false. reason': skips the C++ signature up to its closing parenthesis."""
+    depth, end = 0, -1
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                end = i
+                break
+    if end < 0 or "::" not in text[:end]:
+        return text
+    rest = text[end + 1:].lstrip()
+    rest = re.sub(r"^(?:const\s+)?(?:\[with [^\]]*\]\s*)?", "", rest)
+    return rest or text
+
+
 def ort_error_message(err: Exception) -> str:
-    """ORT's first line without the '[ONNXRuntimeError] : 1 : FAIL :' noise."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return _ORT_ERROR_PREFIX.sub("", text)
+    """ORT's first line, without the '[ONNXRuntimeError] : 1 : FAIL :' noise, the source file
+    and C++ signature of the failed check, and the condition when a reason follows it."""
+    lines = [x.strip() for x in str(err).strip().splitlines() if x.strip()]
+    if not lines:
+        return type(err).__name__
+    kernel = _NO_KERNEL.search(lines[0])
+    typed = _NODE_TYPE.search(str(err))
+    if kernel and typed:  # a page of kernel version ranges: the op and the type are the news
+        return (f"no kernel for {kernel.group(1)} on {kernel.group(2)} with element type "
+                f"{typed.group(1)}")
+    text = lines[0]
+    if 1 < len(lines) <= 4 and sum(map(len, lines[1:])) < 200:  # "...the following indices"
+        text = "; ".join(lines)
+    text = _ORT_ERROR_PREFIX.sub("", text)
+    text = _RUNNING_NODE.sub(lambda m: f"{m.group(1)} node{' ' + repr(m.group(2)) if m.group(2) else ''}: ",
+                             text)
+    m = _SOURCE_LOCATION.search(text)
+    if m:
+        head, tail = text[:m.start()], _drop_signature(text[m.end():])
+        cond, sep, reason = tail.partition(" was false.")
+        if sep and reason.strip():
+            tail = reason.strip()
+        text = f"{head.rstrip()} {tail}".strip() if head.strip() else tail
+    return text
 
 
 @register_backend
@@ -98,6 +165,7 @@ class OnnxRuntimeBackend(Backend):
         self._model: Path | None = None
         self._profile_dir: Path | None = None
         self._layers: list[LayerTime] | None = None  # cached: ORT ends profiling only once
+        self._raw_outputs = False  # an output has a type numpy lacks: read it as OrtValue
 
     # --- discovery ---------------------------------------------------------------------
     @classmethod
@@ -177,6 +245,8 @@ class OnnxRuntimeBackend(Backend):
                                f"(missing CUDA/cuDNN/TensorRT libraries? see the log above); "
                                f"the session got {', '.join(active)}")
         self._session, self._model, self._layers = sess, Path(model), None
+        self._raw_outputs = any(numpy_dtype(o.type) in _ONNX_ELEMENT_TYPES
+                                for o in sess.get_outputs())
         details = {"providers": active, "graph_optimization": options.graph_optimization,
                    "threads": options.threads, "inter_threads": options.inter_threads,
                    "onnxruntime": ort.__version__}
@@ -198,12 +268,24 @@ class OnnxRuntimeBackend(Backend):
     def infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         # run() returns host (numpy) outputs, so with CUDA the device work is done when it
         # returns: the copy of the outputs to the host waits for the GPU.
+        sess = self._sess()
         try:
-            return self._sess().run(None, inputs)
+            feeds = {name: _feed(arr) for name, arr in inputs.items()}
+            if not self._raw_outputs:
+                outs = sess.run(None, feeds)
+            else:
+                values = sess.run_with_ort_values(None, {k: _as_ortvalue(v)
+                                                         for k, v in feeds.items()})
+                outs = [_from_ortvalue(v, numpy_dtype(o.type))
+                        for v, o in zip(values, sess.get_outputs())]
         except BackendError:
             raise
         except Exception as e:
             raise BackendError(f"onnxruntime inference failed: {ort_error_message(e)}") from e
+        declared = sess.get_outputs()
+        check_output_shapes("onnxruntime", [o.name for o in declared],
+                            [tuple(o.shape) if o.shape else None for o in declared], outs)
+        return outs
 
     # --- per-node profile --------------------------------------------------------------
     def layer_profile(self, node_ids_by_name: dict[str, str]) -> list[LayerTime]:
@@ -239,12 +321,49 @@ class OnnxRuntimeBackend(Backend):
             self._profile_dir = None
 
 
+def _feed(arr: Any) -> Any:
+    """numpy arrays as run() takes them; bfloat16, float8, int4... as OrtValues of their bytes."""
+    if not isinstance(arr, np.ndarray) or arr.dtype.name not in _ONNX_ELEMENT_TYPES:
+        return arr
+    value = _ort().OrtValue.ortvalue_from_shape_and_type(
+        list(arr.shape), _ONNX_ELEMENT_TYPES[arr.dtype.name])
+    raw = pack_bits(arr) if arr.dtype.name in PACKED_BITS else np.asarray(arr, order="C")
+    if raw.nbytes:
+        if raw.nbytes != value.tensor_size_in_bytes():
+            raise BackendError(f"onnxruntime wants {value.tensor_size_in_bytes()} bytes for a "
+                               f"{arr.dtype.name} input of shape {list(arr.shape)}, "
+                               f"not {raw.nbytes}")
+        ctypes.memmove(value.data_ptr(), raw.ctypes.data, raw.nbytes)
+    return value
+
+
+def _as_ortvalue(feed: Any) -> Any:
+    if isinstance(feed, np.ndarray):
+        return _ort().OrtValue.ortvalue_from_numpy(feed)
+    return feed
+
+
+def _from_ortvalue(value: Any, dtype_name: str) -> Any:
+    """An output OrtValue as numpy; types numpy lacks are read from the tensor's bytes."""
+    if dtype_name not in _ONNX_ELEMENT_TYPES:
+        return value.numpy()
+    shape = tuple(value.shape())
+    size = value.tensor_size_in_bytes()
+    raw = (np.frombuffer(ctypes.string_at(value.data_ptr(), size), np.uint8) if size
+           else np.zeros(0, np.uint8))
+    if dtype_name in PACKED_BITS:
+        return unpack_bits(raw, shape, dtype_name)
+    return raw.view(dtype_of(dtype_name)).reshape(shape).copy()
+
+
 def _hint(err: Exception) -> str:
     """A next step for the errors people hit most."""
     msg = str(err)
     if "is not a registered function/op" in msg or "No Op registered" in msg:
         return (" (the model uses an operator this onnxruntime does not implement: a custom "
                 "op needs its library registered, a newer op a newer onnxruntime)")
+    if "Could not find an implementation for" in msg:
+        return " (this onnxruntime has no kernel for that operator with these element types)"
     return ""
 
 

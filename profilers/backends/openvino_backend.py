@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,17 +18,27 @@ from typing import Any
 
 import numpy as np
 
-from profilers.backends import (Backend, BackendError, BackendOptions, Device, InputSpec,
-                                LayerTime, LoadInfo, register_backend)
+from profilers.backends import (EXTENDED_DTYPES, PACKED_BITS, STRING_DTYPE, Backend, BackendError,
+                                BackendOptions, Device, InputSpec, LayerTime, LoadInfo,
+                                check_output_shapes, dtype_of, pack_bits, register_backend,
+                                unpack_bits)
 
 log = logging.getLogger(__name__)
 
 # Device names that pick or combine real devices; they are never in available_devices.
 _VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 
-# OpenVINO element type names -> numpy names, for types numpy lacks (to_dtype() fails on them).
+# OpenVINO element type names -> numpy (ml_dtypes) names, for types numpy lacks: to_dtype()
+# gives the storage type for them (float16 for bf16, uint8 for f8 and packed int4), which
+# would silently read their bits as other numbers.
 _DTYPES = {"bf16": "bfloat16", "f8e4m3": "float8_e4m3fn", "f8e5m2": "float8_e5m2",
-           "i4": "int4", "u4": "uint4", "u1": "uint1", "nf4": "nf4", "string": "str"}
+           "f8e8m0": "float8_e8m0fnu", "f4e2m1": "float4_e2m1fn", "i4": "int4", "u4": "uint4",
+           "u2": "uint2", "u1": "uint1", "u3": "uint3", "u6": "uint6", "nf4": "nf4",
+           "string": STRING_DTYPE}
+# ...and back: the OpenVINO element type a numpy array of such a type is written into.
+_OV_TYPES = {"bfloat16": "bf16", "float8_e4m3fn": "f8e4m3", "float8_e5m2": "f8e5m2",
+             "float8_e8m0fnu": "f8e8m0", "float4_e2m1fn": "f4e2m1", "int4": "i4", "uint4": "u4",
+             "uint2": "u2"}
 
 # Precision tokens in exec types ("brgconv_avx2_1x1_f32", "jit_avx512_BF16", "ref_any_I8").
 _PRECISION_TOKEN = re.compile(r"(?:^|_)(fp32|f32|bf16|fp16|f16|i8|u8|i32|i64|fp64|f64)(?=_|$)",
@@ -38,7 +49,10 @@ _PRECISION_NAMES = {"fp32": "FP32", "f32": "FP32", "bf16": "BF16", "fp16": "FP16
 
 # Lines of OpenVINO errors that locate the failure in OpenVINO's sources, not in the model.
 _NOISE = ("Exception from ", "Check '", "FrontEnd API failed with", "Model wasn't fully converted",
-          "Summary:", "While validating", "-- ", "Failed operations detailed log")
+          "Summary:", "While validating", "-- ", "Failed operations detailed log",
+          "Loading input model", "Please specify OpenVINO Extensions")
+# Files larger than this are not parsed a second time just to learn their declared output shapes.
+_DECLARED_SHAPES_MAX_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -68,6 +82,7 @@ class OpenVinoBackend(Backend):
         self._layers: dict[str, _LayerSum] = {}
         self._original_names: dict[str, list[str]] = {}
         self._runtime_precision: dict[str, str] = {}
+        self._declared: dict[str, tuple[int | str | None, ...]] = {}  # ONNX output name -> dims
 
     # --- discovery -----------------------------------------------------------------------
     @classmethod
@@ -115,6 +130,7 @@ class OpenVinoBackend(Backend):
         load_ms = (time.perf_counter_ns() - start) / 1e6
         self._compiled = compiled
         self._request = compiled.create_infer_request()
+        self._declared = _onnx_output_shapes(Path(model)) if fmt == "onnx" else {}
         self._device = device
         self._execution_devices = _execution_devices(compiled)
         self._profiling = options.profile_layers
@@ -184,13 +200,27 @@ class OpenVinoBackend(Backend):
 
     def infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         self._require_loaded()
+        feeds = {name: _tensor(arr, shared=False) for name, arr in inputs.items()}
         try:
-            results = self._request.infer(inputs, share_outputs=False)  # copies the outputs
+            # Outputs are read from the request's tensors below, where their element type and
+            # shape are known (OVDict gives bf16 as float16 and packed int4 as bytes).
+            with warnings.catch_warnings():  # "string results are copied": they are read below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self._request.infer(feeds, share_outputs=True)
+            outputs = [_output_array(self._request.get_output_tensor(i))
+                       for i in range(len(self._compiled.outputs))]
+        except BackendError:
+            raise
         except (RuntimeError, TypeError, ValueError, KeyError) as e:
             raise BackendError(f"OpenVINO inference failed: {_first_useful_line(e)}") from e
+        if self._declared:
+            names = [next((n for n in p.get_names() if n in self._declared), "")
+                     for p in self._compiled.outputs]
+            check_output_shapes("OpenVINO", names, [self._declared.get(n) for n in names],
+                                outputs)
         if self._profiling:  # PERF_COUNT runs are already slower; this adds well under 1 ms
             self._accumulate(self._request.get_profiling_info())
-        return list(results.to_tuple())
+        return outputs
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> None:
         """Set the request's input tensors once, sharing the arrays' memory, as benchmark_app
@@ -198,10 +228,12 @@ class OpenVinoBackend(Backend):
         import openvino as ov
 
         self._require_loaded()
-        self._prepared_arrays = {k: np.ascontiguousarray(v) for k, v in inputs.items()}
+        self._prepared_arrays = {k: np.asarray(v, order="C") for k, v in inputs.items()}
         try:
             for name, arr in self._prepared_arrays.items():
-                self._request.set_tensor(name, ov.Tensor(arr, shared_memory=True))
+                self._request.set_tensor(name, _tensor(arr, shared=True))
+        except BackendError:
+            raise
         except (RuntimeError, TypeError, ValueError, KeyError) as e:
             raise BackendError(f"OpenVINO refused the inputs: {_first_useful_line(e)}") from e
 
@@ -350,6 +382,9 @@ def _read_error_message(path: Path, err: Exception) -> str:
                f"operation{'s' if len(failed) > 1 else ''} {', '.join(failed)} failed")
     else:
         msg = f"OpenVINO cannot read {path.name}"
+    if detail == "Unsupported type":
+        detail = ("it uses an element type this OpenVINO does not support (e.g. float8 FNUZ or "
+                  "2-bit integers)")
     return f"{msg}: {detail}" if detail else msg
 
 
@@ -361,14 +396,41 @@ def _ops_after(text: str, label: str) -> list[str]:
 
 
 def _first_useful_line(err: Exception, default: str | None = None) -> str:
-    """The first line saying what is wrong, not where in OpenVINO's sources it failed."""
+    """The first line saying what is wrong, not where in OpenVINO's sources it failed; a line
+    ending in ':' takes the (short) lines that complete it."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    for line in lines:
+    for i, line in enumerate(lines):
         if not line.startswith(_NOISE):
+            if line.endswith(":"):
+                more = [x for x in lines[i + 1:i + 3] if not x.startswith(_NOISE)]
+                line = " ".join([line, "; ".join(more)]) if more else line.rstrip(":")
             return line
     if default is not None:
         return default
     return lines[-1] if lines else type(err).__name__
+
+
+def _onnx_output_shapes(path: Path) -> dict[str, tuple[int | str | None, ...]]:
+    """The output shapes an ONNX file declares (OpenVINO keeps only its own inference of them),
+    to catch outputs OpenVINO computes differently. Empty when the file is too large to parse
+    again cheaply or cannot be parsed (OpenVINO read it, so that is not an error here)."""
+    try:
+        if path.stat().st_size > _DECLARED_SHAPES_MAX_BYTES:
+            return {}
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - only a safety check is lost
+        log.debug("cannot read the declared output shapes of %s", path, exc_info=True)
+        return {}
+    out: dict[str, tuple[int | str | None, ...]] = {}
+    for o in graph.output:
+        t = o.type.tensor_type if o.type.HasField("tensor_type") else None
+        if t is None or not t.HasField("shape"):
+            continue
+        out[o.name] = tuple(int(d.dim_value) if d.HasField("dim_value") else
+                            (d.dim_param or None) for d in t.shape.dim)
+    return out
 
 
 def _prop(compiled: Any, key: str) -> Any:
@@ -421,10 +483,58 @@ def _numpy_dtype(element_type: Any) -> str:
         return name
 
 
-def _shape(pshape: Any) -> tuple[int | None, ...]:
-    """Static dims as ints, dynamic ones as None; () when even the rank is unknown."""
+def _tensor(arr: np.ndarray, shared: bool) -> Any:
+    """An input as OpenVINO takes it. Arrays of types numpy lacks are written bit for bit into
+    a tensor of the matching element type (given as arrays, OpenVINO would convert their
+    values to the storage type: float8 1.5 would arrive as the byte 1); strings go as string
+    tensors. Plain arrays are passed as they are (shared: the prepared loop's, without a copy)."""
+    import openvino as ov
+
+    name = arr.dtype.name if isinstance(arr, np.ndarray) else ""
+    if name in EXTENDED_DTYPES:
+        if name not in _OV_TYPES:
+            raise BackendError(f"OpenVINO has no {name} element type: it cannot take this "
+                               "input")
+        tensor = ov.Tensor(getattr(ov.Type, _OV_TYPES[name]), ov.Shape(list(arr.shape)))
+        if arr.size:
+            dest = tensor.data
+            raw = pack_bits(arr) if name in PACKED_BITS else np.asarray(arr, order="C")
+            dest.reshape(-1)[:] = raw.reshape(-1).view(dest.dtype)
+        return tensor
+    if isinstance(arr, np.ndarray) and arr.dtype.kind in "USO":
+        return ov.Tensor(np.asarray(arr, dtype=np.str_))
+    if shared and isinstance(arr, np.ndarray):
+        return ov.Tensor(arr, shared_memory=True)
+    return arr
+
+
+def _output_array(tensor: Any) -> np.ndarray:
+    """A copy of an output tensor as numpy, in its declared shape and real element type."""
+    et = tensor.get_element_type().get_type_name()
+    shape = tuple(tensor.get_shape())
+    name = _DTYPES.get(et)
+    if name == STRING_DTYPE:
+        out = np.array(tensor.str_data, dtype=np.str_).reshape(shape)
+    elif name in PACKED_BITS:
+        out = unpack_bits(tensor.data, shape, name)
+    elif name in EXTENDED_DTYPES:
+        out = np.ascontiguousarray(tensor.data).view(dtype_of(name)).reshape(shape).copy()
+    elif name is not None:  # nf4, u1, u3, u6: no numpy type to give them as
+        raise BackendError(f"the model outputs OpenVINO's {et} element type, which ModelDeck "
+                           "cannot read back as numbers")
+    else:
+        out = np.array(tensor.data, copy=True)
+    if out.shape != shape:  # never hand on a silently wrong shape
+        raise BackendError(f"OpenVINO returned an output of shape {list(out.shape)} for "
+                           f"declared shape {list(shape)} ({et})")
+    return out
+
+
+def _shape(pshape: Any) -> tuple[int | None, ...] | None:
+    """Static dims as ints (0 included), dynamic ones as None; None when even the rank is
+    unknown (() is a scalar)."""
     if pshape.rank.is_dynamic:
-        return ()
+        return None
     return tuple(d.get_length() if d.is_static else None for d in pshape)
 
 
