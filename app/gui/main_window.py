@@ -664,7 +664,10 @@ class MainWindow(QMainWindow):
         output = self._output_path(source, source_format, steps, to)
         convert = {"model": source, "output": output, "to": to, "passes": steps,
                    "calib": calib, "eval": self.passes.eval_data(),
-                   "trust_code": self._trusted([source])}
+                   "trust_code": self._trusted([source]),
+                   # the sizes set in the Inputs table hold for the open model's passes too
+                   "shapes": (self.backend.inputs_table.user_shapes()
+                              if source == self.model_path else {})}
         # the engine reads "convert"; the flat copy matches the brief's contract
         return {"job": "convert", "convert": convert, **convert}
 
