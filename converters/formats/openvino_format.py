@@ -110,14 +110,14 @@ def _read_ir(xml: Path, bin_path: Path) -> Any:
     if not bin_path.is_file():
         try:
             return core.read_model(str(xml))  # an IR without constants needs no .bin
-        except (RuntimeError, UnicodeDecodeError) as e:
+        except Exception as e:  # noqa: BLE001 - RuntimeError, OpValidationFailure, UnicodeDecodeError
             raise ModelLoadError(
                 f"{bin_path.name} is missing: an OpenVINO IR is two files, {xml.name} (the graph) "
                 f"and {bin_path.name} (the weights); put {bin_path.name} beside {xml.name} "
                 f"({ov_error_summary(e)})") from e
     try:
         return core.read_model(str(xml), str(bin_path))
-    except (RuntimeError, UnicodeDecodeError) as e:
+    except Exception as e:  # noqa: BLE001 - RuntimeError, OpValidationFailure, UnicodeDecodeError
         raise ModelLoadError(
             f"{xml.name} could not be read as an OpenVINO IR, it may be damaged or truncated, "
             f"or {bin_path.name} may belong to another model: {ov_error_summary(e)}") from e
@@ -132,7 +132,12 @@ def read_with_frontend(path: Path, framework: str) -> Any:
     fe = FrontEndManager().load_by_framework(framework)
     if fe is None:
         raise RuntimeError(f"OpenVINO has no {framework} frontend installed")
-    return fe.convert(fe.load(str(path)))
+    try:
+        return fe.convert(fe.load(str(path)))
+    except RuntimeError:
+        raise
+    except Exception as e:  # OpValidationFailure & co. do not derive from RuntimeError
+        raise RuntimeError(f"{type(e).__name__}: {e}") from e
 
 
 def ov_error_summary(err: Exception) -> str:
