@@ -52,8 +52,82 @@ class BackendOptions:
 @dataclass(frozen=True)
 class InputSpec:
     name: str
-    dtype: str  # numpy name
-    shape: tuple[int | str | None, ...] | None  # str / None: dynamic dim; None: rank unknown
+    # numpy name; ml_dtypes names for what numpy lacks ("bfloat16", "float8_e4m3fn", "int4");
+    # "string" for text; what the runtime says (e.g. "seq(tensor(float))") for non-tensors
+    dtype: str
+    # str / None: dynamic dim; 0 is a valid static dim; None: rank unknown
+    shape: tuple[int | str | None, ...] | None
+
+
+# Element types numpy lacks. ml_dtypes (an onnx dependency) gives them numpy dtypes, one element
+# per byte even for the sub-byte ones; runtimes store those packed, low bits first.
+EXTENDED_DTYPES = frozenset({
+    "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
+    "float8_e8m0fnu", "float4_e2m1fn", "int4", "uint4", "int2", "uint2"})
+PACKED_BITS = {"int4": 4, "uint4": 4, "float4_e2m1fn": 4, "int2": 2, "uint2": 2}
+STRING_DTYPE = "string"
+
+
+def dtype_of(name: str) -> np.dtype | None:
+    """The numpy dtype for a spec's dtype name (str for "string"); None when numpy and
+    ml_dtypes have none (sequences, maps, optionals, nf4...)."""
+    if name == STRING_DTYPE:
+        return np.dtype(np.str_)
+    if name in EXTENDED_DTYPES:
+        import ml_dtypes
+
+        return np.dtype(getattr(ml_dtypes, name))
+    try:
+        dt = np.dtype(name)
+    except (TypeError, ValueError):
+        return None
+    return dt if dt.kind in "biufc" else None
+
+
+def pack_bits(arr: np.ndarray) -> np.ndarray:
+    """Sub-byte elements (int4, uint4, float4, int2...) packed into bytes, low bits first, as
+    ONNX, ONNX Runtime and OpenVINO store them."""
+    bits = PACKED_BITS[arr.dtype.name]
+    per_byte = 8 // bits
+    codes = np.ascontiguousarray(arr).reshape(-1).view(np.uint8) & ((1 << bits) - 1)
+    codes = np.concatenate([codes, np.zeros(-codes.size % per_byte, np.uint8)])
+    out = np.zeros(codes.size // per_byte, np.uint8)
+    for k in range(per_byte):
+        out |= codes[k::per_byte] << (k * bits)
+    return out
+
+
+def check_output_shapes(runtime: str, names: list[str],
+                        declared: list[tuple[int | str | None, ...] | None],
+                        outputs: list[Any]) -> None:
+    """Refuse outputs whose shape contradicts the model's own static dims: the runtime then
+    computed something other than the model says (OpenVINO's rfft with an extra axis, packed
+    int4 read as bytes), and handing those arrays on would be a silently wrong result.
+    Dynamic dims (str / None) and undeclared or rank-0 shapes are not checked."""
+    for name, want, got in zip(names, declared, outputs):
+        if not want or not isinstance(got, np.ndarray):
+            continue
+        if got.ndim != len(want) or any(isinstance(w, int) and w != g
+                                        for w, g in zip(want, got.shape)):
+            shown = ", ".join("?" if not isinstance(w, int) else str(w) for w in want)
+            raise BackendError(f"{runtime} returned output {name!r} with shape "
+                               f"{list(got.shape)} where the model declares [{shown}]: "
+                               f"{runtime} computes this model differently from its "
+                               "definition; try another runtime")
+
+
+def unpack_bits(raw: np.ndarray, shape: tuple[int, ...], dtype_name: str) -> np.ndarray:
+    """The inverse of pack_bits: packed bytes -> one element per value, in `shape`."""
+    bits = PACKED_BITS[dtype_name]
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.ascontiguousarray(raw).reshape(-1).view(np.uint8)
+    if raw.size * (8 // bits) < count:
+        raise BackendError(f"the runtime returned {raw.size} bytes for {count} {dtype_name} "
+                           f"values of shape {list(shape)}")
+    shifts = np.arange(0, 8, bits, dtype=np.uint8)
+    # ml_dtypes keeps each value in the low bits of its byte, as pack_bits reads them
+    codes = ((raw[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)[:count]
+    return np.ascontiguousarray(codes, np.uint8).view(dtype_of(dtype_name)).reshape(shape)
 
 
 @dataclass
