@@ -123,3 +123,19 @@ def test_report_rejects_non_reports(tmp_path):
     p.write_text('{"hello": 1}')
     r = run_cli("report", str(p), "--html", str(tmp_path / "o.html"))
     assert r.returncode == 2 and "report" in r.stderr.lower()
+
+
+def test_limits_must_be_positive(light):
+    for flag, value in (("--timeout", "0"), ("--timeout", "inf"), ("--memory-limit", "-5"),
+                        ("--memory-limit", "lots")):
+        r = run_cli("inspect", str(light("squeezenet")), flag, value)
+        assert r.returncode == 2 and flag in r.stderr, (flag, value, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
+def test_inspect_within_a_tiny_time_limit_says_so(light):
+    r = run_cli("inspect", str(light("densenet121")), "--timeout", "0.3")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "modeldeck: error: the job did not finish within 0.3 s and was stopped (give a longer "
+        "--timeout if it needs more)"]
