@@ -141,9 +141,10 @@ def _summarise_timeline(tl, start: float, end: float) -> dict[str, Any]:
 def run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool] = lambda: False
                 ) -> dict[str, Any]:
     """Run one profile and return the report (a JSON-ready dict, schema REPORT_SCHEMA)."""
-    from converters.formats import consent
+    from converters.formats import consent, current_trust
 
-    with consent(cfg.trust_code):  # readers and backends ask for it: nothing is passed down
+    # readers and backends ask for it: nothing is passed down; a caller's consent counts too
+    with consent(cfg.trust_code or current_trust().run_code):
         return _run_profile(cfg, emit, cancelled)
 
 

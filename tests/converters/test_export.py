@@ -243,3 +243,13 @@ def test_fixed_batch_pt2_says_so(tmp_path):
     assert any("fixed batch size" in m for m in r.messages)
     m = onnx.load(str(r.output.path))
     assert _dims(m.graph.input[0]) == [1, 4] and _dims(m.graph.output[0]) == [1, 2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _consent_to_run_models():
+    """These tests run PyTorch programs in-process: running one needs the user's consent."""
+    from converters.formats import consent
+
+    with consent(True):
+        yield
+

@@ -160,3 +160,13 @@ def test_relative_paths_survive_quantizers_that_change_directory(sample, tmp_pat
                                       passes=(StepSpec("int8-static"),), calib="sample"))
     assert Path(result["output"]) == sample.parent / "out" / "q.onnx"
     assert (sample.parent / "out" / "q.onnx").exists()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _consent_to_run_models():
+    """These tests run PyTorch programs in-process: running one needs the user's consent."""
+    from converters.formats import consent
+
+    with consent(True):
+        yield
+

@@ -267,3 +267,13 @@ def test_calibration_random_warns():
     assert next(calib.batches(1))["input"].shape == (1, 1, 8, 8)
     with pytest.raises(VerifyError, match="dynamic dims"):
         load_calibration("random", [InputSpec("x", "float32", ("N", 3, "h", "w"))])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _consent_to_run_models():
+    """These tests run PyTorch programs in-process: running one needs the user's consent."""
+    from converters.formats import consent
+
+    with consent(True):
+        yield
+

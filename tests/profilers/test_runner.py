@@ -90,3 +90,13 @@ def test_bad_config_rejected_before_work():
         RunConfig(model="x.onnx", iterations=0)
     with pytest.raises(ModelDeckError, match="--budget"):
         RunConfig(model="x.onnx", budgets=("p99=fast",))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _consent_to_run_models():
+    """These tests run PyTorch programs in-process: running one needs the user's consent."""
+    from converters.formats import consent
+
+    with consent(True):
+        yield
+

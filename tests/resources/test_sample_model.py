@@ -127,3 +127,13 @@ def test_training_regenerates_the_shipped_weights(regenerated: tuple[Path, dict]
     for name, weights in shipped.items():
         assert np.allclose(new[name], weights, rtol=0, atol=1e-6), name
     assert metadata == shipped_metadata
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _consent_to_run_models():
+    """These tests run PyTorch programs in-process: running one needs the user's consent."""
+    from converters.formats import consent
+
+    with consent(True):
+        yield
+

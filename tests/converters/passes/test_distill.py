@@ -115,3 +115,13 @@ def test_no_improvement_returns_the_model_unchanged(train_inputs, tmp_path):
     assert not result.changed and result.output.path == SAMPLE_PT2
     assert "returned unchanged" in result.messages[0]
     assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _consent_to_run_models():
+    """These tests run PyTorch programs in-process: running one needs the user's consent."""
+    from converters.formats import consent
+
+    with consent(True):
+        yield
+

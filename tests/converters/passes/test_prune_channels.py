@@ -140,3 +140,13 @@ def test_options_are_validated():
     with pytest.raises(PassError, match="ratio"):
         make_options(PASS, {"ratio": "1.2"})
     assert make_options(PASS, {"round_to": "none"}).round_to is None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _consent_to_run_models():
+    """These tests run PyTorch programs in-process: running one needs the user's consent."""
+    from converters.formats import consent
+
+    with consent(True):
+        yield
+

@@ -149,3 +149,13 @@ def test_nothing_eligible_is_not_an_error(tmp_path):
     result = run(SAMPLE_ONNX, "onnx", tmp_path, amount=0.5, min_params=10_000_000)
     assert not result.changed and result.output.path == SAMPLE_ONNX
     assert "nothing to prune" in result.messages[0]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _consent_to_run_models():
+    """These tests run PyTorch programs in-process: running one needs the user's consent."""
+    from converters.formats import consent
+
+    with consent(True):
+        yield
+
