@@ -89,7 +89,15 @@ def is_progress(event: dict[str, Any]) -> bool:
 
 
 def group_rss_mb(pid: int) -> float:
-    """Resident memory of a process and its descendants, in MB (0 once it is gone)."""
+    """Resident memory of a process and its descendants, in MB (0 once it is gone).
+
+    Polled ten times a second beside a measurement: on Linux it reads /proc for the worker's
+    own tree only (~0.1 ms) instead of scanning every process on the machine (psutil, ~3 ms)."""
+    if os.path.exists(f"/proc/{pid}/task"):
+        try:
+            return _proc_tree_rss(pid) / 2**20
+        except OSError:
+            pass
     import psutil
 
     try:
@@ -104,6 +112,28 @@ def group_rss_mb(pid: int) -> float:
         except psutil.Error:
             pass
     return total / 2**20
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _proc_tree_rss(pid: int) -> int:
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * _PAGE
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            if p == pid:
+                return 0
+    return total
 
 
 def memory_message(limit_mb: int, peak_mb: float) -> str:
