@@ -356,7 +356,7 @@ class _Progress:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from converters.passes import parse_pass_arg
-    from converters.pipeline import ConvertSpec, StepSpec, spec_from_recipe
+    from app.pipeline import ConvertSpec, StepSpec, spec_from_recipe
 
     if args.recipe:
         spec, warnings = spec_from_recipe(args.recipe, args.model, args.output)

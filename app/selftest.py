@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
         return check
 
     def check_convert() -> str:
-        from converters.pipeline import ConvertSpec, StepSpec
+        from app.pipeline import ConvertSpec, StepSpec
 
         target = out / "digits_cnn_int8.onnx"
         spec = ConvertSpec(model=str(sample), output=str(target),

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from converters.pipeline import ConvertSpec, StepSpec, run_pipeline  # noqa: E402
+from app.pipeline import ConvertSpec, StepSpec, run_pipeline  # noqa: E402
 from profilers.backends import BackendOptions  # noqa: E402
 from profilers.runner import RunConfig, run_profile  # noqa: E402
 

@@ -23,16 +23,16 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
                 backend_given: bool = True, verify_samples: int = 256) -> dict[str, Any]:
     from converters.formats import detect_format
     from converters.passes import ModelFile
-    from converters.pipeline import ConvertSpec, verification_inputs
-    from converters.verify import classification_metrics, fidelity, run_model
+    from profilers.verify import (
+        classification_metrics, fidelity, run_model, verification_inputs,
+    )
 
     if len(models) < 2:
         raise ModelDeckError("compare needs at least two models")
     files = [ModelFile(Path(m), detect_format(Path(m)).name) for m in models]
-    spec = ConvertSpec(model=models[0], output="unused", eval=eval_data,
-                       verify_samples=verify_samples, shapes=dict(base.shapes),
-                       inputs=base.inputs_npz)
-    feeds, labels, _, feeds_source, workload = verification_inputs(spec, files[0])
+    feeds, labels, _, feeds_source, workload = verification_inputs(
+        files[0], shapes=dict(base.shapes), inputs=base.inputs_npz, eval=eval_data,
+        samples=verify_samples)
     resolved = workload.shapes()  # every variant is measured at the first one's sizes
     rows: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []

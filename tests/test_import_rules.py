@@ -62,3 +62,48 @@ def test_registries_load_without_frameworks():
     formats, loaded = r.stdout.strip().splitlines()
     assert formats == "['onnx', 'openvino', 'tflite', 'torch']"
     assert loaded == "[]"
+
+
+# --- layers (DESIGN §1): model data <- passes/export <- profilers <- app -----------------------
+# Every import counts, a lazy one inside a function included.
+MODEL_DATA = ("converters.errors", "converters.graph", "converters.formats", "converters.analysis",
+              "converters.workload", "converters.limits", "converters.summary")
+FORBIDDEN = [  # (modules under this prefix, may not import these prefixes)
+    ("converters", ("profilers", "app")),
+    ("profilers", ("app",)),
+    *[(m, ("converters.passes", "converters.export")) for m in MODEL_DATA],
+    ("app.jobs", ("app.cli", "app.gui")),
+]
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _dotted_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+@pytest.mark.parametrize("path", _sources(*PACKAGES), ids=str)
+def test_layers_import_one_way(path):
+    me = _module_name(path)
+    wrong = sorted(
+        f"{me} imports {imp} (forbidden: {rule})"
+        for prefix, banned in FORBIDDEN if _under(me, prefix)
+        for imp in _dotted_imports(path) for rule in banned if _under(imp, rule))
+    assert not wrong, "\n".join(wrong)

@@ -632,7 +632,7 @@ class MainWindow(QMainWindow):
     # --- convert ---------------------------------------------------------------------------
     def _output_path(self, source: str, source_format: str, steps: list[dict], to: str | None
                      ) -> str:
-        from converters.pipeline import ConvertSpec, plan
+        from app.pipeline import ConvertSpec, plan
 
         spec = ConvertSpec.from_dict({"model": source, "output": "x", "to": to,
                                       "passes": steps})

@@ -127,7 +127,7 @@ def cleanup_after(spec: dict[str, Any], outcome: JobOutcome) -> None:
     conv = spec.get("convert") or {}
     if not conv.get("output"):
         return
-    from converters.pipeline import cleanup_unfinished
+    from app.pipeline import cleanup_unfinished
 
     try:
         cleanup_unfinished(conv["output"], keep=conv.get("model"))

@@ -154,7 +154,7 @@ def job_devices(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bo
 
 
 def job_convert(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:
-    from converters.pipeline import ConvertSpec, run_pipeline
+    from app.pipeline import ConvertSpec, run_pipeline
 
     return run_pipeline(ConvertSpec.from_dict(spec["convert"]), emit, cancelled)
 

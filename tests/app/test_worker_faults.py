@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from app.jobs.client import JobClient
 from app.jobs.limits import Limits
-from converters.pipeline import ConvertSpec, StepSpec
+from app.pipeline import ConvertSpec, StepSpec
 from profilers.runner import RunConfig
 from tests.conftest import REPO, SAMPLE_ONNX
 

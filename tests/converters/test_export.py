@@ -11,7 +11,7 @@ from converters.export import CONVERSIONS, conversion_path
 from converters.export.to_onnx import stem_of
 from converters.formats import sha256_of
 from converters.passes import Cancelled, ModelFile, PassContext, PassError
-from converters.verify import fidelity, run_model
+from profilers.verify import fidelity, run_model
 from tests.conftest import SAMPLE_NPZ, SAMPLE_ONNX, SAMPLES
 from tests.converters.tflite_builder import conv_fc_model
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from converters.pipeline import ConvertSpec, StepSpec, run_pipeline
+from app.pipeline import ConvertSpec, StepSpec, run_pipeline
 from profilers.backends import BackendOptions
 from profilers.compare import run_compare
 from profilers.runner import RunConfig

@@ -318,7 +318,7 @@ def test_accelerator_runs_the_model(device, small_onnx):
 def test_input_keeps_its_model_name_when_a_port_has_several(tmp_path):
     """ORT's fp16 converter adds a Cast after the input; OpenVINO fuses it and the port then
     carries two names. The user's name ("input") must win, or --shape input=... fails."""
-    from converters.pipeline import ConvertSpec, StepSpec, run_pipeline
+    from app.pipeline import ConvertSpec, StepSpec, run_pipeline
     from profilers.backends import BackendOptions
     from profilers.backends.openvino_backend import OpenVinoBackend
     from tests.conftest import SAMPLE_ONNX

@@ -13,8 +13,8 @@ import onnx
 import pytest
 
 from converters.passes import CalibrationData, ModelFile
-from converters.pipeline import ConvertSpec, StepSpec, run_pipeline
-from converters.verify import fidelity
+from app.pipeline import ConvertSpec, StepSpec, run_pipeline
+from profilers.verify import fidelity
 from tests.conftest import SAMPLE_NPZ
 from tests.converters.passes.quant_helpers import ort_run, run_pass, sample_model
 from tests.real_models import BERT_INPUTS, bert_inputs, bert_onnx, wheel_member

@@ -14,7 +14,7 @@ from app.jobs.client import JobClient
 from converters.errors import ModelDeckError
 from converters.formats import sha256_of
 from converters.passes import PassError
-from converters.pipeline import ConvertSpec, StepSpec, plan, run_pipeline, spec_from_recipe
+from app.pipeline import ConvertSpec, StepSpec, plan, run_pipeline, spec_from_recipe
 from tests.conftest import SAMPLES
 
 SAMPLE_PT2 = SAMPLES / "digits_cnn.pt2"

@@ -156,7 +156,7 @@ def _weight_sparsity(model: ModelFile) -> float | None:
 
 def _measure(model: ModelFile, feeds, labels, reference, threshold) -> dict[str, Any]:
     from converters.analysis import analyze
-    from converters.verify import classification_metrics, fidelity, run_model
+    from profilers.verify import classification_metrics, fidelity, run_model
 
     out: dict[str, Any] = {"size_bytes": model.size_bytes()}
     try:
@@ -173,74 +173,15 @@ def _measure(model: ModelFile, feeds, labels, reference, threshold) -> dict[str,
     return out
 
 
-def source_workload(spec: ConvertSpec, source: ModelFile) -> tuple[Any, dict | None]:
-    """The source's workload (user sizes, then real inputs, then the model, then defaults) and
-    the real inputs, if given. Every step is verified on this one workload."""
-    from converters.workload import make_dry_check, read_npz, resolve_workload
-
-    graph = open_model(source.path)
-    data = read_npz(spec.inputs, graph.graph.inputs) if spec.inputs else None
-    workload = resolve_workload(graph, None, spec.shapes, data,
-                                dry_check=make_dry_check(str(source.path), source.format))
-    return workload, data
-
-
 def _random_calibration(workload: Any, count: int = 64) -> CalibrationData:
     """Random calibration that still follows the graph (token ids inside their table, masks
     ones): meaningless ranges for activations, but a model that runs."""
-    from converters.verify import RANDOM_WARNING
+    from profilers.verify import RANDOM_WARNING
     from converters.workload import generate
 
     free = all(i.batch_axis is not None for i in workload.inputs)
     arrays = generate(workload.with_batch(count) if free else workload, seed=1)
     return CalibrationData(arrays=arrays, source="random", warning=RANDOM_WARNING)
-
-
-def _input_specs(workload: Any) -> list[Any]:
-    """Per-input (name, dtype, shape) at the workload's sizes; a free batch stays free."""
-    from converters.workload import InputDecl
-
-    return [InputDecl(i.name, i.dtype, tuple(
-        "N" if ax == i.batch_axis else d for ax, d in enumerate(i.shape)))
-        for i in workload.inputs]
-
-
-# Generated inputs: as many samples as fit in this many elements (a 640x640 detector gets a
-# few, a digits CNN the full count), so verifying every step stays quick.
-_GENERATED_ELEMENTS = 1 << 22
-
-
-def verification_inputs(spec: ConvertSpec, source: ModelFile, workload: Any = None,
-                        data: dict | None = None):
-    """Inputs every step is checked on: labelled eval data, else real inputs, else calibration,
-    else generated from the workload. Returns (feeds, labels, specs, source text, workload)."""
-    from converters.verify import load_calibration, load_eval_data
-    from converters.workload import fit_data, generate
-
-    if workload is None:
-        workload, data = source_workload(spec, source)
-    specs = _input_specs(workload)
-    n = spec.verify_samples
-    free_batch = all(i.batch_axis is not None for i in workload.inputs)
-    if spec.eval:
-        ev = load_eval_data(spec.eval, specs)
-        feeds = {k: v[:n] for k, v in ev.inputs.items()}
-        labels = ev.labels[:n] if ev.labels is not None else None
-        return feeds, labels, specs, f"eval data {spec.eval}", workload
-    if data:
-        rows = min(n, *(len(a) for a in data.values() if np.ndim(a) >= 1)) if free_batch else None
-        return (fit_data(workload, data, rows), None, specs, f"inputs {spec.inputs}", workload)
-    if spec.calib and spec.calib != "random":
-        cal = load_calibration(spec.calib, specs, limit=n)
-        return dict(cal.arrays), None, specs, f"calibration data {spec.calib}", workload
-    if free_batch:
-        per_sample = max(1, max(int(np.prod(i.shape)) for i in workload.inputs))
-        n = max(1, min(n, _GENERATED_ELEMENTS // per_sample))
-        wl = workload.with_batch(n)
-    else:
-        wl = workload
-    sizes = ", ".join(f"{i.name} [{', '.join(map(str, i.shape))}]" for i in workload.inputs)
-    return generate(wl), None, specs, f"generated inputs ({sizes}; no labels)", workload
 
 
 def _lineage(parent_sha: str, step: dict[str, Any], output: ModelFile) -> dict[str, Any]:
@@ -397,7 +338,7 @@ def run_pipeline(spec: ConvertSpec, emit: Emit = lambda e: None,
 
 def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
                   ) -> dict[str, Any]:
-    from converters.verify import first_divergent_node, load_calibration
+    from profilers.verify import first_divergent_node, load_calibration, verification_inputs
 
     t_start = time.perf_counter()
     src_path = Path(spec.model).resolve()  # passes may change directory (ORT quantization)
@@ -423,7 +364,9 @@ def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
         emit({"event": "progress", "frac": round((index + frac) / total, 4), "message": msg})
 
     emit({"event": "stage", "stage": "prepare", "message": "reference outputs"})
-    feeds, labels, specs, feeds_source, workload = verification_inputs(spec, source)
+    feeds, labels, specs, feeds_source, workload = verification_inputs(
+        source, shapes=spec.shapes, inputs=spec.inputs, eval=spec.eval, calib=spec.calib,
+        samples=spec.verify_samples)
     base = _measure(source, feeds, labels, None, spec.fidelity_threshold)
     reference = base.pop("_outputs")
     calibration = None

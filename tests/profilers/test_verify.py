@@ -11,7 +11,7 @@ import pytest
 from onnx import numpy_helper
 
 from converters.passes import ModelFile
-from converters.verify import (
+from profilers.verify import (
     RANDOM_WARNING,
     VerifyError,
     classification_metrics,

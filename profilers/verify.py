@@ -566,3 +566,67 @@ def _read_image(path: Path, channels: int, height: int, width: int) -> np.ndarra
     except OSError as e:
         raise VerifyError(f"cannot read image {path.name}: {e}") from e
     return array[..., None] if array.ndim == 2 else array
+
+
+# --- what every step / variant is checked on ----------------------------------------------
+
+def source_workload(source: ModelFile, shapes: dict[str, list[int]] | None = None,
+                    inputs: str | None = None) -> tuple[Any, dict | None]:
+    """The source's workload (user sizes, then real inputs, then the model, then defaults) and
+    the real inputs, if given. Every step is verified on this one workload."""
+    from converters.workload import make_dry_check, read_npz, resolve_workload
+
+    from converters.formats import open_model
+
+    graph = open_model(source.path)
+    data = read_npz(inputs, graph.graph.inputs) if inputs else None
+    workload = resolve_workload(graph, None, shapes, data,
+                                dry_check=make_dry_check(str(source.path), source.format))
+    return workload, data
+
+
+def _input_specs(workload: Any) -> list[Any]:
+    """Per-input (name, dtype, shape) at the workload's sizes; a free batch stays free."""
+    from converters.workload import InputDecl
+
+    return [InputDecl(i.name, i.dtype, tuple(
+        "N" if ax == i.batch_axis else d for ax, d in enumerate(i.shape)))
+        for i in workload.inputs]
+
+
+# Generated inputs: as many samples as fit in this many elements (a 640x640 detector gets a
+# few, a digits CNN the full count), so verifying every step stays quick.
+_GENERATED_ELEMENTS = 1 << 22
+
+
+def verification_inputs(source: ModelFile, *, shapes: dict[str, list[int]] | None = None,
+                        inputs: str | None = None, eval: str | None = None,
+                        calib: str | None = None, samples: int = 256, workload: Any = None,
+                        data: dict | None = None):
+    """Inputs every step is checked on: labelled eval data, else real inputs, else calibration,
+    else generated from the workload. Returns (feeds, labels, specs, source text, workload)."""
+    from converters.workload import fit_data, generate
+
+    if workload is None:
+        workload, data = source_workload(source, shapes, inputs)
+    specs = _input_specs(workload)
+    n = samples
+    free_batch = all(i.batch_axis is not None for i in workload.inputs)
+    if eval:
+        ev = load_eval_data(eval, specs)  # accuracy is measured on the whole labelled set
+        feeds, labels = dict(ev.inputs), ev.labels
+        return feeds, labels, specs, f"eval data {eval}", workload
+    if data:
+        rows = min(n, *(len(a) for a in data.values() if np.ndim(a) >= 1)) if free_batch else None
+        return (fit_data(workload, data, rows), None, specs, f"inputs {inputs}", workload)
+    if calib and calib != "random":
+        cal = load_calibration(calib, specs, limit=n)
+        return dict(cal.arrays), None, specs, f"calibration data {calib}", workload
+    if free_batch:
+        per_sample = max(1, max(int(np.prod(i.shape)) for i in workload.inputs))
+        n = max(1, min(n, _GENERATED_ELEMENTS // per_sample))
+        wl = workload.with_batch(n)
+    else:
+        wl = workload
+    sizes = ", ".join(f"{i.name} [{', '.join(map(str, i.shape))}]" for i in workload.inputs)
+    return generate(wl), None, specs, f"generated inputs ({sizes}; no labels)", workload
