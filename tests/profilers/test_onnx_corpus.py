@@ -268,6 +268,8 @@ def test_a_crashing_runtime_is_isolated_and_named(tmp_path):
     assert got[("b_floats", "onnxruntime")] == got[("b_floats", "openvino")] == "match"
     assert got[("a_strings", "onnxruntime")] == "match"
     assert got[("a_strings", "openvino")] in ("crash", "match")  # "match": OpenVINO fixed it
+    crashed = [r for r in summary.results if r.status == "crash"]
+    assert all(r.case == "a_strings" and "worker exit" in r.detail for r in crashed)
     assert summary.failures() == []
 
 
