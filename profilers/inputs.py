@@ -64,12 +64,9 @@ def from_npz(path: str | Path, specs: Sequence[InputSpec],
     Each array is first cast to its input's dtype by `cast_to_input`, which refuses what
     cannot be cast without a raw numpy error (text for numbers, sequences, values an integer
     type cannot hold)."""
-    data = {spec.name: cast_to_input(arr, spec, Path(path).name)
-            for spec, arr in zip(specs, read_npz(path, specs).values())}
-    wl = resolve_workload(None, decls_of(specs), shapes, data)
-    # fit_data's np.ascontiguousarray turns a rank-0 array into rank 1: give it its shape back
-    return {name: arr.reshape(wl.get(name).shape) if arr.ndim != len(wl.get(name).shape)
-            else arr for name, arr in fit_data(wl, data).items()}
+    raw = read_npz(path, specs)
+    data = {spec.name: cast_to_input(raw[spec.name], spec, Path(path).name) for spec in specs}
+    return fit_data(resolve_workload(None, decls_of(specs), shapes, data), data)
 
 
 def read_npz(path: str | Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:
