@@ -46,7 +46,10 @@ def prepare(specs: Sequence[InputSpec], graph: Any = None,
             seed: int = 0, dry_check: Callable | None = None
             ) -> tuple[Workload, dict[str, np.ndarray]]:
     """Resolve the workload for these inputs and make its arrays (real data where given)."""
-    data = read_npz(npz, specs) if npz else None
+    data = None
+    if npz:  # each array checked and cast to its input's type before anything else
+        data = {s.name: cast_to_input(arr, s, Path(npz).name)
+                for s, arr in zip(specs, read_npz(npz, specs).values())}
     wl = resolve_workload(graph, decls_of(specs, graph), shapes, data, dry_check=dry_check)
     feeds = fit_data(wl, data) if data else generate_workload(wl, seed)
     return wl, feeds
