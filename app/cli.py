@@ -310,6 +310,14 @@ def _print_steps(result: dict[str, Any]) -> None:
     print(f"  lineage: {result['lineage']}")
 
 
+# How to get past a limit from the command line (the engine's messages name no front end).
+_CLI_WAY_OUT = {
+    "memory": " (raise the limit with --memory-limit MB or MODELDECK_MEM_LIMIT_MB, or set "
+              "smaller sizes with --shape)",
+    "timeout": " (allow more time with --timeout S)",
+}
+
+
 def _job_or_raise(outcome, debug: bool) -> dict[str, Any] | int:
     """The job's result, or an exit code after telling the user what went wrong."""
     if outcome.status == "cancelled":
@@ -327,7 +335,8 @@ def _job_or_raise(outcome, debug: bool) -> dict[str, Any] | int:
         if outcome.error_kind == "needs_consent":
             raise ConsentRequired(outcome.error or "the model runs code stored in the file")
         if outcome.error_kind in ("bad_input", "timeout", "memory") or native_crash:
-            raise ModelDeckError(outcome.error or "bad input")
+            raise ModelDeckError((outcome.error or "bad input") + _CLI_WAY_OUT.get(
+                outcome.error_kind or "", ""))
         print(f"modeldeck: error: {outcome.error}", file=sys.stderr)
         if tail and not debug and outcome.error_kind == "crashed":
             print("\n".join("  | " + line for line in tail), file=sys.stderr)

@@ -261,15 +261,14 @@ class JobClient:
                     killed_for = "timeout"
                     outcome.error_kind = "timeout"
                     outcome.error = (f"the job did not finish within {lim.timeout_s:g} s and was "
-                                     "stopped (give a longer --timeout if it needs more)")
+                                     "stopped")
                 elif lim.idle_s is not None and now - last_progress > lim.idle_s:
                     killed_for = "timeout"
                     outcome.error_kind = "timeout"
                     stage = f" in stage '{outcome.last_stage}'" if outcome.last_stage else ""
                     outcome.error = (f"no progress for {lim.idle_s:g} s{stage}: one load, "
                                      "inference or pass ran that long (a model that loops "
-                                     "without end?) and the job was stopped (give --timeout "
-                                     "to allow more)")
+                                     "without end?) and the job was stopped")
                 if killed_for is not None:
                     log.info("stopping worker %s: %s", self.proc.pid, outcome.error)
                     self.kill()

@@ -138,8 +138,7 @@ def _proc_tree_rss(pid: int) -> int:
 
 def memory_message(limit_mb: int, peak_mb: float) -> str:
     return (f"the job used more than {_gb(limit_mb)} of memory ({_gb(peak_mb)} when stopped) and "
-            "was stopped: the model needs more memory than the limit for these input sizes "
-            f"(raise it with --memory-limit MB or {MEM_ENV}, or give smaller --shape values)")
+            "was stopped: the model needs more memory than the limit at these input sizes")
 
 
 def _gb(mb: float) -> str:

@@ -216,8 +216,7 @@ def main() -> int:
         emit({"event": "error", "kind": "memory",
               "message": "the job needed more memory than its limit"
                          + (f" ({mb} MB)" if mb else "") + " and was stopped: the model needs "
-                         "more memory for these input sizes (raise it with --memory-limit MB or "
-                         f"MODELDECK_MEM_LIMIT_MB, or give smaller --shape values){_why(e)}"})
+                         f"more memory than the limit at these input sizes{_why(e)}"})
         return EXIT_BAD_INPUT
     except Exception as e:
         traceback.print_exc()

@@ -86,9 +86,9 @@ class PassContext:
 
     def need_calibration(self, pass_name: str) -> CalibrationData:
         if self.calibration is None or not self.calibration.count:
-            raise PassError(f"{pass_name} needs calibration data: give --calib with an .npz of "
-                            "model inputs, a folder of images, 'sample' for the bundled "
-                            "digits, or 'random' (a visible warning; accuracy will suffer)")
+            raise PassError(f"{pass_name} needs calibration data: choose an .npz of model "
+                            "inputs, a folder of images, 'sample' for the bundled digits, or "
+                            "'random' (a visible warning; accuracy will suffer)")
         return self.calibration
 
 

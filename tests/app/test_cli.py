@@ -137,5 +137,5 @@ def test_inspect_within_a_tiny_time_limit_says_so(light):
     r = run_cli("inspect", str(light("densenet121")), "--timeout", "0.3")
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [
-        "modeldeck: error: the job did not finish within 0.3 s and was stopped (give a longer "
-        "--timeout if it needs more)"]
+        "modeldeck: error: the job did not finish within 0.3 s and was stopped (allow more "
+        "time with --timeout S)"]
