@@ -282,6 +282,30 @@ def check_external_data(model: onnx.ModelProto, model_path: Path) -> list[Path]:
     return sorted(sizes)
 
 
+def check_text_fields(model: onnx.ModelProto, path: Path) -> None:
+    """Names must be text: protobuf hands a string field that is not valid UTF-8 back as bytes,
+    which every later step would trip over."""
+    def bad(values) -> bool:
+        return any(isinstance(v, bytes) for v in values)
+
+    if bad([model.producer_name, model.producer_version, model.domain]) or bad(
+            o.domain for o in model.opset_import):
+        raise ModelLoadError(f"{path.name} is damaged: its header holds text that is not UTF-8")
+    for g in _graphs_of(model.graph):
+        fields = [g.name] + [vi.name for vi in (*g.input, *g.output, *g.value_info)]
+        fields += [t.name for t in g.initializer]
+        for n in g.node:
+            fields += [n.name, n.op_type, n.domain, *n.input, *n.output]
+            fields += [a.name for a in n.attribute]
+        if bad(fields):
+            raise ModelLoadError(f"{path.name} is damaged: a node or tensor name in it is not "
+                                 "valid UTF-8 text")
+    for t in _iter_tensor_protos(model.graph):
+        if bad([t.name, *(x for e in t.external_data for x in (e.key, e.value))]):
+            raise ModelLoadError(f"{path.name} is damaged: a tensor name or external data "
+                                 "location in it is not valid UTF-8 text")
+
+
 _MAX_NOTES_PER_KIND = 3  # a broken graph can have thousands of faults; name a few, count the rest
 
 
@@ -520,6 +544,7 @@ class OnnxFormat(Format):
         if not model.graph.node and not model.graph.output:
             raise ModelLoadError(f"{path.name} parsed as ONNX but holds no graph: the file is "
                                  "probably truncated or not an ONNX model")
+        check_text_fields(model, path)
         data_files = check_external_data(model, path)
         notes: list[str] = sanitize_dims(model)
         problems = structure_problems(model.graph)

@@ -373,3 +373,14 @@ def test_declared_sizes_past_the_budget_are_named(tmp_path):
     assert not any("would need" in n for n in g.meta.notes)  # 3.7 GiB, under the 4 GiB budget
     small = open_model(tmp_path / "m.onnx")
     assert declared_memory_bytes(small, {"x": [1, 8, 32, 32]}) == 4 * 8 * 32 * 32
+
+
+@pytest.mark.parametrize("name", ["Wc", "const_w"])  # an initializer name, a node name
+def test_names_that_are_not_utf8_are_refused(tmp_path, name):
+    # protobuf returns such string fields as bytes; was `internal error: TypeError`
+    data = B.constant_weight_model().SerializeToString()
+    assert name.encode() in data
+    p = tmp_path / "m.onnx"
+    p.write_bytes(data.replace(name.encode(), b"\xff\xfe" + name.encode()[2:], 1))
+    with pytest.raises(ModelLoadError, match=r"m\.onnx is damaged: .*not valid UTF-8"):
+        open_model(p)
