@@ -24,6 +24,7 @@ Plain data and numpy only: frameworks are imported inside ``make_dry_check`` alo
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -481,7 +482,7 @@ def resolve_workload(model: ModelGraph | None, decls: Sequence[InputDecl] | None
     inputs = []
     for idx, d in enumerate(decls):
         shape, src = resolved[idx]
-        numel = int(np.prod(shape)) if shape else 1
+        numel = math.prod(shape)  # Python ints: numpy's product overflows on hostile sizes
         if numel > MAX_DEFAULT_ELEMENTS and not src.startswith(("set by you", "from data")):
             raise WorkloadError(
                 f"input {d.name!r} would hold {numel:,} elements at {shape} "
@@ -493,12 +494,25 @@ def resolve_workload(model: ModelGraph | None, decls: Sequence[InputDecl] | None
     return Workload(tuple(inputs), dims, tuple(notes))
 
 
-def _gb(numel: int, dtype: str) -> str:
+def _itemsize(dtype: str) -> int:
     try:
-        size = np.dtype(dtype).itemsize
+        return np.dtype(dtype).itemsize
     except TypeError:
-        size = 4
-    return f"~{numel * size / 1e9:.1f} GB"
+        return 4
+
+
+def _gb(numel: int, dtype: str) -> str:
+    return f"~{numel * _itemsize(dtype) / 1e9:.1f} GB"
+
+
+def _memory_budget() -> int | None:
+    """Half the machine's physical memory: no generated input may take more."""
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _bind(dims: dict[str, int], sources: dict[str, str], symbol: str, value: int,
@@ -679,33 +693,48 @@ def generate(workload: Workload, seed: int = 0) -> dict[str, np.ndarray]:
     """Arrays for every input, made before any timed loop; deterministic for a seed."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
+    budget = _memory_budget()
     for i in workload.inputs:
-        shape = tuple(i.shape)
-        v = i.values
-        if v.kind == "text":
-            out[i.name] = np.full(shape, "modeldeck", dtype=object)
-            continue
-        dtype = numpy_dtype(i.dtype)
-        if v.kind == "ones":
-            a = np.ones(shape)
-        elif v.kind == "zeros":
-            a = np.zeros(shape)
-        elif v.kind == "constant":
-            a = np.full(shape, v.value)
-        elif v.kind == "arange":
-            a = np.broadcast_to(np.arange(shape[-1]), shape) if shape else np.zeros(())
-        elif v.kind == "bits":
-            a = rng.integers(0, 2, size=shape)
-        elif v.kind == "int_range":
-            a = rng.integers(int(v.low or 0), max(int(v.high or 1), int(v.low or 0) + 1),
-                             size=shape)
-        elif v.kind == "uniform":
-            a = rng.random(size=shape, dtype=np.float32) * ((v.high or 1.0) - (v.low or 0.0)) \
-                + (v.low or 0.0)
-        else:  # "data": the caller fills it
-            raise WorkloadError(f"input {i.name!r} takes real data, and none was given")
-        out[i.name] = np.asarray(np.asarray(a).astype(dtype), order="C")
+        need = math.prod(i.shape) * _itemsize(i.dtype)
+        if budget is not None and need > budget:
+            raise WorkloadError(f"input {i.name!r} at {list(i.shape)} would need "
+                                f"{_gb(math.prod(i.shape), i.dtype)} of memory, more than half "
+                                "of this machine's; set a smaller size for it")
+        try:
+            out[i.name] = _make(i, rng)
+        except (ValueError, MemoryError) as e:  # sizes the user or data set, past the machine
+            raise WorkloadError(f"input {i.name!r} at {list(i.shape)} would need "
+                                f"{_gb(math.prod(i.shape), i.dtype)} of memory ({e}); set "
+                                "a smaller size for it") from None
     return out
+
+
+def _make(i: InputWorkload, rng: np.random.Generator) -> np.ndarray:
+    """One input's array, filled as its Values say."""
+    shape = tuple(i.shape)
+    v = i.values
+    if v.kind == "text":
+        return np.full(shape, "modeldeck", dtype=object)
+    dtype = numpy_dtype(i.dtype)
+    if v.kind == "ones":
+        a = np.ones(shape)
+    elif v.kind == "zeros":
+        a = np.zeros(shape)
+    elif v.kind == "constant":
+        a = np.full(shape, v.value)
+    elif v.kind == "arange":
+        a = np.broadcast_to(np.arange(shape[-1]), shape) if shape else np.zeros(())
+    elif v.kind == "bits":
+        a = rng.integers(0, 2, size=shape)
+    elif v.kind == "int_range":
+        a = rng.integers(int(v.low or 0), max(int(v.high or 1), int(v.low or 0) + 1),
+                         size=shape)
+    elif v.kind == "uniform":
+        a = rng.random(size=shape, dtype=np.float32) * ((v.high or 1.0) - (v.low or 0.0)) \
+            + (v.low or 0.0)
+    else:  # "data": the caller fills it
+        raise WorkloadError(f"input {i.name!r} takes real data, and none was given")
+    return np.asarray(np.asarray(a).astype(dtype), order="C")
 
 
 def fit_data(workload: Workload, data: Mapping[str, np.ndarray], rows: int | None = None

@@ -162,6 +162,7 @@ class JobClient:
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(worker_command(), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     encoding="utf-8", errors="replace",  # runtimes log bytes
                                      bufsize=1, env=env, start_new_session=os.name == "posix")
         assert self.proc.stdin is not None
         try:
