@@ -71,7 +71,11 @@ def ort_run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 def ov_compile(path: Path, threads: int = 0):
     import openvino as ov
 
-    config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+    # f32: the comparison is of weights, not of the bf16 some CPUs pick by themselves
+    # and no dynamic quantization of activations, which AVX-512 CPUs apply to compressed weights
+    config = {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
     return ov.Core().compile_model(str(path), "CPU", config)
 
 
