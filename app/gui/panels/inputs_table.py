@@ -92,14 +92,18 @@ class InputsTable(QWidget):
                 self._sources[i["name"]] = i["shape_source"]
                 cells = [i["name"], i["dtype"], shape_text(i["shape"]), i["shape_source"],
                          i.get("values_text", "")]
+                why = i.get("values", {}).get("reason", "")
+                # the dock is narrow: every cell's tooltip tells the whole row
+                full = (f"{i['name']}: {i['dtype']} {shape_text(i['shape'])}\n"
+                        f"size from: {i['shape_source']}\nvalues: {i.get('values_text', '')}"
+                        + (f" ({why})" if why else ""))
                 for c, text in enumerate(cells):
                     item = QTableWidgetItem(str(text))
                     if c != 2:
                         item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                        item.setToolTip(full)
                     else:
-                        item.setToolTip("Edit the size, e.g. 1 × 3 × 320 × 320")
-                    if c == 4:
-                        item.setToolTip(i.get("values", {}).get("reason", ""))
+                        item.setToolTip(full + "\n\nEdit the size, e.g. 1 × 3 × 320 × 320")
                     self.table.setItem(r, c, item)
             notes = list(workload.get("notes") or [])
             if workload.get("assumed"):
