@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 FAILURES = ("crash", "hang", "memory", "traceback", "internal", "unclear")
 WALL_TIMEOUT_S = 120.0
 RSS_LIMIT_MB = 3072  # what a run may peak at (the CLI plus its worker)
+# The CLI's own limits, set below the harness's so that they are what stops a runaway model
+# (its clear message is the behaviour under test), and the shared machine stays usable.
+CLI_LIMITS = ["--timeout", "60", "--memory-limit", "2048"]
 ADDRESS_LIMIT_MB = 16384  # RLIMIT_AS per process: OpenVINO and torch reserve much more than RSS
 
 
@@ -132,7 +135,7 @@ def run_mutant(m: Mutant, work: Path, profile: bool | None = None) -> list[Run]:
     folder = work / m.id
     path = m.write(folder)
     runs: list[Run] = []
-    commands = [["inspect", path.name]]
+    commands = [["inspect", path.name, *CLI_LIMITS]]
     try:
         for cmd in commands:
             rc, stderr, timed_out, rss, wall = run_cli(cmd, folder)
@@ -141,7 +144,7 @@ def run_mutant(m: Mutant, work: Path, profile: bool | None = None) -> list[Run]:
                             stderr[-2000:]))
             if cmd[0] == "inspect" and (profile or (profile is None and cls == "ok")):
                 commands.append(["profile", path.name, "--iterations", "3", "--warmup", "1",
-                                 "--no-samplers"])
+                                 "--no-samplers", *CLI_LIMITS])
     finally:
         if not any(r.cls in FAILURES for r in runs):
             shutil.rmtree(folder, ignore_errors=True)
