@@ -502,7 +502,8 @@ def _itemsize(dtype: str) -> int:
 
 
 def _gb(numel: int, dtype: str) -> str:
-    return f"~{numel * _itemsize(dtype) / 1e9:.1f} GB"
+    size = numel * _itemsize(dtype)
+    return "more than a petabyte" if size > 10**15 else f"~{size / 1e9:,.1f} GB"
 
 
 def _memory_budget() -> int | None:
@@ -766,7 +767,7 @@ def make_dry_check(path: str, fmt: str) -> DryCheck | None:
         return None
 
     def check(shapes: dict[str, list[int]]) -> str | None:
-        reason = _ov_check(path, shapes)
+        reason = _ov_check(path, shapes, fmt)
         if reason == "unreadable" and fmt == "onnx":
             return _onnx_check(path, shapes)
         return None if reason == "unreadable" else reason
@@ -774,13 +775,16 @@ def make_dry_check(path: str, fmt: str) -> DryCheck | None:
     return check
 
 
-def _ov_check(path: str, shapes: dict[str, list[int]]) -> str | None:
+def _ov_check(path: str, shapes: dict[str, list[int]], fmt: str) -> str | None:
     try:
         import openvino as ov
+
+        from converters.formats.openvino_format import read_with_frontend
     except ImportError:
         return "unreadable"
-    try:
-        model = ov.Core().read_model(path)
+    try:  # the model's own frontend: read_model would try every frontend on a refusal
+        model = (ov.Core().read_model(path) if fmt == "openvino"
+                 else read_with_frontend(path, fmt))
     except Exception:  # a model OpenVINO refuses: the other check decides
         return "unreadable"
     names = {n for p in model.inputs for n in p.get_names()}

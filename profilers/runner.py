@@ -184,6 +184,7 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
         backend, load_info = _load_backend(cfg, graph.meta.format, options)
         try:
             workload, feeds = _prepare_inputs(cfg, backend, graph)
+            _refuse_what_cannot_fit(graph, workload)
             emit({"event": "workload", "workload": workload.to_dict()})
             stage("first", "first inference")
             a = time.perf_counter_ns()
@@ -306,6 +307,25 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
         "p999": stats.p999, "mean": stats.mean, "max": stats.max, "first": first_ms,
         "rss": rss_peak, "power": mean_w})
     return report
+
+
+def _refuse_what_cannot_fit(graph: Any, workload: Any) -> None:
+    """Refuse before the first inference when the inputs and the constants the model declares
+    (a ConstantOfShape of 30000 x 30000, say) already exceed three quarters of this machine."""
+    import os
+
+    from converters.limits import declared_memory_bytes, human_bytes
+
+    try:
+        machine = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    need = declared_memory_bytes(graph, workload.shapes())
+    if need > machine * 3 // 4:
+        raise ModelDeckError(
+            f"this model would need ~{human_bytes(need)} for these input sizes (inputs and the "
+            f"constants it declares), more than this machine's {human_bytes(machine)} can give: "
+            "set smaller input sizes")
 
 
 def _graph_at(graph: Any, cfg: RunConfig, workload: Any) -> Any:
