@@ -85,3 +85,16 @@ def custom_domain_model():
 def save_with_external_data(model: onnx.ModelProto, path, location="model.onnx.data"):
     onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                     location=location, size_threshold=0)
+
+
+def loop_body():
+    """A Loop body that adds ones to a [4] accumulator each iteration (carries cond through)."""
+    return helper.make_graph(
+        [helper.make_node("Add", ["acc_in", "one"], ["acc_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [tensor_in("i", [], TensorProto.INT64), tensor_in("cond_in", [], TensorProto.BOOL),
+         tensor_in("acc_in", [4])],
+        [tensor_in("cond_out", [], TensorProto.BOOL), tensor_in("acc_out", [4])],
+        initializer=[weight("one", [4])])
+

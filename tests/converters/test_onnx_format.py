@@ -77,14 +77,7 @@ def test_if_subgraph_nodes_are_nested_and_addressable(tmp_path):
 
 
 def test_loop_body_is_a_subgraph(tmp_path):
-    body = helper.make_graph(
-        [helper.make_node("Add", ["acc_in", "one"], ["acc_out"]),
-         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
-        "body",
-        [B.tensor_in("i", [], TensorProto.INT64), B.tensor_in("cond_in", [], TensorProto.BOOL),
-         B.tensor_in("acc_in", [4])],
-        [B.tensor_in("cond_out", [], TensorProto.BOOL), B.tensor_in("acc_out", [4])],
-        initializer=[B.weight("one", [4])])
+    body = B.loop_body()
     loop = helper.make_node("Loop", ["n", "c", "x"], ["y"], body=body, name="loop")
     model = B.make([loop], [B.tensor_in("n", [], TensorProto.INT64),
                             B.tensor_in("c", [], TensorProto.BOOL), B.tensor_in("x", [4])],

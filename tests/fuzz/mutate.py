@@ -68,14 +68,7 @@ def _loop_model():
 
     from tests.converters import onnx_builders as B
 
-    body = helper.make_graph(
-        [helper.make_node("Add", ["acc_in", "one"], ["acc_out"]),
-         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
-        "body",
-        [B.tensor_in("i", [], TensorProto.INT64), B.tensor_in("cond_in", [], TensorProto.BOOL),
-         B.tensor_in("acc_in", [4])],
-        [B.tensor_in("cond_out", [], TensorProto.BOOL), B.tensor_in("acc_out", [4])],
-        initializer=[B.weight("one", [4])])
+    body = B.loop_body()
     import numpy as np
     from onnx import numpy_helper
 
@@ -184,25 +177,14 @@ BYTE_MUTATORS: dict[str, Callable[[bytes, random.Random], bytes]] = {
 
 # --- ONNX: protobuf field edits ----------------------------------------------------------------
 
-def _graphs(g):
-    from onnx import AttributeProto
-
-    yield g
-    for n in g.node:
-        for a in n.attribute:
-            if a.type == AttributeProto.GRAPH:
-                yield from _graphs(a.g)
-            elif a.type == AttributeProto.GRAPHS:
-                for sg in a.graphs:
-                    yield from _graphs(sg)
-
-
 def _onnx_edit(model, rng: random.Random) -> str:
     """Apply one structure-aware edit in place; return its name."""
     import numpy as np
+
+    from converters.formats.onnx_format import _graphs_of  # the reader's own subgraph walk
     from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
-    graphs = list(_graphs(model.graph))
+    graphs = list(_graphs_of(model.graph))
     g = rng.choice(graphs)
     kinds = ["dim", "attr", "opset", "dangling", "dup_output", "cycle", "const_of_shape",
              "elem_type", "init_dims", "drop_init", "op_type", "ir_version", "loop_trip",
