@@ -257,6 +257,7 @@ class _GraphFacts:
         self.tensors: dict[str, Any] = {}
         if model is None:
             return
+        seen: set[int] = set()
         for item in model.walk():
             n = item.node
             for i, name in enumerate(n.inputs):
@@ -264,9 +265,12 @@ class _GraphFacts:
                     self.consumers.setdefault(name, []).append((n, i))
             for o in n.outputs:
                 self.producer[o] = n
-            for g in item.scopes:
-                for k, t in g.tensors.items():
+            if id(item.graph) not in seen:  # each (sub)graph's tensors once
+                seen.add(id(item.graph))
+                for k, t in item.graph.tensors.items():
                     self.tensors.setdefault(k, t)
+        for k, t in model.graph.tensors.items():  # a graph without nodes still has tensors
+            self.tensors.setdefault(k, t)
 
     def reach(self, name: str, depth: int = 8) -> list[tuple[Any, int]]:
         """(node, port) pairs where `name`'s values arrive, through shape-only ops."""
@@ -464,7 +468,7 @@ def resolve_workload(model: ModelGraph | None, decls: Sequence[InputDecl] | None
 
     resolved = shapes_now()
     defaulted = [s for s in slots if s.source.startswith("default") and s.role != "batch"]
-    if dry_check is not None:
+    if dry_check is not None and defaulted:  # sizes the model or the user fixed need no check
         reason = dry_check({decls[i].name: sh for i, (sh, _) in resolved.items()})
         grown = 0
         while reason and defaulted and grown < _MAX_GROWTH_STEPS:
