@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
     sig_error = Signal(str, str)  # title, message (tests and logs; the dialog shows it too)
     sig_first_painted = Signal()  # the window has been painted once (startup measurement)
     sig_ready = Signal()  # the deferred parts (live charts) are built too
+    sig_recounted = Signal()  # summary and MACs now at the sizes in the Inputs table
 
     def __init__(self, work_dir: str | os.PathLike[str] | None = None,
                  parent: QWidget | None = None):
@@ -133,6 +134,7 @@ class MainWindow(QMainWindow):
         self.last_comparison: dict[str, Any] | None = None
         self._last_result_kind: str | None = None  # "run" | "comparison"
         self.inspect_job: WorkerJob | None = None
+        self.recount_job: WorkerJob | None = None
         self.profile_job: WorkerJob | None = None
         self.compare_job: WorkerJob | None = None
         self.devices_job: WorkerJob | None = None
@@ -258,6 +260,11 @@ class MainWindow(QMainWindow):
 
     def _connect_panels(self) -> None:
         self.backend.sig_run_requested.connect(self.run_profile)
+        self._recount_timer = QTimer(self)  # edits settle before a worker counts again
+        self._recount_timer.setSingleShot(True)
+        self._recount_timer.setInterval(300)
+        self._recount_timer.timeout.connect(self.recount_at_sizes)
+        self.backend.inputs_table.sig_changed.connect(self._recount_timer.start)
         self.backend.sig_stop_requested.connect(self.stop_profile)
         self.passes.sig_apply_requested.connect(self.apply_passes)
         self.passes.sig_selection_changed.connect(self.converter.refresh_plan)
@@ -486,6 +493,42 @@ class MainWindow(QMainWindow):
         self.summary_label.setText(self._summary_text(result))
         self.job_bar.set_text(f"Opened {name}: {graph.node_count()} nodes")
         self.sig_model_opened.emit(path)
+
+    def recount_at_sizes(self) -> WorkerJob | None:
+        """Count parameters and MACs again at the sizes in the Inputs table (in a worker); the
+        graph keeps its layout, the summary, node costs and the table's sources follow."""
+        table = self.backend.inputs_table
+        if not self.model_path or not table.valid():
+            return None
+        if self.recount_job is not None and not self.recount_job.is_done():
+            self.recount_job.cancel()  # superseded by a newer edit
+        path = self.model_path
+        spec = {"job": "inspect", "model": path, "layers": True,
+                "trust_code": path in self.trusted_files, "shapes": table.user_shapes()}
+        job = WorkerJob(spec, self)
+        self.recount_job = job
+        job.sig_finished.connect(lambda outcome: self._on_recounted(job, path, outcome))
+        job.start()
+        return job
+
+    def _on_recounted(self, job: WorkerJob, path: str, outcome) -> None:
+        job.deleteLater()
+        if job is not self.recount_job or path != self.model_path:
+            return  # superseded, or another model is open now
+        self.recount_job = None
+        if outcome.status == "cancelled":
+            return
+        if outcome.status != "ok":
+            self.backend.inputs_table.show_problem(outcome.error or "these sizes cannot be used")
+            return
+        result = dict(outcome.result or {})
+        self.summary = result  # no "graph": the view keeps the one it has
+        self.costs = {row["id"]: row for row in result.get("layers") or []}
+        if self.current_graph is not None:
+            self.details.set_model(self.current_graph, self.summary, self.costs)
+        self.backend.inputs_table.set_workload(result.get("workload"), keep_user=True)
+        self.summary_label.setText(self._summary_text(self.summary))
+        self.sig_recounted.emit()
 
     @staticmethod
     def _summary_text(s: dict[str, Any]) -> str:

@@ -47,6 +47,7 @@ class InputsTable(QWidget):
         super().__init__(parent)
         self._resolved: dict[str, list[int]] = {}
         self._sources: dict[str, str] = {}
+        self._user: dict[str, list[int]] = {}  # sizes the user set: kept until reset
         self._filling = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -75,9 +76,14 @@ class InputsTable(QWidget):
         self.reset_button.clicked.connect(self.reset)
 
     # --- filling ----------------------------------------------------------------------------
-    def set_workload(self, workload: dict[str, Any] | None, note: str = "") -> None:
-        """Show a resolved workload (Workload.to_dict()); None: the sizes could not be decided."""
+    def set_workload(self, workload: dict[str, Any] | None, note: str = "",
+                     keep_user: bool = False) -> None:
+        """Show a resolved workload (Workload.to_dict()); None: the sizes could not be decided.
+        keep_user: the workload was resolved around the user's sizes (a recount), keep them."""
         self._filling = True
+        if not keep_user:
+            self._user = {}
+            self._sources = {}
         try:
             self.table.setRowCount(0)
             self._resolved = {}
@@ -89,7 +95,8 @@ class InputsTable(QWidget):
                 r = self.table.rowCount()
                 self.table.insertRow(r)
                 self._resolved[i["name"]] = list(i["shape"])
-                self._sources[i["name"]] = i["shape_source"]
+                if i["name"] not in self._user:  # what Reset goes back to
+                    self._sources[i["name"]] = i["shape_source"]
                 cells = [i["name"], i["dtype"], shape_text(i["shape"]), i["shape_source"],
                          i.get("values_text", "")]
                 why = i.get("values", {}).get("reason", "")
@@ -112,7 +119,11 @@ class InputsTable(QWidget):
             self.note.setText(" ".join(notes) or "Sizes from the model.")
         finally:
             self._filling = False
-        self.reset_button.setEnabled(False)
+        self.reset_button.setEnabled(bool(self._user))
+
+    def show_problem(self, message: str) -> None:
+        """A size the model cannot take (a conflict, a fixed dim): said here, not in a dialog."""
+        self.note.setText("⚠ " + message)
 
     def clear(self) -> None:
         self.set_workload(None, "Open a model to see its inputs.")
@@ -131,10 +142,9 @@ class InputsTable(QWidget):
             else:
                 item.setForeground(QBrush())
                 item.setText(shape_text(shape))
-                edited = shape != self._resolved.get(name)
-                src = self.table.item(item.row(), 3)
-                if edited:
-                    src.setText("set by you")
+                if shape != self._resolved.get(name) or name in self._user:
+                    self._user[name] = shape
+                    self.table.item(item.row(), 3).setText("set by you")
         finally:
             self._filling = False
         self.reset_button.setEnabled(bool(self.user_shapes()) or not self.valid())
@@ -151,16 +161,15 @@ class InputsTable(QWidget):
                 "x, e.g. 1 x 3 x 224 x 224") if bad else ""
 
     def user_shapes(self) -> dict[str, list[int]]:
-        """Sizes the user changed (sent as set by you); the rest are resolved again."""
-        out = {}
-        for r in range(self.table.rowCount()):
-            name = self.table.item(r, 0).text()
-            shape = parse_shape_text(self.table.item(r, 2).text())
-            if shape is not None and shape != self._resolved.get(name):
-                out[name] = shape
-        return out
+        """Sizes the user set (sent as set by you); the rest are resolved again around them."""
+        return {k: list(v) for k, v in self._user.items()}
 
     def reset(self) -> None:
+        had_user, self._user = bool(self._user), {}
+        if had_user:  # sizes bound to the user's (same named dim) go back too: recount
+            self.reset_button.setEnabled(False)
+            self.sig_changed.emit()
+            return
         self._filling = True
         try:
             for r in range(self.table.rowCount()):

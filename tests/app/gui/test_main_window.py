@@ -384,8 +384,12 @@ def test_dynamic_model_runs_without_touching_any_field(window, qtbot):
     outcome = _run(w, qtbot)
     assert outcome.status == "ok", (outcome.error, outcome.stderr_tail)
     assert w.last_report["inputs"]["x"]["shape"] == [1, 3, 48, 224]
-    table.item(0, 2).setText("1x3x48x320")  # the user edits the width
-    assert table.item(0, 3).text() == "set by you"
+    macs_at_224 = w.summary["macs"]
+    with qtbot.waitSignal(w.sig_recounted, timeout=JOB_TIMEOUT_MS):
+        table.item(0, 2).setText("1x3x48x320")  # the user edits the width: MACs follow
+    assert table.item(0, 3).text() == "set by you" and table.item(0, 2).text() == "1 × 3 × 48 × 320"
+    assert "at 1×3×48×320" in w.summary_label.text() and "default" not in w.summary_label.text()
+    assert w.summary["macs"] > 1.3 * macs_at_224  # the width is ~1.4x wider
     outcome = _run(w, qtbot)
     assert outcome.status == "ok", (outcome.error, outcome.stderr_tail)
     assert w.last_report["inputs"]["x"]["shape"] == [1, 3, 48, 320]
@@ -393,3 +397,30 @@ def test_dynamic_model_runs_without_touching_any_field(window, qtbot):
     table.item(0, 2).setText("1x3xabc")  # not a size: the run refuses before starting
     assert not w.backend.inputs_table.valid()
     assert "not a size" in w.backend.inputs_table.invalid_message()
+
+
+def test_a_size_set_for_one_input_binds_its_named_dims_in_the_table(window, qtbot, tmp_path):
+    """BERT-style encoder (transformers config, random weights): setting input_ids to 1 x 64
+    gives attention_mask and token_type_ids 64 too (one 'sequence'); a conflicting size is said
+    in the Inputs panel, not as a crash or a dialog."""
+    from tests.real_models import bert_onnx
+
+    w = window
+    with qtbot.waitSignal(w.sig_model_opened, timeout=JOB_TIMEOUT_MS):
+        w.open_model(str(bert_onnx(tmp_path)))
+    panel = w.backend.inputs_table
+    rows = {panel.table.item(r, 0).text(): r for r in range(panel.table.rowCount())}
+    assert panel.table.item(rows["attention_mask"], 2).text() == "1 × 128"
+    assert "integers 0..1" in panel.table.item(rows["token_type_ids"], 4).text()
+    with qtbot.waitSignal(w.sig_recounted, timeout=JOB_TIMEOUT_MS):
+        panel.table.item(rows["input_ids"], 2).setText("1x64")
+    assert panel.table.item(rows["attention_mask"], 2).text() == "1 × 64"
+    assert "set by you (input_ids)" in panel.table.item(rows["attention_mask"], 3).text()
+    assert panel.user_shapes() == {"input_ids": [1, 64]}
+    panel.table.item(rows["token_type_ids"], 2).setText("1x32")  # 'sequence' is 64 already
+    qtbot.waitUntil(lambda: "⚠" in panel.note.text(), timeout=JOB_TIMEOUT_MS)
+    assert "must have one size" in panel.note.text()
+    panel.reset()  # back to the model's own sizes
+    qtbot.waitUntil(lambda: panel.table.item(rows["input_ids"], 2).text() == "1 × 128",
+                    timeout=JOB_TIMEOUT_MS)
+    assert panel.user_shapes() == {}
