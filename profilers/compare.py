@@ -30,10 +30,10 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
     if len(models) < 2:
         raise ModelDeckError("compare needs at least two models")
     files = [ModelFile(Path(m), detect_format(Path(m)).name) for m in models]
-    feeds, labels, _, feeds_source, workload = verification_inputs(
+    feeds, labels, _, feeds_source, _ = verification_inputs(
         files[0], shapes=dict(base.shapes), inputs=base.inputs_npz, eval=eval_data,
         samples=verify_samples)
-    resolved = workload.shapes()  # every variant is measured at the first one's sizes
+    resolved: dict[str, list[int]] | None = None  # the first run's sizes, for every variant
     rows: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
     reference = None
@@ -42,14 +42,16 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
         emit({"event": "stage", "stage": "compare", "message": f"model {i + 1} of {len(files)}: "
               f"{mf.path.name} on {backend}"})
         cfg = dataclasses.replace(base, model=str(mf.path), backend=backend)
-        if not base.inputs_npz:
-            cfg = dataclasses.replace(cfg, shapes=_same_inputs(mf, resolved))
+        if resolved is not None and not base.inputs_npz:
+            cfg = dataclasses.replace(cfg, shapes=resolved)
 
         def sub(event: dict[str, Any], i=i) -> None:
             if event.get("event") in ("samples", "progress", "budget"):
                 emit({**event, "model_index": i})
 
         report = run_profile(cfg, sub, cancelled)
+        if resolved is None:  # in the runtime's names; a re-export's other names map by order
+            resolved = {k: v["shape"] for k, v in report["inputs"].items()}
         outputs = run_model(mf, feeds, backend=backend)[0]
         if reference is None:
             reference = outputs
@@ -74,18 +76,6 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
     return {"schema": "modeldeck.compare/1", "rows": rows, "verified_on": feeds_source,
             "config": base.to_dict(), "layer_deltas": layer_deltas(rows),
             "environment": reports[0]["environment"]}
-
-
-def _same_inputs(mf: Any, shapes: dict[str, list[int]]) -> dict[str, list[int]]:
-    """The resolved sizes for the inputs this variant shares by name (a re-export may rename
-    them; those resolve by the same rules)."""
-    from converters.formats import open_model
-
-    try:
-        names = set(open_model(mf.path).graph.inputs)
-    except ModelDeckError:
-        return {}
-    return {k: v for k, v in shapes.items() if k in names}
 
 
 def layer_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

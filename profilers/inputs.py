@@ -45,7 +45,13 @@ def prepare(specs: Sequence[InputSpec], graph: Any = None,
             shapes: Mapping[str, Sequence[int]] | None = None, npz: str | Path | None = None,
             seed: int = 0, dry_check: Callable | None = None
             ) -> tuple[Workload, dict[str, np.ndarray]]:
-    """Resolve the workload for these inputs and make its arrays (real data where given)."""
+    """Resolve the workload for these inputs and make its arrays (real data where given).
+
+    Sizes named for another export of the same model ("input" in ONNX, "x" in torch) apply by
+    position when none of their names is this runtime's and the counts agree."""
+    names = [s.name for s in specs]
+    if shapes and not set(shapes) & set(names) and len(shapes) == len(names):
+        shapes = dict(zip(names, shapes.values()))
     data = None
     if npz:  # each array checked and cast to its input's type before anything else
         data = {s.name: cast_to_input(arr, s, Path(npz).name)

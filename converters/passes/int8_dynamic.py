@@ -10,7 +10,7 @@ test_int8_transformer.py): per-channel weights, and only the ops with weights th
 model's, every op type with per-tensor weights gave cosine 0.967; embedding Gathers left in
 float32 0.992, with per-channel weights 0.993. Conv quantized on the fly cost an OCR recogniser
 (rapidocr PP-OCRv6 rec) cosine 0.97 against 0.998 without it: CNNs belong to int8-static.
-op_types=Conv,Gather (or any of QUANTIZABLE) opts back in.
+op_types=Conv;Gather (a ;-separated list of QUANTIZABLE ops) opts back in.
 """
 from __future__ import annotations
 

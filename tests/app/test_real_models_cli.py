@@ -97,10 +97,10 @@ def test_every_flow_runs_without_size_flags(family, models, tmp_path):
     conv = json.loads(_md("convert", path, "--pass", "int8-dynamic", "-o", str(q),
                           "--json").stdout)
     assert conv["steps"][-1]["fidelity"]["cosine"] > 0.9, conv["steps"][-1]
-    if family in ("bert", "crnn"):
-        cmp = json.loads(_md("compare", path, str(ir), "--iterations", "5", "--warmup", "1",
-                             "--threads", "1", "--json").stdout)
-        assert [r["fidelity"]["cosine"] > 0.99 for r in cmp["rows"]] == [True, True]
+    cmp = json.loads(_md("compare", path, str(ir), str(q), "--iterations", "5", "--warmup", "1",
+                         "--threads", "1", "--json").stdout)
+    assert [r["backend"] for r in cmp["rows"]] == ["onnxruntime", "openvino", "onnxruntime"]
+    assert [r["fidelity"]["cosine"] > 0.9 for r in cmp["rows"]] == [True] * 3
 
 
 @pytest.mark.parametrize("family", ["bert", "crnn", "vad"])
@@ -146,3 +146,16 @@ def test_torchscript_with_example_inputs(tmp_path):
     conv = json.loads(_md("convert", path, "--to", "onnx", "--trust", "-o", str(onnx_out),
                           "--json").stdout)
     assert conv["steps"][-1]["fidelity"]["cosine"] > 0.999
+    ir = tmp_path / "m.xml"  # torch -> ONNX -> IR, then an INT8 pass (torch -> ONNX -> int8)
+    conv = json.loads(_md("convert", path, "--to", "openvino", "--trust", "-o", str(ir),
+                          "--json").stdout)
+    assert [s["format"] for s in conv["steps"]] == ["torch", "onnx", "openvino"]
+    assert conv["steps"][-1]["fidelity"]["cosine"] > 0.999
+    q = tmp_path / "q.onnx"
+    conv = json.loads(_md("convert", path, "--pass", "int8-dynamic:op_types=Conv;MatMul;Gemm",
+                          "--trust", "-o", str(q), "--json").stdout)
+    assert conv["steps"][-1]["fidelity"]["cosine"] > 0.98
+    cmp = json.loads(_md("compare", path, str(onnx_out), str(ir), "--trust", "--iterations", "5",
+                         "--warmup", "1", "--threads", "1", "--json").stdout)
+    assert [r["backend"] for r in cmp["rows"]] == ["torch", "onnxruntime", "openvino"]
+    assert all(r["fidelity"]["cosine"] > 0.999 for r in cmp["rows"])
