@@ -48,9 +48,11 @@ def prepare(specs: Sequence[InputSpec], graph: Any = None,
     """Resolve the workload for these inputs and make its arrays (real data where given).
 
     Sizes named for another export of the same model ("input" in ONNX, "x" in torch) apply by
-    position when none of their names is this runtime's and the counts agree."""
+    position when none of their names is this runtime's and count and ranks agree in order."""
     names = [s.name for s in specs]
-    if shapes and not set(shapes) & set(names) and len(shapes) == len(names):
+    if (shapes and not set(shapes) & set(names) and len(shapes) == len(names)
+            and all(s.shape is None or len(s.shape) == len(v)
+                    for s, v in zip(specs, shapes.values()))):
         shapes = dict(zip(names, shapes.values()))
     data = None
     if npz:  # each array checked and cast to its input's type before anything else
