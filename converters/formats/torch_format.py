@@ -1065,8 +1065,9 @@ class _TorchScriptWalker:
         if inputs and inputs[0].type().kind() == "ClassType":
             self.objects[inputs[0].unique()] = ("", self.module)
             inputs = inputs[1:]
+        arg_names = self._forward_argument_names(len(inputs))
         for i, value in enumerate(inputs):
-            name = self._define(value, self.root)
+            name = self._define(value, self.root, arg_names[i])
             if self.example is not None and i < len(self.example):
                 t = self.example[i]
                 self.root.tensors[name].shape = list(t.shape)
@@ -1101,9 +1102,18 @@ class _TorchScriptWalker:
         return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(),
                 tuple(tensor.shape), tuple(tensor.stride()), str(tensor.dtype))
 
-    def _define(self, value: Any, g: Graph) -> str:
+    def _forward_argument_names(self, count: int) -> list[str | None]:
+        """forward's argument names ("x", not the graph's "x.1"): what the torch runtime, and
+        so a user's input sizes, call the inputs."""
+        try:
+            names = [a.name for a in self.module.forward.schema.arguments[1:]]
+        except Exception:  # no scripted forward to read: the graph's own names
+            names = []
+        return (names + [None] * count)[:count] if len(names) == count else [None] * count
+
+    def _define(self, value: Any, g: Graph, wanted: str | None = None) -> str:
         """Name a value produced here and record what we know about it in `g`."""
-        name = self.tensor_names.take(value.debugName())
+        name = self.tensor_names.take(wanted or value.debugName())
         info = TensorInfo(name=name)
         known = self.shapes.get(value.debugName())
         if known is not None:
