@@ -110,3 +110,14 @@ def budget_bytes() -> int:
     except ValueError:
         log.warning("MODELDECK_MEMORY_BUDGET=%r is not a number of bytes; using 4 GiB", raw)
         return DEFAULT_BUDGET_BYTES
+
+
+def physical_memory_bytes() -> int:
+    """This machine's physical memory (psutil where the OS has no sysconf)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+

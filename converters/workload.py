@@ -510,14 +510,11 @@ def _gb(numel: int, dtype: str) -> str:
     return "more than a petabyte" if size > 10**15 else f"~{size / 1e9:,.1f} GB"
 
 
-def _memory_budget() -> int | None:
+def _memory_budget() -> int:
     """Half the machine's physical memory: no generated input may take more."""
-    import os
+    from converters.limits import physical_memory_bytes
 
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (ValueError, OSError, AttributeError):
-        return None
+    return physical_memory_bytes() // 2
 
 
 def _bind(dims: dict[str, int], sources: dict[str, str], symbol: str, value: int,
@@ -701,7 +698,7 @@ def generate(workload: Workload, seed: int = 0) -> dict[str, np.ndarray]:
     budget = _memory_budget()
     for i in workload.inputs:
         need = math.prod(i.shape) * _itemsize(i.dtype)
-        if budget is not None and need > budget:
+        if need > budget:
             raise WorkloadError(f"input {i.name!r} at {list(i.shape)} would need "
                                 f"{_gb(math.prod(i.shape), i.dtype)} of memory, more than half "
                                 "of this machine's; set a smaller size for it")

@@ -312,14 +312,9 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
 def _refuse_what_cannot_fit(graph: Any, workload: Any) -> None:
     """Refuse before the first inference when the inputs and the constants the model declares
     (a ConstantOfShape of 30000 x 30000, say) already exceed three quarters of this machine."""
-    import os
+    from converters.limits import declared_memory_bytes, human_bytes, physical_memory_bytes
 
-    from converters.limits import declared_memory_bytes, human_bytes
-
-    try:
-        machine = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return
+    machine = physical_memory_bytes()
     need = declared_memory_bytes(graph, workload.shapes())
     if need > machine * 3 // 4:
         raise ModelDeckError(

@@ -42,12 +42,9 @@ class Limits:
 
 
 def physical_memory_mb() -> int:
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20)
-    except (ValueError, OSError, AttributeError):  # not POSIX: ask psutil
-        import psutil
+    from converters.limits import physical_memory_bytes
 
-        return int(psutil.virtual_memory().total // 2**20)
+    return physical_memory_bytes() // 2**20
 
 
 def default_memory_mb() -> int:
