@@ -19,7 +19,9 @@ from app.jobs.client import (
     CANCEL_GRACE_S, STDERR_TAIL_LINES, JobOutcome, cleanup_after, collect_event, finish_outcome,
     kill_group, worker_command,
 )
-from app.jobs.limits import default_limits, group_rss_mb, is_progress, memory_message
+from app.jobs.limits import (
+    default_limits, group_rss_mb, idle_message, is_progress, memory_message, timeout_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +189,7 @@ class WorkerJob(QObject):
                 and time.monotonic() - self._last_progress > lim.idle_s):
             self._killed_for = "timeout"
             self.outcome.error_kind = "timeout"
-            stage = f" in stage '{self.stage}'" if self.stage else ""
-            self.outcome.error = (f"no progress for {lim.idle_s:g} s{stage}: one load, inference "
-                                  "or pass ran that long and the job was stopped")
+            self.outcome.error = idle_message(lim.idle_s, self.stage)
         if self._killed_for is not None:
             self.kill()
 
@@ -229,8 +229,7 @@ class WorkerJob(QObject):
         out.stderr_tail = self.stderr_tail()
         if self._timed_out and out.status != "ok":
             out.error_kind = "timeout"
-            out.error = (f"the job did not finish within {self.limits.timeout_s:g} s and was "
-                         "stopped")
+            out.error = timeout_message(self.limits.timeout_s)
         elif self._killed_for is not None and out.status != "ok":
             out.status = "failed"
             out.error_kind = self._killed_for

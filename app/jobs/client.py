@@ -24,7 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.jobs.limits import Limits, default_limits, group_rss_mb, is_progress, memory_message
+from app.jobs.limits import (
+    Limits, default_limits, group_rss_mb, idle_message, is_progress, memory_message,
+    timeout_message,
+)
 from app.jobs.protocol import CANCEL
 
 log = logging.getLogger(__name__)
@@ -261,15 +264,11 @@ class JobClient:
                 if lim.timeout_s is not None and now - started > lim.timeout_s:
                     killed_for = "timeout"
                     outcome.error_kind = "timeout"
-                    outcome.error = (f"the job did not finish within {lim.timeout_s:g} s and was "
-                                     "stopped")
+                    outcome.error = timeout_message(lim.timeout_s)
                 elif lim.idle_s is not None and now - last_progress > lim.idle_s:
                     killed_for = "timeout"
                     outcome.error_kind = "timeout"
-                    stage = f" in stage '{outcome.last_stage}'" if outcome.last_stage else ""
-                    outcome.error = (f"no progress for {lim.idle_s:g} s{stage}: one load, "
-                                     "inference or pass ran that long (a model that loops "
-                                     "without end?) and the job was stopped")
+                    outcome.error = idle_message(lim.idle_s, outcome.last_stage)
                 if killed_for is not None:
                     log.info("stopping worker %s: %s", self.proc.pid, outcome.error)
                     self.kill()

@@ -138,5 +138,15 @@ def memory_message(limit_mb: int, peak_mb: float) -> str:
             "was stopped: the model needs more memory than the limit at these input sizes")
 
 
+def timeout_message(timeout_s: float) -> str:
+    return f"the job did not finish within {timeout_s:g} s and was stopped"
+
+
+def idle_message(idle_s: float, stage: str | None) -> str:
+    where = f" in stage '{stage}'" if stage else ""
+    return (f"no progress for {idle_s:g} s{where}: one load, inference or pass ran that long (a "
+            "model that loops without end?) and the job was stopped")
+
+
 def _gb(mb: float) -> str:
     return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
