@@ -24,8 +24,7 @@ import numpy as np
 from converters.errors import ConsentRequired, ModelDeckError
 from converters.formats import detect_format, open_model, sha256_of
 from converters.passes import (
-    CalibrationData, Cancelled, ModelFile, PassContext, PassError, PassResult, get_pass,
-    make_options,
+    Cancelled, ModelFile, PassContext, PassError, PassResult, get_pass, make_options,
     options_dict,
 )
 
@@ -171,17 +170,6 @@ def _measure(model: ModelFile, feeds, labels, reference, threshold) -> dict[str,
                        if labels is not None else None)
     out["_outputs"] = outputs[0]
     return out
-
-
-def _random_calibration(workload: Any, count: int = 64) -> CalibrationData:
-    """Random calibration that still follows the graph (token ids inside their table, masks
-    ones): meaningless ranges for activations, but a model that runs."""
-    from profilers.verify import RANDOM_WARNING
-    from converters.workload import generate
-
-    free = all(i.batch_axis is not None for i in workload.inputs)
-    arrays = generate(workload.with_batch(count) if free else workload, seed=1)
-    return CalibrationData(arrays=arrays, source="random", warning=RANDOM_WARNING)
 
 
 def _lineage(parent_sha: str, step: dict[str, Any], output: ModelFile) -> dict[str, Any]:
@@ -373,8 +361,7 @@ def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
     if any(s.kind == "pass" and get_pass(s.name).needs_calibration or s.name == "distill"
            for s in steps_plan) or spec.calib:
         if spec.calib:
-            calibration = (_random_calibration(workload) if spec.calib == "random"
-                           else load_calibration(spec.calib, specs))
+            calibration = load_calibration(spec.calib, specs, workload=workload)
     results: list[dict[str, Any]] = [{"pass": "source", "output": str(source.path),
                                        "format": source.format, **base, "seconds": 0.0,
                                        "messages": []}]

@@ -456,15 +456,18 @@ def _check_shape(array: np.ndarray, spec: InputLike, source: str) -> None:
 # --- calibration data ------------------------------------------------------------------------
 
 def load_calibration(spec: str, model_inputs: Sequence[InputLike], limit: int = 300,
-                     seed: int = 0) -> CalibrationData:
+                     seed: int = 0, workload: Any = None) -> CalibrationData:
     """Calibration inputs from an .npz, "sample", a folder of images, or "random".
 
     At most `limit` samples, picked at random (seeded) when there are more: data sets are
-    often sorted by class, and the first N would then miss whole classes.
+    often sorted by class, and the first N would then miss whole classes. "random" with the
+    model's resolved workload follows the graph (token ids inside their table, masks ones).
     """
     if limit < 1:
         raise VerifyError("the calibration sample limit must be at least 1")
     if spec == "random":
+        if workload is not None:
+            return _workload_calibration(workload, min(limit, 64), seed + 1)
         return _random_calibration(model_inputs, limit, seed)
     if spec != "sample" and Path(spec).expanduser().is_dir():
         arrays = _image_folder(Path(spec).expanduser(), model_inputs, limit, seed)
@@ -500,6 +503,17 @@ def _random_calibration(model_inputs: Sequence[InputLike], limit: int, seed: int
             arrays[spec.name] = rng.integers(0, 2, size=(limit, *shape)).astype(bool)
         else:
             arrays[spec.name] = rng.random(size=(limit, *shape), dtype=np.float32).astype(dtype)
+    logger.warning(RANDOM_WARNING)
+    return CalibrationData(arrays=arrays, source="random", warning=RANDOM_WARNING)
+
+
+def _workload_calibration(workload: Any, count: int, seed: int) -> CalibrationData:
+    """Random values drawn the way the workload draws them: meaningless activation ranges,
+    but a model that runs (a free batch axis carries the samples)."""
+    from converters.workload import generate
+
+    free = all(i.batch_axis is not None for i in workload.inputs)
+    arrays = generate(workload.with_batch(count) if free else workload, seed=seed)
     logger.warning(RANDOM_WARNING)
     return CalibrationData(arrays=arrays, source="random", warning=RANDOM_WARNING)
 
