@@ -188,6 +188,9 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect_panels()
         self._restore_layout()
+        from app.gui.widgets import guard_wheel
+
+        guard_wheel()  # the wheel scrolls lists and docks, never an unfocused field under it
 
     # --- construction ----------------------------------------------------------------------
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea
