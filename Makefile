@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # Opens the desktop window on the bundled trained sample.
+# First checks the system libraries Qt's xcb plugin needs (prints the install command if any
+# are missing; QT_QPA_PLATFORM=offscreen skips it).
 run: setup
+	$(PY) -m app.qt_check
 	$(VENV)/bin/modeldeck $(SAMPLE)
 
 test: setup
