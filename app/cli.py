@@ -170,7 +170,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
                                  precision=args.precision)
     except ValueError as e:
         raise ModelDeckError(str(e)) from None
-    cfg = RunConfig(model=args.model, backend=args.backend, device=args.device, options=options,
+    from profilers.compare import backend_for
+
+    backend = args.backend or backend_for(args.model)
+    cfg = RunConfig(model=args.model, backend=backend, device=args.device, options=options,
                     iterations=args.iterations, duration_s=args.duration, warmup=args.warmup,
                     shapes=parse_shape_args(args.shape), inputs_npz=args.inputs,
                     layers=args.layers, budgets=tuple(args.budget or ()),
@@ -506,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", help="run a model on a backend and measure it")
     p.add_argument("model")
-    p.add_argument("--backend", default="onnxruntime", help="onnxruntime | openvino | torch")
+    p.add_argument("--backend", help="onnxruntime | openvino | torch (default: the model "
+                   "format's: torch for TorchScript/.pt2, openvino for IR, else onnxruntime)")
     p.add_argument("--device", default="CPU", help="CPU, CUDA, GPU, NPU, AUTO, ... "
                    "(see `modeldeck devices`)")
     p.add_argument("--threads", type=int, help="intra-op threads (default: the runtime's)")

@@ -18,6 +18,18 @@ DEFAULT_BACKEND = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "ope
                    "torch": "torch"}
 
 
+def backend_for(model: str | Path, fallback: str = "onnxruntime") -> str:
+    """The backend a model runs on when none is named: its format's default (TorchScript and
+    .pt2 → torch, OpenVINO IR → openvino). A file that cannot be read gets `fallback`, and the
+    run then says what is wrong with it."""
+    from converters.formats import detect_format
+
+    try:
+        return DEFAULT_BACKEND.get(detect_format(Path(model)).name, fallback)
+    except (ModelDeckError, OSError, ValueError):
+        return fallback
+
+
 def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None,
                 emit: Emit = lambda e: None, cancelled: Callable[[], bool] = lambda: False,
                 backend_given: bool = True, verify_samples: int = 256) -> dict[str, Any]:

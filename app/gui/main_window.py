@@ -277,6 +277,8 @@ class MainWindow(QMainWindow):
         self.variants.sig_export.connect(self.export_variant_dialog)
         self.variants.sig_details.connect(self._show_variant_details)
         self.converter.sig_details.connect(self._show_queue_details)
+        self.variants.set_runner_check(self.backend.can_run)  # Compare: one backend runs all
+        self.backend.sig_backend_changed.connect(lambda _name: self.variants._update_buttons())
         self._export_done.connect(self._on_export_done)
 
     # --- window events ---------------------------------------------------------------------
@@ -768,6 +770,13 @@ class MainWindow(QMainWindow):
             return None
         if self.compare_job is not None and not self.compare_job.is_done():
             self.job_bar.set_text("a comparison is already running")
+            return None
+        formats = {v.format for v in self.variants.variants
+                   if v.format and v.path and os.path.abspath(v.path) in
+                   {os.path.abspath(p) for p in paths}}
+        ok, why = self.backend.can_run(formats)
+        if not ok:
+            self.show_error("Cannot compare", why)
             return None
         if not self._ask_consent(paths, "compare", lambda: self.compare(paths)):
             return None

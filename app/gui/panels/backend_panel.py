@@ -30,6 +30,7 @@ SETTINGS_KEY = "backend_panel"
 class BackendPanel(QWidget):
     sig_run_requested = Signal()
     sig_stop_requested = Signal()
+    sig_backend_changed = Signal(str)  # the backend now chosen (by the user or by a format)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -146,6 +147,7 @@ class BackendPanel(QWidget):
         if runnable:
             self.backends = runnable
             self._fill_backends(*self._preferred)
+            self._choose_for_format()  # a model opened before the list came
         missing = [f"{b['backend']} not available: {b['version']}" for b in runnable
                    if not b.get("available")]
         self.devices_note.setText("\n".join(missing + notes) or "all backends available")
@@ -202,6 +204,7 @@ class BackendPanel(QWidget):
         self.precision.setEnabled(name == "openvino")
         self.graph_opt.setEnabled(name == "onnxruntime")
         self._check_format()
+        self.sig_backend_changed.emit(name)
 
     def _backend_entry(self) -> dict[str, Any] | None:
         name = self.backend_combo.currentData()
@@ -209,8 +212,47 @@ class BackendPanel(QWidget):
 
     # --- model format ----------------------------------------------------------------------
     def set_model_format(self, fmt: str | None) -> None:
-        self.model_format = fmt
+        """A model of `fmt` is open: a backend that cannot run it (or the previous model's
+        format's default) gives way to the format's default backend (TorchScript and .pt2 run
+        on torch, OpenVINO IR on openvino); a backend the user picked that runs it is kept."""
+        previous, self.model_format = self.model_format, fmt
+        self._choose_for_format(previous)
+
+    def _choose_for_format(self, previous: str | None = None) -> None:
+        from profilers.compare import DEFAULT_BACKEND
+
+        fmt = self.model_format
+        want = DEFAULT_BACKEND.get(fmt or "")
+        b = self._backend_entry()
+        current = (b or {}).get("backend")
+        runs = bool(b and fmt in (b.get("formats") or ()))
+        if want and current != want and (not runs or (
+                previous is not None and previous != fmt
+                and current == DEFAULT_BACKEND.get(previous))):
+            self._preferred = (want, self._preferred[1])  # also once the devices arrive
+            i = self.backend_combo.findData(want)
+            if i >= 0 and self.backend_combo.model().item(i).isEnabled():
+                self.backend_combo.setCurrentIndex(i)  # _on_backend_changed checks the format
+                return
         self._check_format()
+
+    def can_run(self, formats: list[str] | set[str]) -> tuple[bool, str]:
+        """Whether the chosen backend runs every one of `formats`, and if not, why."""
+        b = self._backend_entry()
+        if b is None:
+            return False, "no backend is chosen (Backend panel)"
+        runs = set(b.get("formats") or ())
+        if not runs:
+            return True, ""
+        bad = sorted(set(formats) - runs)
+        if bad:
+            able = [x["backend"] for x in self.backends if x.get("available")
+                    and set(formats) <= set(x.get("formats") or ())]
+            hint = (f"choose {' or '.join(able)} in the Backend panel" if able else
+                    "no backend here runs them all: convert the variants to one format")
+            return False, (f"{b['backend']} cannot run {', '.join(bad)} variants "
+                           f"(it runs {', '.join(sorted(runs))}): {hint}")
+        return True, ""
 
     def _check_format(self) -> None:
         b = self._backend_entry()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,7 @@ class VariantsPanel(QWidget):
         super().__init__(parent)
         self.variants: list[Variant] = []
         self._progress: dict[int, _RowProgress] = {}
+        self.runner_check: Callable[[set[str]], tuple[bool, str]] = lambda _formats: (True, "")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.tabs = QTabWidget()
@@ -332,7 +334,20 @@ class VariantsPanel(QWidget):
         self.open_button.setEnabled(len(sel) == 1)
         self.profile_button.setEnabled(len(sel) == 1)
         self.export_button.setEnabled(len(sel) == 1)
-        self.compare_button.setEnabled(len(self._usable(self.variants)) >= 2)
+        usable = self._usable(self.variants)
+        ok, why = self.runner_check({v.format for v in usable if v.format})
+        self.compare_button.setEnabled(len(usable) >= 2 and ok)
+        self.compare_button.setToolTip(
+            why if len(usable) >= 2 and not ok else
+            "Profile the selected variants (all when fewer than two are selected) on the same "
+            "inputs, side by side" + ("" if len(usable) >= 2 else
+                                      " — needs at least two finished variants"))
+
+    def set_runner_check(self, check: Callable[[set[str]], tuple[bool, str]]) -> None:
+        """How to tell whether the chosen backend runs variants of these formats (and why
+        not): Compare runs them all on that one backend."""
+        self.runner_check = check
+        self._update_buttons()
 
     def _emit_path(self, signal) -> None:
         sel = self._usable(self.selected())
