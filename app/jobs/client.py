@@ -142,13 +142,16 @@ class JobClient:
     """Run one job spec in a worker process.
 
     timeout_s: the whole job (None: the default of its kind, app.jobs.limits); limits: all of
-    them at once (wins over timeout_s/memory_mb).
+    them at once (wins over timeout_s/memory_mb); command: what to start instead of a local
+    worker (app.targets.relay's, which runs the job on a remote target).
     """
 
     def __init__(self, spec: dict[str, Any], on_event: Callable[[dict], None] | None = None,
                  timeout_s: float | None = None, env: dict[str, str] | None = None,
-                 memory_mb: int | None = None, limits: Limits | None = None):
+                 memory_mb: int | None = None, limits: Limits | None = None,
+                 command: list[str] | None = None):
         self.limits = limits or default_limits(spec, timeout_s=timeout_s, memory_mb=memory_mb)
+        self.command = command  # None: a local worker; a relay's for a remote target
         self.spec = {**spec, "limits": self.limits.to_dict()}
         self.on_event = on_event
         self.timeout_s = self.limits.timeout_s
@@ -163,7 +166,7 @@ class JobClient:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ if self.env is None else self.env)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen(worker_command(), stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.command or worker_command(), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      encoding="utf-8", errors="replace",  # runtimes log bytes
                                      bufsize=1, env=env, start_new_session=os.name == "posix")
