@@ -20,11 +20,12 @@ import numpy as np
 from converters.errors import Cancelled, ModelDeckError
 from profilers.backends import Backend, BackendError, BackendOptions, get_backend
 from profilers.budgets import Budget, parse_budget
-from profilers.stats import latency_stats
+from profilers.stability import usable_cpus, verdict
+from profilers.stats import SettleDetector, latency_intervals, latency_stats, settle_window
 
 log = logging.getLogger(__name__)
 
-REPORT_SCHEMA = "modeldeck.report/1"
+REPORT_SCHEMA = "modeldeck.report/2"
 Emit = Callable[[dict[str, Any]], None]
 
 
@@ -36,7 +37,8 @@ class RunConfig:
     options: BackendOptions = field(default_factory=BackendOptions)
     iterations: int | None = None  # neither given: 100 iterations
     duration_s: float | None = None
-    warmup: int = 10
+    warmup: int = 10  # at least this many warm-up iterations, then until settled (0: none)
+    warmup_max_s: float = 10.0  # the warm-up's time cap when the latency does not settle
     shapes: dict[str, list[int]] = field(default_factory=dict)
     inputs_npz: str | None = None
     layers: bool = False
@@ -55,6 +57,8 @@ class RunConfig:
             raise ModelDeckError("--duration must be positive")
         if self.warmup < 0:
             raise ModelDeckError("--warmup cannot be negative")
+        if self.warmup_max_s <= 0:
+            raise ModelDeckError("the warm-up time cap must be positive")
         for b in self.budgets:
             parse_budget(b)  # fail before any work
 
@@ -154,8 +158,10 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
     from profilers.environment import environment
     from profilers.samplers import SamplerThread, default_samplers
     from profilers.samplers.memory import peak_rss_mb
+    from profilers.stability import LoadWatch, machine_state
 
     t0 = time.perf_counter()
+    state_before = machine_state()
     budgets = _Budgets(cfg.budgets, emit)
 
     def stage(name: str, msg: str = "") -> None:
@@ -177,10 +183,13 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
         sampler_thread = SamplerThread(default_samplers(gpu=gpu), cfg.sample_period_s, t0=t0,
                                        on_batch=on_batch, batch_s=cfg.emit_period_s).start()
     latencies: list[float] = []
+    device_latencies: list[float] = []
     starts: list[float] = []
+    load_watch = LoadWatch()
     try:
         stage("load", f"{cfg.backend} on {cfg.device}")
-        options = BackendOptions(**{**asdict(cfg.options), "profile_layers": False})
+        options, thread_choice = _default_threads(
+            BackendOptions(**{**asdict(cfg.options), "profile_layers": False}))
         backend, load_info = _load_backend(cfg, graph.meta.format, options)
         try:
             workload, feeds = _prepare_inputs(cfg, backend, graph)
@@ -192,15 +201,13 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
             first_ms = (time.perf_counter_ns() - a) / 1e6
 
             backend.prepare(feeds)
-            stage("warmup", f"{cfg.warmup} iterations")
-            for _ in range(cfg.warmup):
-                if cancelled():
-                    raise Cancelled
-                backend.run_prepared()
+            settle = _warm_up(cfg, backend, stage, cancelled)
+            device_timed = backend.measures_device_latency
 
             iterations = cfg.iterations if cfg.iterations or cfg.duration_s else 100
             stage("measure", f"{iterations} iterations" if iterations else
                   f"{cfg.duration_s:g} s")
+            load_watch.start()
             measure_start = time.perf_counter()
             deadline = measure_start + cfg.duration_s if cfg.duration_s else None
             next_emit = measure_start + cfg.emit_period_s
@@ -210,6 +217,8 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
                 backend.run_prepared()
                 b = time.perf_counter_ns()
                 latencies.append((b - a) / 1e6)
+                if device_timed:
+                    device_latencies.append(backend.device_latency_ms())
                 starts.append(a / 1e9 - t0)
                 pending.append([round(a / 1e9 - t0, 5), latencies[-1]])
                 n = len(latencies)
@@ -229,6 +238,7 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
                     if cancelled():
                         raise Cancelled
             measure_end = time.perf_counter()
+            load = load_watch.stop()
             if pending:
                 emit({"event": "samples", "series": {"latency_ms": pending}})
             budgets.live(np.asarray(latencies[-200:]), _last_rss(sampler_thread))
@@ -239,13 +249,21 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
             sampler_thread.stop()
 
     layers: list[dict[str, Any]] = []
+    layer_run_ms: tuple[float, str] | None = None
     if cfg.layers:
         stage("layers", f"per-layer profile, {cfg.layer_iterations} iterations (separate run)")
-        layers = _layer_run(cfg, graph.meta.format, node_ids, cancelled, feeds)
+        layers, layer_run_ms = _layer_run(cfg, graph.meta.format, node_ids, cancelled, feeds)
         for row in layers:
             emit({"event": "layer", **row})
 
     stats = latency_stats(np.asarray(latencies))
+    threads_used = load_info.details.get("threads") or options.threads
+    stability = verdict(np.asarray(latencies), cv=stats.cv, spikes=stats.spikes,
+                        threads=_as_int(threads_used) or usable_cpus(),
+                        spinning=load_info.details.get("spinning"), load=load,
+                        state=state_before, settled_at=settle.settled_at, warmup_asked=cfg.warmup)
+    stability["warmup_iterations"] = len(settle.values)
+    stability["warmup_rule"] = settle.rule
     wall_s = measure_end - measure_start
     rel_start, rel_end = measure_start - t0, measure_end - t0
     timelines: dict[str, Any] = {"latency_ms": {"t_s": starts, "values": latencies,
@@ -269,7 +287,8 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
         "backend": cfg.backend,
         "device": cfg.device,
         # what the runtime reports it used, else what was asked (None: the runtime's default)
-        "threads": load_info.details.get("threads") or cfg.options.threads,
+        "threads": threads_used,
+        "threads_choice": thread_choice,
         "model": {"path": cfg.model, "format": graph.meta.format, "sha256": graph.meta.sha256,
                   "file_size": graph.meta.file_size, "nodes": summary.node_count,
                   "params": summary.params, "macs": summary.macs, "flops": summary.flops},
@@ -277,11 +296,14 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
         "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in feeds.items()},
         "inputs_source": cfg.inputs_npz or f"generated (seed {cfg.seed})",
         "workload": workload.to_dict(),
-        "environment": environment(),
+        "environment": {**environment(), **state_before, "load_before": state_before["loadavg"],
+                        "load_during": load, "frequency_mhz_after": machine_state()["frequency_mhz"]},
         "load_ms": load_info.load_ms,
         "runtime": load_info.details,
         "first_inference_ms": first_ms,
-        "latency_ms": stats.to_dict(),
+        "latency_ms": {**stats.to_dict(), **latency_intervals(np.asarray(latencies))},
+        "latency_device_ms": _device_summary(device_latencies, backend_name=cfg.backend),
+        "stability": stability,
         "throughput_ips": len(latencies) / wall_s if wall_s > 0 else None,
         "iterations": len(latencies),
         "measure_s": wall_s,
@@ -300,6 +322,7 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
         "timelines": timelines,
         "spikes": [i for i, s in enumerate(_spikes(latencies)) if s],
         "layers": layers,
+        "layers_summary": _layers_summary(layers, layer_run_ms, stats.p50),
         "errors": [],
     }
     report["budgets"] = budgets.final({
@@ -366,16 +389,123 @@ def _spikes(latencies: list[float]) -> np.ndarray:
 
 def _layer_run(cfg: RunConfig, fmt: str, node_ids: dict[str, str],
                cancelled: Callable[[], bool], feeds: dict[str, np.ndarray]
-               ) -> list[dict[str, Any]]:
-    options = BackendOptions(**{**asdict(cfg.options), "profile_layers": True})
+               ) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
+    """Per-layer times and the end-to-end time of the same profiled iterations, summarised
+    the way the backend summarises its layers (mean or median), so their sum can be reconciled
+    with it."""
+    options, _ = _default_threads(BackendOptions(**{**asdict(cfg.options),
+                                                    "profile_layers": True}))
     backend, _ = _load_backend(cfg, fmt, options)
     try:
         backend.infer(feeds)  # warm-up: compilation and first allocations stay out of the table
         backend.reset_layer_profile()
+        times = []
         for _ in range(cfg.layer_iterations):
             if cancelled():
                 raise Cancelled
+            a = time.perf_counter_ns()
             backend.infer(feeds)
-        return [asdict(lt) for lt in backend.layer_profile(node_ids)]
+            host_ms = (time.perf_counter_ns() - a) / 1e6
+            # the runtime's own time leaves out reading the profile back after each request
+            device_ms = backend.device_latency_ms() if backend.measures_device_latency else None
+            times.append(device_ms if device_ms is not None else host_ms)
+        stat = np.median if backend.layer_statistic == "median" else np.mean
+        return ([asdict(lt) for lt in backend.layer_profile(node_ids)],
+                (float(stat(times)), backend.layer_statistic) if times else None)
     finally:
         backend.close()
+
+
+class _Settle:
+    """What the warm-up did: iterations, when it settled (None: capped), the rule applied."""
+
+    def __init__(self, values: list[float], settled_at: int | None, rule: str):
+        self.values, self.settled_at, self.rule = values, settled_at, rule
+
+
+def _warm_up(cfg: RunConfig, backend: Backend,
+             stage: Callable[[str, str], None], cancelled: Callable[[], bool]) -> _Settle:
+    """Warm up until the latency has settled (SettleDetector's rule), at least cfg.warmup
+    iterations, at most 20 windows or cfg.warmup_max_s."""
+    if cfg.warmup == 0:
+        stage("warmup", "no warm-up (asked for none)")
+        return _Settle([], None, "none asked")
+    deadline = time.perf_counter() + cfg.warmup_max_s
+
+    def one() -> float:
+        if cancelled():
+            raise Cancelled
+        a = time.perf_counter_ns()
+        backend.run_prepared()
+        return (time.perf_counter_ns() - a) / 1e6
+
+    # the window is sized from a few warm-up iterations (the first inference is not typical)
+    probe = [one() for _ in range(min(5, cfg.warmup))]
+    window = settle_window(float(np.median(probe)))
+    det = SettleDetector(window=window, min_iterations=cfg.warmup, cap=20 * window)
+    rule = (f"at least {cfg.warmup} iterations, then until the median of {window} iterations "
+            f"is within {det.tolerance:.0%} of the previous {window}; cap {det.cap} iterations "
+            f"or {cfg.warmup_max_s:g} s")
+    stage("warmup", f"until settled ({rule})")
+    done = False
+    for v in probe:
+        done = det.add(v)
+    while not done:
+        done = det.add(one())
+        if time.perf_counter() >= deadline and len(det.values) >= cfg.warmup:
+            break
+    return _Settle(det.values, det.settled_at, rule)
+
+
+def _default_threads(options: BackendOptions) -> tuple[BackendOptions, str]:
+    """Threads the run uses when none were asked: the runtime's default, unless this process
+    is pinned to fewer CPUs than that default would start (then one per usable CPU), so the
+    default never oversubscribes the cores. The choice is said in the report."""
+    import dataclasses
+
+    import psutil
+
+    if options.threads is not None:
+        return options, f"{options.threads} (asked)"
+    usable = usable_cpus()
+    physical = psutil.cpu_count(logical=False) or usable
+    if usable < physical:
+        return (dataclasses.replace(options, threads=usable),
+                f"{usable}: one per CPU this process may use (pinned to {usable} of {physical})")
+    return options, f"runtime default ({physical} physical cores)"
+
+
+def _as_int(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _device_summary(values: list[float | None], backend_name: str) -> dict[str, Any] | None:
+    """The runtime's own per-request latency (OpenVINO measures it in C++ around the request),
+    summarised like the host-side one; None when the runtime does not measure it."""
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if v.size == 0:
+        return None
+    s = latency_stats(v)
+    return {"p50": s.p50, "p90": s.p90, "p99": s.p99, "mean": s.mean, "min": s.min,
+            "max": s.max, "cv": s.cv, "count": s.count, **latency_intervals(v),
+            "source": f"{backend_name} request latency"}
+
+
+def _layers_summary(layers: list[dict[str, Any]], layer_run: tuple[float, str] | None,
+                    p50_ms: float) -> dict[str, Any] | None:
+    """The per-layer sum against the end-to-end time of the same profiled run: what the layer
+    table does not account for (framework overhead, copies, layers the runtime does not time),
+    and against the clean run's p50 (profiling itself slows a run)."""
+    if not layers:
+        return None
+    total = float(sum(row["time_ms"] for row in layers))
+    layer_run_ms, statistic = layer_run if layer_run else (None, None)
+    out: dict[str, Any] = {"sum_ms": total, "profiled_run_ms": layer_run_ms,
+                           "statistic": statistic, "clean_p50_ms": p50_ms}
+    if layer_run_ms is not None:
+        out["unaccounted_ms"] = layer_run_ms - total
+        out["unaccounted_fraction"] = (layer_run_ms - total) / layer_run_ms if layer_run_ms else None
+    return out

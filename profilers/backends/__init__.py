@@ -36,6 +36,8 @@ class BackendOptions:
     performance_hint: str = "LATENCY"  # OpenVINO: LATENCY | THROUGHPUT
     streams: int | None = None  # OpenVINO
     precision: str | None = None  # OpenVINO inference precision hint: f32 | f16 | bf16
+    # ONNX Runtime's idle threads spin waiting for work; None: off on machines with few cores
+    spinning: bool | None = None
     profile_layers: bool = False  # set up per-layer profiling (a separate, slower run)
 
     def __post_init__(self) -> None:
@@ -154,6 +156,10 @@ class Backend:
     name: ClassVar[str]
     formats: ClassVar[frozenset[str]]
     description: ClassVar[str] = ""
+    # the runtime times each request itself (OpenVINO in C++): device_latency_ms() has it
+    measures_device_latency: ClassVar[bool] = False
+    # how layer_profile() summarises a layer over the profiled inferences: "mean" | "median"
+    layer_statistic: ClassVar[str] = "mean"
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -184,6 +190,11 @@ class Backend:
         """One inference on the prepared inputs, blocking until the device is done. Outputs
         are not fetched: the timed loop does not need them."""
         self.infer(self._prepared)
+
+    def device_latency_ms(self) -> float | None:
+        """The runtime's own time of the last request (None where it keeps none): it leaves
+        out the Python call around it, which matters on sub-millisecond models."""
+        return None
 
     def reset_layer_profile(self) -> None:
         """Forget per-layer times so far (the runner calls it after warm-up)."""

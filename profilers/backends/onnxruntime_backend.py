@@ -8,6 +8,7 @@ ORT writes its profile as a Chrome-trace JSON list. The fields read here:
 """
 from __future__ import annotations
 
+import bisect
 import ctypes
 import json
 import logging
@@ -158,6 +159,7 @@ def ort_error_message(err: Exception) -> str:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     formats = frozenset({"onnx"})
+    layer_statistic = "median"  # each node's median over the profiled runs
     description = "ONNX Runtime (CPU, CUDA, TensorRT execution providers)"
 
     def __init__(self) -> None:
@@ -166,6 +168,7 @@ class OnnxRuntimeBackend(Backend):
         self._profile_dir: Path | None = None
         self._layers: list[LayerTime] | None = None  # cached: ORT ends profiling only once
         self._raw_outputs = False  # an output has a type numpy lacks: read it as OrtValue
+        self._spinning: tuple[bool, str] = (True, "")
 
     # --- discovery ---------------------------------------------------------------------
     @classmethod
@@ -210,6 +213,10 @@ class OnnxRuntimeBackend(Backend):
         so = ort.SessionOptions()
         if options.threads is not None:
             so.intra_op_num_threads = options.threads
+        self._spinning = _spinning_choice(options)
+        if not self._spinning[0]:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if options.inter_threads is not None:
             so.inter_op_num_threads = options.inter_threads
             if options.inter_threads > 1:  # inter-op threads only matter in parallel mode
@@ -249,6 +256,7 @@ class OnnxRuntimeBackend(Backend):
                                 for o in sess.get_outputs())
         details = {"providers": active, "graph_optimization": options.graph_optimization,
                    "threads": options.threads, "inter_threads": options.inter_threads,
+                   "spinning": self._spinning[0], "spinning_choice": self._spinning[1],
                    "onnxruntime": ort.__version__}
         return LoadInfo(load_ms=load_ms, details=details)
 
@@ -321,6 +329,20 @@ class OnnxRuntimeBackend(Backend):
             self._profile_dir = None
 
 
+def _spinning_choice(options: BackendOptions) -> tuple[bool, str]:
+    """Whether ORT's idle pool threads spin, and why. Spinning buys microseconds on a machine
+    with cores to spare; on a few cores it steals them from everything else (the samplers, the
+    window, other threads of the same pool), so it is off there unless asked for."""
+    from profilers.stability import FEW_CORES, usable_cpus
+
+    if options.spinning is not None:
+        return options.spinning, "asked"
+    cores = usable_cpus()
+    if cores <= FEW_CORES:
+        return False, f"off: {cores} usable cores (spinning threads would compete for them)"
+    return True, f"on: ONNX Runtime's default ({cores} usable cores)"
+
+
 def _feed(arr: Any) -> Any:
     """numpy arrays as run() takes them; bfloat16, float8, int4... as OrtValues of their bytes."""
     if not isinstance(arr, np.ndarray) or arr.dtype.name not in _ONNX_ELEMENT_TYPES:
@@ -374,6 +396,7 @@ class _NodeAcc:
     precision: str
     total_us: float = 0.0
     calls: int = 0
+    per_run: dict[int, float] | None = None  # run index -> this node's time in that run
 
 
 def _precision(args: dict[str, Any]) -> str:
@@ -383,6 +406,13 @@ def _precision(args: dict[str, Any]) -> str:
         ort_name = next(iter(shapes[0]))
         return _ORT_DTYPES.get(ort_name, ort_name)
     return ""
+
+
+def _run_starts(events: list[dict[str, Any]]) -> list[float]:
+    """Start times of the counted runs (the warm-up run left out when there are others)."""
+    runs = sorted(float(ev.get("ts", 0)) for ev in events
+                  if ev.get("cat") == "Session" and ev.get("name") == "model_run")
+    return runs[1:] if len(runs) > 1 else runs
 
 
 def _warmup_window(events: list[dict[str, Any]]) -> tuple[int, float, float]:
@@ -399,6 +429,7 @@ def _warmup_window(events: list[dict[str, Any]]) -> tuple[int, float, float]:
 def _aggregate(events: list[dict[str, Any]]) -> tuple[dict[str, _NodeAcc], int]:
     """Kernel time per node name over the counted runs, and the number of runs."""
     runs, skip_from, skip_to = _warmup_window(events)
+    starts = _run_starts(events)
     nodes: dict[str, _NodeAcc] = {}
     for ev in events:
         name = ev.get("name", "")
@@ -414,6 +445,11 @@ def _aggregate(events: list[dict[str, Any]]) -> tuple[dict[str, _NodeAcc], int]:
                                          _precision(args))
         acc.total_us += float(ev.get("dur", 0))
         acc.calls += 1
+        if starts:
+            run = bisect.bisect_right(starts, float(ev.get("ts", 0))) - 1
+            if run >= 0:
+                acc.per_run = acc.per_run or {}
+                acc.per_run[run] = acc.per_run.get(run, 0.0) + float(ev.get("dur", 0))
     if nodes and not runs:  # no model_run events: a node that ran once per run tells the count
         runs = max(a.calls for a in nodes.values())
     return nodes, runs
@@ -429,7 +465,12 @@ def _layer_times(events: list[dict[str, Any]], first_provider: str,
         if node_id is None and tracer is not None:
             node_id = tracer.node_id(node, acc.op_type, node_ids_by_name)
         device = DEVICE_OF_PROVIDER.get(acc.provider, acc.provider)
-        out.append(LayerTime(name=node, op_type=acc.op_type, time_ms=acc.total_us / runs / 1e3,
+        if acc.per_run and runs:  # the median run: one slow run does not inflate the row
+            per_run = [acc.per_run.get(i, 0.0) for i in range(runs)]
+            time_ms = float(np.median(per_run)) / 1e3
+        else:
+            time_ms = acc.total_us / runs / 1e3
+        out.append(LayerTime(name=node, op_type=acc.op_type, time_ms=time_ms,
                              node_id=node_id, device=device, exec_type=acc.provider,
                              precision=acc.precision,
                              fallback=first_provider != CPU_EP and acc.provider == CPU_EP))
