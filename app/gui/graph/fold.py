@@ -13,8 +13,15 @@ every level stays small enough to lay out quickly.
 Nodes with subgraphs (If/Loop/Scan) are groups too: the group is the node itself, its children
 are one group per body ("then_branch", "else_branch") holding the body's nodes.
 
-Weights are not boxes: they are listed as attributes of the node that uses them. Edges come from
-tensor producer -> consumer relations; a body's outputs feed the node that owns the body.
+Weights are not boxes: they are listed as attributes of the node that uses them, as Netron
+does. That holds for initializers and for weights stored in Constant nodes (paddle2onnx and
+tf2onnx exports keep every weight in one): such a Constant (or a ConstantOfShape of a stored
+shape) is no box of its own but a weight row in each node that reads it. Edges come from tensor
+producer -> consumer relations; a body's outputs feed the node that owns the body.
+
+Where a level of the graph has no scope names at all, it is folded by structure
+(structure.py: blocks between the points every path crosses, stages between down-samplings,
+repeated blocks) rather than by count.
 """
 from __future__ import annotations
 
@@ -24,6 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.gui.graph.structure import (COMPUTE_OPS, STRUCT_MIN, ItemInfo, Part, number_blocks,
+                                     structure)
 from converters.graph import Graph, ModelGraph, Node, TensorInfo
 
 log = logging.getLogger(__name__)
@@ -104,7 +113,9 @@ def shape_text(t: TensorInfo | None) -> str:
         return ""
     if not t.shape:
         return "scalar"
-    return "×".join("?" if d is None else str(d) for d in t.shape)
+    # exporters' made-up names for unknown dims ("unk__12") say no more than '?'
+    return "×".join("?" if d is None or (isinstance(d, str) and d.startswith("unk__")) else str(d)
+                    for d in t.shape)
 
 
 class FoldTree:
@@ -118,6 +129,9 @@ class FoldTree:
         self.producer: dict[str, str] = {}  # tensor -> key of the item producing it
         self.consumers: dict[str, list[str]] = {}
         self.edges: list[tuple[str, str, str]] = []  # (producer key, consumer key, tensor)
+        # Constant nodes shown as weight rows in their consumers: node id -> first consumer id
+        self.hidden: dict[str, str] = {}
+        self.weight_like: set[str] = set()  # the tensors those Constants produce
         self.root = FoldItem("", GROUP, model.meta.path or "model", expanded=True)
         self._build()
 
@@ -125,6 +139,7 @@ class FoldTree:
     def _build(self) -> None:
         model = self.model
         self._collect_tensors(model.graph)
+        self._find_weight_constants()
         g = model.graph
         for name in g.inputs:
             it = FoldItem(f"in:{name}", INPUT, name, tensor=g.tensors.get(name) or TensorInfo(name))
@@ -145,6 +160,45 @@ class FoldTree:
         self._index(self.root, 0)
         self._chains = {k: self._chain(it) for k, it in self.items.items()}
         self.group_edges = self._group_edges()
+
+    def _find_weight_constants(self) -> None:
+        """Constants that only hold weights: shown inside their consumers, not as boxes.
+
+        A Constant (or a ConstantOfShape of a stored shape) qualifies when it reads nothing
+        computed and its outputs are no graph output; its first consumer stands for it when
+        something asks to select it.
+        """
+        outputs: set[str] = set()
+
+        def rec(g: Graph) -> None:
+            outputs.update(g.outputs)
+            for n in g.nodes:
+                for sub in n.subgraphs.values():
+                    rec(sub)
+
+        rec(self.model.graph)
+        stored = {k for k, t in self.tensors.items() if t.is_weight}
+        candidates: dict[str, Node] = {}
+        for item in self.model.walk():
+            n = item.node
+            if (n.op_type in _CONST_OPS and not n.subgraphs and n.outputs
+                    and all(o and o not in outputs for o in n.outputs)
+                    and all(i in stored for i in n.inputs if i)):
+                candidates[n.id] = n
+        if not candidates:
+            return
+        produced = {o: nid for nid, n in candidates.items() for o in n.outputs}
+        for item in self.model.walk():
+            n = item.node
+            if n.id in candidates:
+                continue
+            for i in n.inputs:
+                nid = produced.get(i)
+                if nid is not None and nid not in self.hidden:
+                    self.hidden[nid] = n.id
+        # a Constant nothing reads stays a box: hiding it would hide it for good
+        for nid in self.hidden:
+            self.weight_like.update(candidates[nid].outputs)
 
     def _collect_tensors(self, g: Graph) -> None:
         self.tensors.update(g.tensors)
@@ -187,7 +241,7 @@ class FoldTree:
                     b = self._add(owner, FoldItem(f"{n.id}::{attr}", GROUP, attr, body=True,
                                                   expanded=True))
                     self._build_graph(b, body)
-            else:
+            elif n.id not in self.hidden:
                 self._add(parent, FoldItem(n.id, NODE, n.op_type, node=n))
 
     def _scopes(self, g: Graph) -> dict[str, tuple[str, ...]]:
@@ -264,7 +318,7 @@ class FoldTree:
                     if not i:
                         continue
                     t = self.tensors.get(i)
-                    if t is not None and t.is_weight:
+                    if (t is not None and t.is_weight) or i in self.weight_like:
                         continue
                     p = self.producer.get(i)
                     if p is not None:
@@ -373,8 +427,78 @@ class FoldTree:
         if kids:  # an If/Loop group keeps its own position too
             own = [group.order] if group.node is not None else []
             group.order = min(own + [c.order for c in kids])
-        if len(kids) > self.max_children:
+        flat = [c for c in kids if c.kind == NODE or c.node is not None]
+        scoped = [c for c in kids if c.is_group and c.node is None]
+        if (len(flat) >= STRUCT_MIN and len(scoped) * 10 <= len(flat)) or \
+                len(kids) > self.max_children:
+            self._structure(group)
+        if len(group.children) > self.max_children:
             self._chunk(group)
+
+    def _structure(self, group: FoldItem) -> bool:
+        """Regroup a level by its structure (structure.py): stages, repeats, blocks."""
+        kids = [c for c in group.children if c.kind not in (INPUT, OUTPUT)]
+        if len(kids) < STRUCT_MIN:
+            return False
+        index: dict[str, int] = {}
+        for i, c in enumerate(kids):
+            stack = [c]
+            while stack:
+                it = stack.pop()
+                index[it.key] = i
+                stack.extend(it.children)
+        edges: set[tuple[int, int]] = set()
+        fed = [False] * len(kids)
+        for p, c, _ in self.edges:
+            b = index.get(c)
+            if b is None:
+                continue
+            a = index.get(p)
+            if a != b:
+                fed[b] = True
+            if a is not None and a != b:
+                edges.add((a, b))
+        infos = [self._struct_info(c, not fed[i]) for i, c in enumerate(kids)]
+        parts = structure(infos, sorted(edges))
+        if not any(isinstance(p, Part) for p in parts):
+            return False
+        number_blocks(parts)
+
+        def make(part: Part, parent: FoldItem) -> FoldItem:
+            key = f"{group.key}#{part.kind}{len(self.items)}"
+            it = FoldItem(key, GROUP, part.label, parent=parent, path=group.path)
+            self.items[key] = it
+            it.children = [make(c, it) if isinstance(c, Part) else kids[c]
+                           for c in part.children]
+            for c in it.children:
+                c.parent = it
+            it.order = min(c.order for c in it.children)
+            if len(it.children) > self.max_children:
+                self._chunk(it)
+            return it
+
+        head = [c for c in group.children if c.kind == INPUT]
+        tail = [c for c in group.children if c.kind == OUTPUT]
+        body = [make(p, group) if isinstance(p, Part) else kids[p] for p in parts]
+        group.children = head + body + tail
+        return True
+
+    def _struct_info(self, item: FoldItem, floating: bool) -> ItemInfo:
+        n = item.node
+        if n is None or item.is_group:
+            return ItemInfo("", floating=floating)
+        stride = 1
+        if n.op_type in COMPUTE_OPS:
+            st = n.attributes.get("strides")
+            if isinstance(st, list) and st and all(isinstance(x, int) for x in st):
+                stride = max(st)
+        out = self.tensors.get(n.outputs[0]) if n.outputs else None
+        spatial = ""
+        if out is not None and out.shape is not None and len(out.shape) == 4:
+            spatial = "×".join("?" if not isinstance(d, int) else str(d) for d in out.shape[2:])
+            if spatial == "?×?":
+                spatial = ""
+        return ItemInfo(n.op_type, stride, floating, spatial)
 
     def _chunk(self, group: FoldItem) -> None:
         """Split a wide group into chunks of consecutive children (recursively if needed).
@@ -589,9 +713,17 @@ class FoldTree:
         out = []
         for i, name in enumerate(node.inputs):
             t = self.tensors.get(name) if name else None
-            if t is not None and t.is_weight:
+            if name in self.weight_like and t is None:
+                t = TensorInfo(name, is_weight=True)
+            if t is not None and (t.is_weight or name in self.weight_like):
                 out.append((_input_name(node.op_type, name, i), t))
         return out
+
+    def box_for(self, node_id: str) -> str | None:
+        """The item key that shows a model node: itself, or the consumer a weight lives in."""
+        if node_id in self.items:
+            return node_id
+        return self.hidden.get(node_id)
 
     def op_histogram(self, group: FoldItem) -> dict[str, int]:
         h: dict[str, int] = {}

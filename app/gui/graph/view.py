@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import (QColor, QImage, QKeySequence, QLinearGradient, QPainter, QPalette,
+from PySide6.QtGui import (QColor, QCursor, QImage, QKeySequence, QLinearGradient, QPainter, QPalette,
                            QShortcut)
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QGraphicsScene, QGraphicsView,
                                QHBoxLayout, QLabel, QLineEdit, QSizePolicy, QToolButton,
@@ -47,6 +47,7 @@ COLOUR_MODES = {"op": "Op type", "time": "Time", "device": "Device", "precision"
 MIN_BOX_W, MAX_BOX_W = 96.0, 250.0
 MIN_SCALE, MAX_SCALE = 0.01, 4.0
 READABLE_SCALE = 0.85  # opening zoom when fitting the whole graph would make text unreadable
+FIT_MIN_SCALE = 0.6  # below this zoom box titles are no longer legible: Fit folds or stops here
 MAX_EXPORT_PIXELS = 16384  # longest side of an exported PNG
 
 
@@ -86,21 +87,53 @@ class _Canvas(QGraphicsView):
     def scale_factor(self) -> float:
         return self.transform().m11()
 
-    def zoom_by(self, factor: float, anchor_under_mouse: bool = True) -> None:
+    def zoom_by(self, factor: float, anchor_under_mouse: bool = True,
+                at: QPointF | None = None) -> None:
+        """Zoom keeping the scene point under `at` (viewport coordinates; default: the cursor
+        or the centre) where it is.
+
+        Qt's AnchorUnderMouse cannot do that once the graph is smaller than the window (the
+        scroll bars have no range and the view centres the scene), so the view's scrollable
+        rect is kept one viewport larger than the graph on every side (`update_margins`) and
+        the anchor is kept by hand.
+        """
         s = self.scale_factor()
         factor = max(MIN_SCALE / s, min(MAX_SCALE / s, factor))
         if abs(factor - 1.0) < 1e-6:
             return
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse
-                                     if anchor_under_mouse else
-                                     QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        vp = self.viewport().rect()
+        if at is None:
+            cursor = self.viewport().mapFromGlobal(QCursor.pos())
+            at = QPointF(cursor) if anchor_under_mouse and vp.contains(cursor) else \
+                QPointF(vp.center())
+        before = self.mapToScene(at.toPoint())
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
         self.scale(factor, factor)
+        self.update_margins()
+        self.keep_at(before, at)
         self.sig_view_changed.emit()
+
+    def keep_at(self, scene_point: QPointF, viewport_point: QPointF) -> None:
+        """Scroll so that `scene_point` shows at `viewport_point`."""
+        now = self.mapFromScene(scene_point)
+        d = now - viewport_point.toPoint()
+        self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + d.x())
+        self.verticalScrollBar().setValue(self.verticalScrollBar().value() + d.y())
+
+    def update_margins(self) -> None:
+        """Room to scroll: the graph's rect plus one viewport at the current zoom each side."""
+        graph = self._owner._scene_rect
+        if graph.isEmpty():
+            return
+        s = self.scale_factor()
+        vp = self.viewport().rect()
+        mx, my = vp.width() / s, vp.height() / s
+        self.setSceneRect(graph.adjusted(-mx, -my, mx, my))
 
     def wheelEvent(self, event) -> None:  # noqa: N802 (Qt override)
         delta = event.angleDelta().y() or event.angleDelta().x()
         if delta:
-            self.zoom_by(math.pow(1.0015, delta))
+            self.zoom_by(math.pow(1.0015, delta), at=event.position())
         event.accept()
 
     # --- mouse --------------------------------------------------------------------------------
@@ -184,6 +217,7 @@ class _Canvas(QGraphicsView):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(event)
+        self.update_margins()
         self.sig_view_changed.emit()
 
 
@@ -532,6 +566,8 @@ class GraphView(QWidget):
 
     def select_node(self, node_id: str | None, centre: bool = True) -> bool:
         """Select a node (opening the groups that hide it) without emitting a signal."""
+        if node_id and self._tree is not None:
+            node_id = self._tree.box_for(node_id)  # a weight Constant: the node reading it
         if not node_id or self._tree is None or node_id not in self._tree.items:
             self._set_selected(None)
             return False
@@ -638,14 +674,59 @@ class GraphView(QWidget):
         if self._matches:
             self._goto_match((self._match_i - 1) % len(self._matches))
 
-    def fit(self) -> None:
-        """Show the whole graph (never zooming in past 100 %)."""
+    def fit(self, refold: bool = True) -> None:
+        """A readable overview of the whole graph (never zooming in past 100 %).
+
+        Fitting a long graph whole needs a zoom at which no label can be read: the boxes
+        become a thin line. So the deepest open groups are closed, level by level, until the
+        graph fits at a legible zoom (FIT_MIN_SCALE); when even the most folded graph does
+        not, the zoom stops at that limit, centred on the graph.
+        """
         if self._scene_rect.isEmpty():
             return
-        self.canvas.fitInView(self._scene_rect, Qt.AspectRatioMode.KeepAspectRatio)
-        if self.canvas.scale_factor() > 1.0:
-            self.canvas.resetTransform()
-            self.canvas.centerOn(self._scene_rect.center())
+        while refold and self._fit_scale() < FIT_MIN_SCALE and self._fold_deepest():
+            pass
+        s = min(1.0, max(FIT_MIN_SCALE, self._fit_scale()))
+        self._set_scale(s, self._scene_rect.center())
+
+    def graph_rect(self) -> QRectF:
+        """The graph's extent in scene coordinates (with a small margin)."""
+        return QRectF(self._scene_rect)
+
+    def _fit_scale(self) -> float:
+        vp = self.canvas.viewport().rect()
+        r = self._scene_rect
+        if r.isEmpty() or vp.isEmpty():
+            return 1.0
+        return min(vp.width() / r.width(), vp.height() / r.height())
+
+    def _fold_deepest(self) -> bool:
+        """Close the open groups that hold no open group. False when none is open."""
+        tree = self._tree
+        if tree is None:
+            return False
+        open_groups = [g for g in tree.groups()
+                       if g.expanded and g is not tree.root and not g.body]
+        deepest = [g for g in open_groups
+                   if not any(c.expanded and c.is_group and
+                              (not c.body or any(x.is_group and x.expanded and not x.body
+                                                 for x in c.children))
+                              for c in g.children)]
+        if not deepest:
+            return False
+        for g in deepest:
+            tree.set_expanded(g.key, False)
+            self._layout.invalidate(g.key)
+            if self._selected and tree.contains(g, self._selected):
+                self._selected = None
+        self._relayout()
+        return True
+
+    def _set_scale(self, s: float, centre: QPointF) -> None:
+        self.canvas.resetTransform()
+        self.canvas.scale(s, s)
+        self.canvas.update_margins()
+        self.canvas.centerOn(centre)
         self.canvas.sig_view_changed.emit()
 
     def zoom_in(self) -> None:
@@ -752,6 +833,7 @@ class GraphView(QWidget):
         self._scene_rect = QRectF(0, 0, sl.width, sl.height).adjusted(-margin, -margin, margin,
                                                                       margin)
         self._scene.setSceneRect(self._scene_rect)
+        self.canvas.update_margins()
         self._recolour()
         self._update_match_marks()
         self._set_selected(self._selected if self._selected in self._nodes.by_key or any(
@@ -768,16 +850,13 @@ class GraphView(QWidget):
         if s >= 0.6:
             self.fit()
             return
-        self.canvas.resetTransform()
         s = READABLE_SCALE if vp.width() / r.width() < READABLE_SCALE else min(
             1.0, vp.width() / r.width())
-        self.canvas.scale(s, s)
         # the top of the graph, centred on the boxes that show there
         band = QRectF(r.left(), r.top(), r.width(), vp.height() / s)
         xs = [b.rect.center().x() for b in self._nodes.boxes if b.rect.intersects(band)]
         cx = (min(xs) + max(xs)) / 2 if xs else r.center().x()
-        self.canvas.centerOn(QPointF(cx, r.top() + vp.height() / (2 * s)))
-        self.canvas.sig_view_changed.emit()
+        self._set_scale(s, QPointF(cx, r.top() + vp.height() / (2 * s)))
 
     def _centre_on(self, key: str) -> None:
         r = self.item_scene_rect(key)
@@ -830,7 +909,7 @@ class GraphView(QWidget):
             if category(n.op_type) != "constant":  # a constant's shape says it all
                 weights = tree.weights(n)
                 for name, w in weights[:2]:
-                    lines.append((f"{name} ⟨{shape_text(w) or '?'}⟩", NORMAL))
+                    lines.append((_weight_text(name, w), NORMAL))
                 if len(weights) > 2:
                     lines.append(("+ " + ", ".join(name for name, _ in weights[2:]), MUTED))
             if it.is_group:
@@ -1144,6 +1223,16 @@ class GraphView(QWidget):
             except OSError as e:
                 log.error("%s", e)
                 QToolTip.showText(self.mapToGlobal(QPoint(10, 10)), str(e), self)
+
+
+def _weight_text(name: str, t: Any) -> str:
+    """A weight row as Netron writes it: 'W ⟨16×3×3×3⟩', or a small one's values 'shape = [0, -1]'."""
+    v = t.value
+    if isinstance(v, (int, float)):
+        return f"{name} = {v:g}" if isinstance(v, float) else f"{name} = {v}"
+    if isinstance(v, list) and 0 < len(v) <= 4 and all(isinstance(x, (int, float)) for x in v):
+        return f"{name} = [{', '.join(f'{x:g}' if isinstance(x, float) else str(x) for x in v)}]"
+    return f"{name} ⟨{shape_text(t) or '?'}⟩"
 
 
 def _short_name(name: str, op_type: str) -> str:

@@ -107,7 +107,11 @@ def test_fold_densenet_opens_under_budget_and_expands_to_every_node(densenet):
     tree.auto_fold()
     assert 0 < tree.visible_node_count() < 300
     tree.expand_all()
-    assert tree.visible_node_count() == densenet.node_count() == 1746
+    # every node is a box except the 836 ConstantOfShape weights, rows of their consumers
+    assert len(tree.hidden) == 836
+    assert tree.visible_node_count() + len(tree.hidden) == densenet.node_count() == 1746
+    conv = next(it.node for it in densenet.walk() if it.node.op_type == "Conv")
+    assert [name for name, _ in tree.weights(conv)][:1] == ["W"]
 
 
 def test_fold_synthetic_10k_is_folded_and_lays_out():
@@ -124,16 +128,17 @@ def test_fold_synthetic_10k_is_folded_and_lays_out():
 def test_squeezenet_shows_every_node(view, squeezenet):
     view.set_model(squeezenet)
     view.expand_all()
-    assert view.visible_node_count() == 105 == squeezenet.node_count()
+    hidden = view.fold_tree().hidden
+    assert view.visible_node_count() + len(hidden) == 105 == squeezenet.node_count()
     shown = set(view.visible_keys())
-    assert {it.node.id for it in squeezenet.walk()} <= shown
+    assert {it.node.id for it in squeezenet.walk()} - set(hidden) <= shown
 
 
 def test_densenet_opens_folded(view, densenet):
     view.set_model(densenet)
     assert view.visible_node_count() < 300
     view.expand_all()
-    assert view.visible_node_count() == 1746
+    assert view.visible_node_count() == 1746 - len(view.fold_tree().hidden)
     view.collapse_all()
     assert view.visible_node_count() < 300
 
@@ -157,8 +162,8 @@ def test_squeezenet_edges_go_downward(view, squeezenet):
     view.expand_all()
     tree = view.fold_tree()
     layout = view.scene_layout()
-    edges = _edges(squeezenet)
-    assert len(edges) > 100
+    edges = [(p, c) for p, c in _edges(squeezenet) if p not in tree.hidden]
+    assert len(edges) > 60
     for p, c in edges:
         assert view.item_scene_rect(p).bottom() < view.item_scene_rect(c).top(), (p, c)
         if tree.items[p].parent is tree.items[c].parent:  # same group: same layering
@@ -203,7 +208,7 @@ def test_search_finds_and_selects_conv_nodes(view, qtbot, densenet):
 def test_colour_by_time_gives_the_hottest_node_the_hot_colour(view, squeezenet):
     view.set_model(squeezenet)
     view.expand_all()
-    ids = [it.node.id for it in squeezenet.walk()]
+    ids = [it.node.id for it in squeezenet.walk() if it.node.id in view.fold_tree().items]
     before = {k: view.node_colour(k).name() for k in ids}
     times = {k: 0.1 * (i + 1) for i, k in enumerate(ids)}
     hottest, coldest = ids[-1], ids[0]
@@ -221,7 +226,7 @@ def test_colour_by_time_gives_the_hottest_node_the_hot_colour(view, squeezenet):
 def test_colour_by_device_and_precision(view, squeezenet):
     view.set_model(squeezenet)
     view.expand_all()
-    ids = [it.node.id for it in squeezenet.walk()]
+    ids = [it.node.id for it in squeezenet.walk() if it.node.id in view.fold_tree().items]
     view.set_node_devices({k: "GPU" if i % 2 else "CPU" for i, k in enumerate(ids)})
     view.set_colour_mode("device")
     assert view.node_colour(ids[0]) != view.node_colour(ids[1])
@@ -294,9 +299,11 @@ def test_zoom_fit_and_minimap(view, qtbot, densenet):
     view.zoom_in()
     assert view.zoom() > z
     qtbot.keyClick(view.canvas, Qt.Key.Key_F)
-    scene = view.canvas.sceneRect()
+    scene = view.graph_rect()
     visible = view.canvas.mapToScene(view.canvas.viewport().rect()).boundingRect()
-    assert visible.adjusted(-2, -2, 2, 2).contains(scene)
+    # the whole graph, or as much as a legible zoom shows, centred
+    assert visible.adjusted(-2, -2, 2, 2).contains(scene) or (
+        view.zoom() == pytest.approx(0.6) and visible.contains(scene.center()))
     view.zoom_in()
     view.zoom_in()
     view.zoom_in()
