@@ -234,6 +234,10 @@ def _print_profile(r: dict[str, Any], out) -> None:
       f"p99 {lat['p99']:.3f}  p99.9 {lat['p999']:.3f}")
     p(f"              mean {lat['mean']:.3f} ± {lat['std']:.3f}  min {lat['min']:.3f}  "
       f"max {lat['max']:.3f}  CV {lat['cv']:.3f}  spikes {lat['spikes']}")
+    from profilers.report.honest import text_lines
+
+    for line in text_lines(r):  # intervals, the runtime's own latency, the stability verdict
+        p(line)
     p(f"  throughput  {r['throughput_ips']:.1f} inferences/s")
     mem = r["memory"]
     p(f"  memory      RSS peak {mem['rss_peak_mb']:.1f} MB")
@@ -410,7 +414,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cfg = RunConfig(model=args.models[0], backend=args.backend or "onnxruntime",
                     device=args.device, options=BackendOptions(threads=args.threads),
                     iterations=args.iterations, warmup=args.warmup, layers=args.layers,
-                    trust_code=args.trust, shapes=parse_shape_args(args.shape),
+                    rounds=args.rounds, trust_code=args.trust, shapes=parse_shape_args(args.shape),
                     inputs_npz=args.inputs)
     spec = {"job": "compare", "models": args.models, "config": cfg.to_dict(),
             "eval": args.eval, "backend_given": args.backend is not None}
@@ -437,6 +441,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"{r['latency_ms']['p50']:>9.4f} {r['latency_ms']['p99']:>9.4f} "
               f"{r['rss_peak_mb']:>8.1f} {_fmt_opt(fid.get('cosine'), '.6f'):>9s} "
               f"{_fmt_opt(fid.get('top1_agreement'), '.1%'):>7s} {_fmt_opt(acc, '.2%'):>8s}")
+    from profilers.report.compare_honest import ratio_lines
+
+    for line in ratio_lines(result):  # each p50 ratio with its interval, interleaved rounds
+        print(line)
     for d in result["layer_deltas"][:10]:
         print(f"  layer {d['name']} ({d['op_type']}): {d['base_ms']:.4f} -> "
               f"{d['time_ms']:.4f} ms ({d['delta_ms']:+.4f})")
@@ -577,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--rounds", type=_positive_int, default=10,
+                   help="interleaved timing rounds; the iterations are split across them")
     p.add_argument("--layers", action="store_true", help="per-layer time deltas")
     p.add_argument("--eval", metavar="DATA", help="labelled data for accuracy")
     p.add_argument("--json", action="store_true")

@@ -3,16 +3,25 @@
 Each model is profiled with the same RunConfig (only the path changes) and run on the same
 verification inputs, so latency, memory, fidelity against the first model and accuracy sit side
 by side. Per-layer times are matched by node name where both models have the node.
+
+Latency is then timed again, interleaved: every model loaded at once, then `rounds` rounds in
+which each model runs its share of the iterations (the order reversed every other round), so
+drift of the machine hits every model alike. Each ratio to the first model comes with a
+bootstrap interval over rounds; one that spans 1 reads "no measurable difference".
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from converters.errors import ModelDeckError
 from profilers.runner import Emit, RunConfig, run_profile
+
+NO_DIFFERENCE = "no measurable difference"
 
 DEFAULT_BACKEND = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "openvino",
                    "torch": "torch"}
@@ -73,21 +82,111 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
             "size_bytes": mf.size_bytes(), "params": report["model"]["params"],
             "macs": report["model"]["macs"],
             "latency_ms": {k: report["latency_ms"][k] for k in ("p50", "p90", "p99", "mean")},
+            "iterations": report["iterations"],
+            "stability": {k: report["stability"].get(k) for k in ("verdict", "warnings")},
             "throughput_ips": report["throughput_ips"],
             "rss_peak_mb": report["memory"]["rss_peak_mb"],
             "fidelity": fidelity(reference, outputs),
             "accuracy": classification_metrics(outputs, labels) if labels is not None else None,
             "layers": report["layers"],
+            "layers_summary": report.get("layers_summary"),
         })
+    configs = [dataclasses.replace(base, model=r["model"], backend=r["backend"],
+                                   shapes=resolved if not base.inputs_npz else base.shapes)
+               for r in rows]
+    per_round = max(5, math.ceil((base.iterations or 100) / base.rounds))
+    timed = interleaved_rounds(configs, base.rounds, per_round, emit, cancelled)
     first = rows[0]
-    for r in rows:
+    for i, (r, rounds) in enumerate(zip(rows, timed)):
+        r["latency_ms_solo"] = r["latency_ms"]  # the model's own profile run, for reference
+        r["latency_ms"] = _interleaved_latency(rounds)
         r["relative"] = {
-            "latency_p50": r["latency_ms"]["p50"] / first["latency_ms"]["p50"],
             "size": r["size_bytes"] / first["size_bytes"] if first["size_bytes"] else None,
+            **(ab_ratio(timed[0], rounds) if i else
+               {"latency_p50": 1.0, "latency_p50_ci": [1.0, 1.0], "latency_verdict": "reference"}),
         }
-    return {"schema": "modeldeck.compare/1", "rows": rows, "verified_on": feeds_source,
+    return {"schema": "modeldeck.compare/2", "rows": rows, "verified_on": feeds_source,
             "config": base.to_dict(), "layer_deltas": layer_deltas(rows),
+            "interleaved": {"rounds": base.rounds, "iterations_per_round": per_round,
+                            "order": "reversed every other round",
+                            "interval": "95 % bootstrap over rounds (rounds and iterations "
+                                        "resampled)"},
             "environment": reports[0]["environment"]}
+
+
+def interleaved_rounds(configs: list[RunConfig], rounds: int, per_round: int,
+                       emit: Emit = lambda e: None,
+                       cancelled: Callable[[], bool] = lambda: False) -> list[list[Any]]:
+    """Per model, per round, the latencies (ms) of `per_round` iterations, the models taking
+    turns within every round. All models are loaded and warmed up (until settled) first."""
+    import numpy as np
+
+    from converters.errors import Cancelled
+    from converters.formats import open_model
+    from profilers.runner import _default_threads, _load_backend, _prepare_inputs, _warm_up
+
+    def stage(name: str, msg: str = "") -> None:
+        if cancelled():
+            raise Cancelled
+        emit({"event": "stage", "stage": "compare", "message": msg})
+
+    loaded = []
+    try:
+        for i, cfg in enumerate(configs):
+            graph = open_model(cfg.model)
+            options, _ = _default_threads(dataclasses.replace(cfg.options, profile_layers=False))
+            backend, _ = _load_backend(cfg, graph.meta.format, options)
+            loaded.append(backend)
+            _, feeds = _prepare_inputs(cfg, backend, graph)
+            backend.infer(feeds)
+            backend.prepare(feeds)
+            _warm_up(cfg, backend, lambda name, msg, i=i: stage(
+                name, f"interleaved timing: warming up model {i + 1} of {len(configs)}"),
+                cancelled)
+        out: list[list[Any]] = [[] for _ in configs]
+        for r in range(rounds):
+            stage("compare", f"interleaved timing: round {r + 1} of {rounds}")
+            emit({"event": "progress", "frac": round(r / rounds, 4),
+                  "message": f"interleaved round {r + 1} of {rounds}"})
+            order = range(len(configs)) if r % 2 == 0 else reversed(range(len(configs)))
+            for i in order:
+                backend, values = loaded[i], np.empty(per_round)
+                for k in range(per_round):
+                    a = time.perf_counter_ns()
+                    backend.run_prepared()
+                    values[k] = (time.perf_counter_ns() - a) / 1e6
+                out[i].append(values)
+                if cancelled():
+                    raise Cancelled
+        return out
+    finally:
+        for backend in loaded:
+            backend.close()
+
+
+def _interleaved_latency(rounds: list[Any]) -> dict[str, Any]:
+    import numpy as np
+
+    from profilers.stats import latency_intervals
+
+    v = np.concatenate(rounds)
+    p50, p90, p99 = (float(x) for x in np.percentile(v, [50, 90, 99]))
+    return {"p50": p50, "p90": p90, "p99": p99, "mean": float(v.mean()),
+            "count": int(v.size), **latency_intervals(v)}
+
+
+def ab_ratio(reference: list[Any], rounds: list[Any]) -> dict[str, Any]:
+    """p50 ratio of a model to the reference with its interval, and what it says."""
+    from profilers.stats import ratio_ci
+
+    ratio, low, high = ratio_ci(reference, rounds)
+    if low <= 1.0 <= high:
+        verdict = NO_DIFFERENCE
+    elif high < 1.0:
+        verdict = f"faster: {1 - high:.1%} to {1 - low:.1%} less time"
+    else:
+        verdict = f"slower: {low - 1:.1%} to {high - 1:.1%} more time"
+    return {"latency_p50": ratio, "latency_p50_ci": [low, high], "latency_verdict": verdict}
 
 
 def layer_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

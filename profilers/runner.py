@@ -48,6 +48,7 @@ class RunConfig:
     sample_period_s: float = 0.05
     emit_period_s: float = 0.1
     seed: int = 0
+    rounds: int = 10  # compare: interleaved rounds of the A/B timing (each model every round)
     trust_code: bool = False  # the user's consent to run code the model file carries (torch)
 
     def __post_init__(self) -> None:
@@ -57,6 +58,8 @@ class RunConfig:
             raise ModelDeckError("--duration must be positive")
         if self.warmup < 0:
             raise ModelDeckError("--warmup cannot be negative")
+        if self.rounds < 1:
+            raise ModelDeckError("--rounds must be at least 1")
         if self.warmup_max_s <= 0:
             raise ModelDeckError("the warm-up time cap must be positive")
         for b in self.budgets:

@@ -153,9 +153,11 @@ def verdict(latencies_ms: np.ndarray, *, cv: float, spikes: int, threads: int | 
         reasons.append({"kind": kind, "value": value, "limit": limit, "noisy": noisy,
                         "text": text, "advice": advice})
 
+    one_thread = threads == 1
+    fewer = "" if one_thread else " and set threads to 1"
     if cv > CV_LIMIT:
         add("cv", cv, CV_LIMIT, f"latency varies a lot: CV {cv:.0%} (above {CV_LIMIT:.0%})",
-            "close other work and set threads to 1, or measure longer")
+            f"close other work{fewer}, or measure longer")
     drift = None
     if v.size >= 30:
         third = v.size // 3
@@ -169,14 +171,15 @@ def verdict(latencies_ms: np.ndarray, *, cv: float, spikes: int, threads: int | 
     if spike_frac > SPIKE_LIMIT:
         add("spikes", spike_frac, SPIKE_LIMIT,
             f"{spikes} spikes ({spike_frac:.1%} of iterations) far above the median",
-            "close other work; with few cores set threads to 1")
+            "close other work" + ("" if one_thread or cores > FEW_CORES
+                                  else "; with few cores set threads to 1"))
     other = load.get("other_cores")
     if other is not None and other > OTHER_LOAD_LIMIT:
         add("load", other, OTHER_LOAD_LIMIT,
             f"other processes kept {other:.1f} of {cores} cores busy during the run",
             "close other work (builds, browsers, other runs) and run again")
     busy_threads = (threads or cores) + (other or 0.0)
-    if threads is not None and busy_threads > cores + 0.5 and (threads > 1 or (other or 0) > 0.5):
+    if threads is not None and threads > 1 and busy_threads > cores + 0.5:
         add("oversubscribed", busy_threads, cores,
             f"{threads} inference threads plus {other or 0:.1f} cores of other work on "
             f"{cores} usable cores: threads wait for each other",

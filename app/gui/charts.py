@@ -639,8 +639,20 @@ class LiveCharts(QWidget):
         """The worker's report: exact p50, its spikes, the power source it really used."""
         lat = report.get("latency_ms") or {}
         self.final_p50_ms = lat.get("p50")
+        from profilers.report.honest import ci_text, verdict_line
+
+        verdict = (report.get("stability") or {}).get("verdict")
         self.p50_label.setText(f"p50 {fmt_ms(self.final_p50_ms)}   p99 {fmt_ms(lat.get('p99'))}"
-                               f"   ({report.get('iterations', 0):,} it)")
+                               f"   ({report.get('iterations', 0):,} it)"
+                               + (f"   · {verdict.upper() if verdict == 'noisy' else verdict}"
+                                  if verdict else ""))
+        advice = (report.get("stability") or {}).get("advice") or []
+        self.p50_label.setToolTip("\n".join(x for x in (
+            "p50 of the finished run, as the worker's report has it",
+            f"p50 {ci_text(lat, 'p50')}" if ci_text(lat, "p50") else "",
+            f"p99 {ci_text(lat, 'p99')}" if ci_text(lat, "p99") else "",
+            verdict_line(report).replace("; ", "\n  ").replace(": ", ":\n  ", 1),
+            ("What to do:\n  " + "\n  ".join(advice)) if advice else "") if x))
         power = report.get("power") or {}
         if power.get("source"):
             self.set_power_source(power["source"], power.get("note") or "")

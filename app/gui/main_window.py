@@ -653,9 +653,12 @@ class MainWindow(QMainWindow):
             broken = [b["budget"] for b in report.get("budgets") or [] if b.get("ok") is False]
             from app.gui.charts import fmt_ms  # loaded with the charts already
 
+            stability = report.get("stability") or {}
+            noisy = (f" — noisy: {'; '.join((stability.get('advice') or [])[:1])}"
+                     if stability.get("verdict") == "noisy" else "")
             self.job_bar.set_text(f"Run done: p50 {fmt_ms(p50)}, {report.get('iterations')} "
                                   "iterations" + (f" — budget broken: {', '.join(broken)}"
-                                                  if broken else ""))
+                                                  if broken else "") + noisy)
         self.sig_profile_finished.emit(outcome)
 
     def _show_layer_times(self, layers: list[dict[str, Any]]) -> None:

@@ -20,7 +20,7 @@ from profilers.report.html import write_html
 log = logging.getLogger(__name__)
 
 SCHEMA_PREFIX = "modeldeck.report/"
-SCHEMA = "modeldeck.report/1"
+SCHEMA = "modeldeck.report/2"  # 2: intervals, stability verdict, device-side latency
 
 __all__ = ["SCHEMA", "SCHEMA_PREFIX", "load_report", "write_csv", "write_html", "write_json"]
 

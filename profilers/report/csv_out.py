@@ -100,6 +100,7 @@ def summary_rows(report: dict[str, Any]) -> list[list[Any]]:
     ]
     for key in ("mean", "std", "min", "max", "p50", "p90", "p95", "p99", "p999"):
         rows.append((f"latency_{key}_ms", lat.get(key), "ms", src("latency_ms")))
+    rows += _honest_rows(report, lat)
     rows += [
         ("latency_cv", lat.get("cv"), "ratio", None),
         ("latency_spikes", lat.get("spikes"), "count", None),
@@ -117,6 +118,32 @@ def summary_rows(report: dict[str, Any]) -> list[list[Any]]:
         for stat in ("mean", "max"):
             rows.append((f"{name}_{stat}", g.get(stat), str(g.get("unit") or ""), g.get("source")))
     return [[m, _cell(v), u, _cell(s)] for m, v, u, s in rows]
+
+
+def _honest_rows(report: dict[str, Any], lat: dict[str, Any]) -> list[tuple[str, Any, str, Any]]:
+    """Intervals, the runtime's own latency and the verdict (schema 2; absent before)."""
+    rows: list[tuple[str, Any, str, Any]] = []
+    for key in ("p50", "p99"):
+        ci = lat.get(f"{key}_ci")
+        if isinstance(ci, list) and len(ci) == 2:
+            how = f"{(lat.get('ci_confidence') or 0.95) * 100:.0f}% CI, {lat.get('ci_method')}"
+            rows += [(f"latency_{key}_ci_low_ms", ci[0], "ms", how),
+                     (f"latency_{key}_ci_high_ms", ci[1], "ms", how)]
+    dev = _d(report.get("latency_device_ms"))
+    for key in ("p50", "p99"):
+        if dev.get(key) is not None:
+            rows.append((f"latency_device_{key}_ms", dev[key], "ms", dev.get("source")))
+    st = _d(report.get("stability"))
+    if st.get("verdict"):
+        rows += [("stability_verdict", st["verdict"], "stable|noisy",
+                  "; ".join(str(w) for w in _l(st.get("warnings"))) or None),
+                 ("settled_at_iteration", st.get("settled_at_iteration"), "iteration",
+                  st.get("warmup_rule"))]
+    layers = _d(report.get("layers_summary"))
+    if layers.get("unaccounted_ms") is not None:
+        rows.append(("layers_unaccounted_ms", layers["unaccounted_ms"], "ms",
+                     f"{layers.get('statistic')} of the profiled run minus the layer sum"))
+    return rows
 
 
 def write_csv(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:

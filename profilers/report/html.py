@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from profilers.budgets import LATENCY_METRICS
-from profilers.report import svg
+from profilers.report import honest, svg
 from profilers.report._io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -304,8 +304,8 @@ def _key_figures(r: dict[str, Any]) -> str:
     lat = _dict(r.get("latency_ms"))
     power = _dict(r.get("power"))
     cards = [
-        _card("Latency p50", fmt_val(lat.get("p50"), "ms")),
-        _card("Latency p99", fmt_val(lat.get("p99"), "ms")),
+        _card("Latency p50", fmt_val(lat.get("p50"), "ms"), _e(honest.ci_text(lat, "p50"))),
+        _card("Latency p99", fmt_val(lat.get("p99"), "ms"), _e(honest.ci_text(lat, "p99"))),
         _card("Throughput", fmt_val(r.get("throughput_ips"), "inf/s")),
         _card("Peak memory (RSS)", fmt_val(_get(r, "memory", "rss_peak_mb"), "MB")),
         _card("Power", fmt_val(power.get("mean_w"), "W"), _source_badge(power.get("source"))),
@@ -333,7 +333,11 @@ def _summary(r: dict[str, Any]) -> str:
             _row("First inference", fmt_val(r.get("first_inference_ms"), "ms"),
                  "timed apart, not part of the statistics below")]
     for key, label in PERCENTILES:
-        rows.append(_row(f"Latency {label}", fmt_val(lat.get(key), "ms")))
+        rows.append(_row(f"Latency {label}", fmt_val(lat.get(key), "ms"),
+                         _e(honest.ci_text(lat, key)) if key in ("p50", "p99") else ""))
+    if honest.device_line(r):
+        rows.append(_row("Runtime's own latency", honest.device_line(r),
+                         "timed by the runtime itself, without the Python call around it"))
     mean, std = fmt_num(lat.get("mean")), fmt_num(lat.get("std"))
     rows += [
         _row("Mean ± std", DASH if mean == DASH else f"{mean} ± {std} ms", "std with ddof=1"),
@@ -366,7 +370,7 @@ def _summary(r: dict[str, Any]) -> str:
                          f"{fmt_num(sampling.get('ticks'))} ticks",
                          "sampler thread busy " + (DASH if frac is None else f"{frac * 100:.2f} %")
                          + " of the run"))
-    return f"<h2>Summary</h2><table>{''.join(rows)}</table>"
+    return f"<h2>Summary</h2><table>{''.join(rows)}</table>" + honest.stability_html(r)
 
 
 def _power_rows(power: dict[str, Any]) -> list[str]:
@@ -566,14 +570,15 @@ def _layer_section(r: dict[str, Any]) -> str:
         bars.append(svg.Bar(_layer_label(row), t or 0.0, " · ".join(parts),
                             svg.ORANGE if row.get("fallback") else svg.BLUE,
                             f"{row.get('name')} ({row.get('op_type')})"))
-    legend = [(svg.BLUE, "mean time per inference")]
+    legend = [(svg.BLUE, "time per inference")]
     if any_fallback:
         legend.append((svg.ORANGE, "CPU fallback: ran on the CPU although another device was "
                                    "asked for"))
     chart = svg.hbar_chart(bars, title=f"Slowest {len(bars)} of {len(layers):,} layers",
                            value_label="ms per inference", legend=legend)
     cap = ("From a separate profiling run (per-layer timing slows inference), so layer times "
-           f"need not add up to the latency above; layer total {_e(fmt_val(total, 'ms'))}.")
+           f"need not add up to the latency above; layer total {_e(fmt_val(total, 'ms'))}."
+           + (f" {_e(honest.layers_line(r))}." if honest.layers_line(r) else ""))
     return ("<h2>Layers</h2>" + _figure(chart, cap) + _layer_table(layers, total))
 
 
@@ -613,6 +618,7 @@ def _environment(r: dict[str, Any]) -> str:
     machine = [("CPU", env.get("cpu_model")), ("Cores", cores),
                ("Memory", fmt_val(env.get("memory_gb"), "GB")), ("OS", env.get("os")),
                ("Platform", env.get("platform")), ("Python", env.get("python"))]
+    machine += honest.environment_pairs(env)
     machine += [(f"{name}", version) for name, version in _dict(env.get("libraries")).items()]
     runtime = [(k, v) for k, v in _dict(r.get("runtime")).items()]
     size = _num(model.get("file_size"))
