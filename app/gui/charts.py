@@ -7,6 +7,7 @@ antialiasing off, so a fast model (thousands of iterations a second) stays cheap
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ ROLLING_WINDOW = 1000  # latencies behind the rolling p50/p99
 SPIKE_WINDOW = 2000  # latencies behind the live spike threshold
 SPIKE_K = 6.0  # same rule as profilers.stats.spike_mask: median + k x MAD
 DECIMATE_ABOVE = 4000  # points; above, the chart gets a median + min/max per bucket (decimate)
+BUDGET_IN_RANGE = 5.0  # a budget line widens an axis only up to 5x the data's robust top
 MAX_SPIKE_MARKERS = 300  # on a noisy machine more would bury the curve: the largest are marked
 LATENCY_CAPACITY = 1 << 18  # 262k iterations (a 60 s run of a ~0.25 ms model)
 SAMPLER_CAPACITY = 1 << 15  # 32k samples (27 min at the default 50 ms period)
@@ -51,6 +53,22 @@ def nice_ceiling(x: float) -> float:
         if m * 10 ** exp >= x:
             return float(m * 10 ** exp)
     return float(10 ** (exp + 1))
+
+
+def robust_top(values: np.ndarray, k: float = SPIKE_K, floor: float = 0.0) -> float:
+    """The top of what a chart should show of `values`: their maximum when nothing stands
+    out, else the largest value at or under median + k x MAD (the spike rule, with MAD at
+    least 1 % of the median and `floor`), so a few spikes are marked, not scaled to."""
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return 0.0
+    if v.size < 20:
+        return float(v.max())
+    med = float(np.median(v))
+    mad = 1.4826 * float(np.median(np.abs(v - med)))
+    limit = med + k * max(mad, 0.01 * abs(med), floor)
+    body = v[v <= limit]
+    return float(body.max()) if body.size else float(v.max())
 
 
 def fmt_ms(value: float | None) -> str:
@@ -219,6 +237,7 @@ class LiveCharts(QWidget):
         self._budget_items: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
         self._budget_lines: dict[str, pg.InfiniteLine] = {}
         self._budget_texts: tuple[str, ...] = ()
+        self._budget_state: dict[str, str] = {}  # budget text -> what its label says now
         self._limits: dict[int, float] = {}  # id(line) -> limit in data units (log mode moves it)
         self.log_latency = False
         self._spikes = RingBuffer(4096)
@@ -242,6 +261,12 @@ class LiveCharts(QWidget):
         self.p50_label.setFont(font)
         self.resources_label = QLabel("")  # kept separate for callers; shown in one line
         self.resources_label.hide()
+        self.budget_label = QLabel("")
+        self.budget_label.setToolTip("Budgets: while the run streams they are checked on the "
+                                     "last 200 iterations (live); the verdict is the final "
+                                     "figure of the whole run, as the report has it")
+        self.budget_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.budget_label.hide()
         self.log_check = QCheckBox("log latency")
         self.log_check.setToolTip("Logarithmic latency axis: the typical latency and rare "
                                   "spikes 100× larger both stay readable")
@@ -249,6 +274,8 @@ class LiveCharts(QWidget):
         header.addWidget(self.rolling_label, 1)
         header.addSpacing(12)
         header.addWidget(self.p50_label)
+        header.addSpacing(12)
+        header.addWidget(self.budget_label)
         header.addSpacing(12)
         header.addWidget(self.log_check)
         layout.addLayout(header)
@@ -373,6 +400,7 @@ class LiveCharts(QWidget):
         self.p50_label.setText("")
         self.rolling_label.setText("starting…")
         self.resources_label.setText("")
+        self._budget_state = {}
         self.set_budgets(budgets)
         self.set_power_source(predicted_power_source(), provisional=True)
         self._streaming = True
@@ -508,29 +536,33 @@ class LiveCharts(QWidget):
                 t_end = max(t_end, float(s.buffer.view()[0][-1]))
         if t_end > 0:
             self._set_range("latency", 0.0, nice_ceiling(t_end * 1.05), "x")
-        for key, names in (("memory", ("rss_mb", "gpu_mem_mb")), ("cpu", ("cpu_percent",)),
-                           ("power", ("power_w", "gpu_power_w"))):
+        cpu_cap = 100.0 * (os.cpu_count() or 1)  # a process cannot use more than every core
+        for key, names, robust in (("memory", ("rss_mb", "gpu_mem_mb"), False),
+                                   ("cpu", ("cpu_percent",), True),
+                                   ("power", ("power_w", "gpu_power_w"), True)):
+            # memory grows in steps that are real; CPU and power have sampler blips (a first
+            # CPU reading over a few ms, a power estimate's start) that must not set the axis
             top = 0.0
             for name in names:
                 b = self.series[name].buffer
                 if len(b):
-                    top = max(top, float(b.view()[1].max()))
-            top = max([top] + [self._limits[id(line)] for plot, line in self._budget_items
-                               if plot is self.plots[key]])
+                    vals = b.view()[1]
+                    top = max(top, robust_top(vals, floor=1.0) if robust else float(vals.max()))
+            if key == "cpu":
+                top = min(top, cpu_cap)
+            top = self._with_budgets(key, top)
             if top > 0:
                 self._set_range(key, 0.0, nice_ceiling(top * 1.1), "y")
         _, v = self.series["latency_ms"].buffer.view()
         if v.size < 5:
             return
         sample = v[:: max(1, v.size // 20_000)]
-        top = float(np.percentile(sample, 99.5)) * 1.2
-        if float(sample.max()) <= top * 1.5:
-            top = float(sample.max()) * 1.05  # nothing far out: show everything
+        # the body of the distribution (what is under the spike rule), not the spikes: those
+        # are marked and pinned to the top edge
+        top = robust_top(sample) * 1.15
         limits = [self._limits[id(line)] for plot, line in self._budget_items
                   if plot is self.plots["latency"]]
-        for limit in limits:
-            top = max(top, limit * 1.1)
-        top = nice_ceiling(top)
+        top = nice_ceiling(self._with_budgets("latency", top))
         if self.log_latency:
             positive = sample[sample > 0]
             low = float(positive.min()) if positive.size else top / 100
@@ -546,6 +578,16 @@ class LiveCharts(QWidget):
             self._y_top = top
             self._set_range("latency", 0.0, top, "y")
             self._draw_spikes()
+
+    def _with_budgets(self, key: str, top: float) -> float:
+        """The axis top with this plot's budget lines in view, unless a line is so far above
+        the data (a 20 ms budget over a 0.1 ms model) that showing it would flatten them: its
+        state is then in the header's budget label."""
+        for plot, line in self._budget_items:
+            limit = self._limits[id(line)]
+            if plot is self.plots[key] and (top <= 0 or limit <= BUDGET_IN_RANGE * top):
+                top = max(top, limit * 1.1)
+        return top
 
     def set_log_latency(self, on: bool) -> None:
         """Linear (default) or logarithmic latency axis; budget lines and spikes follow."""
@@ -606,20 +648,60 @@ class LiveCharts(QWidget):
                                    movable=False,
                                    pen=pg.mkPen(BUDGET_COLOUR, width=1,
                                                 style=Qt.PenStyle.DashLine),
-                                   label=f"{b.metric} ≤ {b.limit:g} {b.unit}",
+                                   label=_budget_name(b.text),
                                    labelOpts={"position": 0.98, "color": BUDGET_COLOUR,
                                               "anchors": [(1, 1), (1, 1)]})
             plot.addItem(line)
             self._budget_items.append((plot, line))
             self._budget_lines[b.text] = line
             self._limits[id(line)] = b.limit
+        old = self._budget_state  # a log/linear switch redraws the lines, keeps the state
+        self._budget_state = {t: old.get(t, f"{_budget_name(t)}: watching")
+                              for t in self._budget_lines}
+        self._show_budget_state()
+
+    def _show_budget_state(self) -> None:
+        text = " · ".join(self._budget_state.values())
+        self.budget_label.setText(text)
+        self.budget_label.setVisible(bool(text))
 
     def mark_budget_broken(self, text: str, value: float) -> None:
+        """The worker's live check (a rolling window of the last iterations) broke `text`:
+        said as live, since the whole run's figure may still pass."""
         line = self._budget_lines.get(text)
+        try:
+            from profilers.budgets import parse_budget
+
+            b = parse_budget(text)
+            shown = _fmt_value(value, b.unit)
+            metric = b.metric
+        except Exception:
+            shown, metric = f"{value:.3g}", "value"
+        state = f"{_budget_name(text)}: live {metric} {shown} — broken (final figure pending)"
+        self._budget_state[text] = state
+        self._show_budget_state()
         if line is not None:
             line.setPen(pg.mkPen(BUDGET_COLOUR, width=2))
             if line.label is not None:
-                line.label.setFormat(f"{text} — broken ({value:.3g})")
+                line.label.setFormat(f"{_budget_name(text)} — live {shown}: broken")
+
+    def show_final_budgets(self, results: list[dict[str, Any]]) -> None:
+        """The report's verdicts (final figures of the whole run) replace the live ones."""
+        for r in results:
+            text = str(r.get("budget", ""))
+            value = r.get("value")
+            shown = "—" if value is None else _fmt_value(float(value), str(r.get("unit", "")))
+            verdict = {True: "PASS", False: "FAIL"}.get(r.get("ok"), "not measured")
+            live = " (broken live, on a rolling window)" if r.get("broken_live") else ""
+            self._budget_state[text] = (f"{_budget_name(text)}: final {r.get('metric', '')} "
+                                        f"{shown} — {verdict}{live}")
+            line = self._budget_lines.get(text)
+            if line is not None:
+                line.setPen(pg.mkPen(BUDGET_COLOUR, width=2 if r.get("ok") is False else 1,
+                                     style=Qt.PenStyle.DashLine))
+                if line.label is not None:
+                    line.label.setFormat(f"{_budget_name(text)} — final {shown}: {verdict}")
+        self._show_budget_state()
 
     def set_power_source(self, source: str | None, note: str = "",
                          provisional: bool = False) -> None:
@@ -656,6 +738,8 @@ class LiveCharts(QWidget):
         power = report.get("power") or {}
         if power.get("source"):
             self.set_power_source(power["source"], power.get("note") or "")
+        if report.get("budgets"):
+            self.show_final_budgets(report["budgets"])
         tl = (report.get("timelines") or {}).get("latency_ms") or {}
         spikes = report.get("spikes")
         if spikes is not None and tl.get("t_s"):
@@ -671,3 +755,31 @@ class LiveCharts(QWidget):
 
     def plot_colour(self, name: str) -> QColor:
         return QColor(SERIES_COLOURS[name])
+
+    def clear(self) -> None:
+        """Another model is open: nothing of the previous run stays on the charts."""
+        self.reset(())
+        self.timer.stop()
+        self._streaming = False
+        self.rolling_label.setText("no run yet")
+        self.set_power_source(None)
+        for key in self.plots:
+            self._set_range(key, 0.0, 1.0, "y")
+        self._set_range("latency", 0.0, 1.0, "x")
+
+
+def _budget_name(text: str) -> str:
+    """'p99=20ms' as the charts write it: 'p99 ≤ 20 ms'."""
+    try:
+        from profilers.budgets import parse_budget
+
+        b = parse_budget(text)
+        return f"{b.metric} ≤ {_fmt_value(b.limit, b.unit)}"
+    except Exception:
+        return text
+
+
+def _fmt_value(value: float, unit: str) -> str:
+    if unit == "ms":
+        return fmt_ms(value)
+    return f"{value:.4g} {unit}".strip()

@@ -278,6 +278,9 @@ class MainWindow(QMainWindow):
         self.variants.sig_details.connect(self._show_variant_details)
         self.converter.sig_details.connect(self._show_queue_details)
         self.variants.set_runner_check(self.backend.can_run)  # Compare: one backend runs all
+        from app.gui.variant_store import VariantStore
+
+        self.variants.set_store(VariantStore(self.work_dir))  # rows outlive the open model
         self.backend.sig_backend_changed.connect(lambda _name: self.variants._update_buttons())
         self._export_done.connect(self._on_export_done)
 
@@ -492,7 +495,8 @@ class MainWindow(QMainWindow):
             self.backend.inputs_table.set_workload(result.get("workload"))
         if not as_variant or self.root_path is None:
             self.root_path = path
-            self.variants.set_original(result)
+            self.variants.set_original(result, path)
+            self._forget_results()
         settings.add_recent_file(path)
         self.setWindowTitle(f"ModelDeck — {name}")
         self.summary_label.setText(self._summary_text(result))
@@ -534,6 +538,16 @@ class MainWindow(QMainWindow):
         self.backend.inputs_table.set_workload(result.get("workload"), keep_user=True)
         self.summary_label.setText(self._summary_text(self.summary))
         self.sig_recounted.emit()
+
+    def _forget_results(self) -> None:
+        """Another model: the last run's charts, its time colouring and the comparison belong
+        to the previous one."""
+        self.last_report = self.last_comparison = None
+        self._last_result_kind = None
+        self.profile_layers = []
+        if self.charts is not None and not self.charts.streaming:
+            self.charts.clear()
+        self.set_colour_mode("op")
 
     @staticmethod
     def _summary_text(s: dict[str, Any]) -> str:

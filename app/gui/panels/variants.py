@@ -16,12 +16,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.jobs import WorkerJob
+from app.gui.variant_store import VariantStore, to_record
 from app.gui.panels.node_details import human, human_bytes
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["name", "format", "size", "params", "sparsity", "fidelity", "accuracy", "p50",
            "status"]
+COMPARE_HINT = "Select variants and press Compare."
 COMPARE_COLUMNS = ["model", "size", "× size", "p50", "× p50", "p99", "cosine", "top-1 agree",
                    "accuracy", "params", "RSS peak", "format"]
 
@@ -97,6 +99,8 @@ class VariantsPanel(QWidget):
         self.variants: list[Variant] = []
         self._progress: dict[int, _RowProgress] = {}
         self.runner_check: Callable[[set[str]], tuple[bool, str]] = lambda _formats: (True, "")
+        self.store: VariantStore | None = None  # where the rows outlive the open model
+        self.root: str | None = None  # the model the rows descend from
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.tabs = QTabWidget()
@@ -134,7 +138,7 @@ class VariantsPanel(QWidget):
         cpage = QWidget()
         cv = QVBoxLayout(cpage)
         cv.setContentsMargins(2, 2, 2, 2)
-        self.compare_note = QLabel("Select variants and press Compare.")
+        self.compare_note = QLabel(COMPARE_HINT)
         self.compare_note.setWordWrap(True)
         cv.addWidget(self.compare_note)
         self.compare_table = QTableWidget(0, len(COMPARE_COLUMNS))
@@ -160,16 +164,57 @@ class VariantsPanel(QWidget):
         self.variants.clear()
         self._progress.clear()
         self.table.setRowCount(0)
+        self.clear_comparison()
         self._update_buttons()
 
-    def set_original(self, summary: dict[str, Any]) -> Variant:
-        """A newly opened model: the table restarts with it as the reference row."""
+    def clear_comparison(self) -> None:
+        """Another model: the previous model's comparison no longer applies."""
+        self.compare_table.setRowCount(0)
+        self.compare_note.setText(COMPARE_HINT)
+        self.compare_note.setToolTip("")
+        self.tabs.setCurrentIndex(0)
+
+    def set_store(self, store: VariantStore | None) -> None:
+        self.store = store
+
+    def set_original(self, summary: dict[str, Any], path: str | None = None) -> Variant:
+        """A newly opened model: the table restarts with it as the reference row, followed
+        by the variants made from it earlier (kept in the data folder's index)."""
         self.clear()
-        v = Variant(name="original", path=summary.get("path", ""),
-                    format=summary.get("format", ""), size_bytes=summary.get("file_size"),
-                    params=summary.get("params"), message="source model")
+        path = path or summary.get("path", "")
+        self.root = os.path.abspath(path) if path else None
+        v = Variant(name="original", path=path, format=summary.get("format", ""),
+                    size_bytes=summary.get("file_size"), params=summary.get("params"),
+                    message="source model")
+        saved = self.store.load(self.root) if self.store is not None and self.root else {}
+        figures = saved.get("original") or {}
+        if figures.get("size_bytes") in (None, v.size_bytes):  # the same file as then
+            v.accuracy = figures.get("accuracy")
+            v.sparsity = figures.get("sparsity")
+            v.latency_p50 = figures.get("latency_p50")
         self._append(v)
+        for rec in saved.get("variants") or []:
+            r = Variant(name=str(rec.get("name") or os.path.basename(rec["path"])),
+                        status="ok")
+            for key, value in rec.items():
+                if key in ("name", "status", "job", "result"):
+                    continue
+                if hasattr(r, key):
+                    setattr(r, key, value)
+            r.message = rec.get("message") or "done"
+            self._append(r)
         return v
+
+    def _persist(self) -> None:
+        if self.store is None or not self.root or not self.variants:
+            return
+        original = self.variants[0]
+        self.store.save(self.root, {"size_bytes": original.size_bytes,
+                                    "accuracy": original.accuracy,
+                                    "sparsity": original.sparsity,
+                                    "latency_p50": original.latency_p50},
+                        [to_record(v) for v in self.variants[1:]
+                         if v.status == "ok" and v.path])
 
     def add_conversion(self, name: str, job: WorkerJob) -> Variant:
         v = Variant(name=name, status="running", job=job, message="starting…")
@@ -225,6 +270,16 @@ class VariantsPanel(QWidget):
             if v.path and os.path.abspath(v.path) == os.path.abspath(path):
                 v.latency_p50 = p50_ms
                 self._refresh(v)
+        self._persist()
+
+    def set_accuracy(self, path: str, accuracy: dict[str, Any] | None) -> None:
+        if not accuracy:
+            return
+        for v in self.variants:
+            if v.path and os.path.abspath(v.path) == os.path.abspath(path):
+                v.accuracy = accuracy
+                self._refresh(v)
+        self._persist()
 
     # --- conversion jobs -------------------------------------------------------------------
     def _on_event(self, v: Variant, event: dict[str, Any]) -> None:
@@ -242,7 +297,22 @@ class VariantsPanel(QWidget):
             v.steps.append(step)
             if step.get("pass") != "source":
                 self._apply_step(v, step)
+            else:
+                self._source_figures(step)
             self._refresh(v)
+
+    def _source_figures(self, step: dict[str, Any]) -> None:
+        """A conversion measures its source first (accuracy with labels, sparsity): the
+        original row shows them too."""
+        if not self.variants or not step.get("output"):
+            return
+        original = self.variants[0]
+        if os.path.abspath(original.path or "") != os.path.abspath(step["output"]):
+            return
+        original.accuracy = step.get("accuracy") or original.accuracy
+        if step.get("sparsity") is not None:
+            original.sparsity = step["sparsity"]
+        self._refresh(original)
 
     def _apply_step(self, v: Variant, step: dict[str, Any]) -> None:
         v.path = step.get("output") or v.path
@@ -279,6 +349,7 @@ class VariantsPanel(QWidget):
             v.status, v.message, v.details = "failed", outcome.error or "failed", \
                 outcome.stderr_tail
         self._refresh(v)
+        self._persist()
 
     # --- comparison ------------------------------------------------------------------------
     def show_comparison(self, result: dict[str, Any]) -> None:
@@ -307,6 +378,7 @@ class VariantsPanel(QWidget):
                 t.setItem(r, c, item)
             if lat.get("p50") is not None:
                 self.set_latency(row.get("model", ""), lat["p50"])
+            self.set_accuracy(row.get("model", ""), row.get("accuracy"))
         backends = sorted({str(r.get("backend", "")) for r in rows})
         config = result.get("config") or {}
         self.compare_note.setText(

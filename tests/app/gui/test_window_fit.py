@@ -73,3 +73,185 @@ def test_compare_disabled_with_why_when_the_backend_cannot_run_the_variants(wind
     if i >= 0 and combo.model().item(i).isEnabled():
         combo.setCurrentIndex(i)  # OpenVINO runs both ONNX and IR
         assert panel.compare_button.isEnabled()
+
+
+# --- charts that do not mislead --------------------------------------------------------------
+@pytest.fixture
+def charts(qtbot):
+    from app.gui.charts import LiveCharts
+
+    c = LiveCharts()
+    qtbot.addWidget(c)
+    c.resize(1200, 300)
+    c.show()
+    qtbot.waitExposed(c)
+    return c
+
+
+def _series(t, v):
+    import numpy as np
+
+    return np.c_[t, v].tolist()
+
+
+def _y(charts, key):
+    return charts.plots[key].getViewBox().viewRange()[1]
+
+
+def test_latency_range_is_the_body_and_spikes_are_marked(charts):
+    """A 0.12 ms model with 2 % spikes at 5 ms: the axis shows the 0.12 ms body."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 5, 5000)
+    lat = 0.12 + 0.01 * rng.random(5000)
+    lat[::50] = 5.0
+    charts.reset(())
+    charts.add_samples({"latency_ms": _series(t, lat)})
+    charts.redraw()
+    charts.stop()
+    lo, hi = _y(charts, "latency")
+    assert lo == 0 and 0.13 < hi < 0.5, (lo, hi)  # was 5+ (scaled to the spikes)
+    st, sv = charts.spike_markers.getData()
+    assert sv is not None and len(sv) >= 90  # the spikes are marked ...
+    assert float(np.max(sv)) <= hi  # ... pinned inside the axis, not scaled to
+
+
+def test_no_spikes_shows_everything(charts):
+    import numpy as np
+
+    t = np.linspace(0, 5, 1000)
+    lat = np.linspace(1.0, 3.0, 1000)  # a slow drift is data, not a spike
+    charts.reset(())
+    charts.add_samples({"latency_ms": _series(t, lat)})
+    charts.stop()
+    assert _y(charts, "latency")[1] >= 3.0
+
+
+def test_resource_axes_with_an_rss_budget(charts):
+    """CPU and power axes follow their readings, not a first-sample blip nor another
+    plot's budget; the RSS budget stays in view on the memory axis."""
+    import numpy as np
+
+    t = np.linspace(0, 5, 100)
+    cpu = np.full(100, 95.0)
+    cpu[0] = 1000.0  # psutil's first reading over a few ms
+    power = np.full(100, 12.0)
+    power[1] = 100.0
+    charts.reset(["rss=500MB"])
+    charts.add_samples({"rss_mb": _series(t, 150 + t), "cpu_percent": _series(t, cpu),
+                        "power_w": _series(t, power)})
+    charts.stop()
+    assert _y(charts, "cpu")[1] <= 200, _y(charts, "cpu")
+    assert _y(charts, "power")[1] <= 20, _y(charts, "power")
+    assert 500 <= _y(charts, "memory")[1] <= 1000
+
+
+def test_budget_label_says_live_then_final_as_the_report(charts):
+    import numpy as np
+
+    charts.reset(["p99=20ms"])
+    t = np.linspace(0, 1, 300)
+    charts.add_samples({"latency_ms": _series(t, np.full(300, 15.0))})
+    charts.mark_budget_broken("p99=20ms", 24.6)
+    text = charts.budget_label.text()
+    assert "live" in text and "24.6" in text and "final" in text  # "final figure pending"
+    report = {"latency_ms": {"p50": 15.0, "p99": 17.8}, "iterations": 300,
+              "budgets": [{"budget": "p99=20ms", "metric": "p99", "limit": 20.0, "unit": "ms",
+                           "value": 17.8, "ok": True, "broken_live": True}]}
+    charts.set_result(report)
+    text = charts.budget_label.text()
+    assert "final p99 17.80 ms — PASS" in text and "broken live" in text
+    line = charts._budget_lines["p99=20ms"]
+    assert "PASS" in line.label.format
+
+
+def test_charts_and_time_colouring_reset_for_the_next_model(window, qtbot):
+    from tests.conftest import light_model
+
+    _devices(window, qtbot)
+    _open(window, qtbot, SAMPLE_ONNX)
+    window.backend.iterations.setValue(200)
+    window.backend.length_mode.setCurrentText("iterations")
+    with qtbot.waitSignal(window.sig_profile_finished, timeout=120_000) as blocker:
+        window.run_profile()
+    assert blocker.args[0].status == "ok"
+    assert window.charts.point_count("latency_ms") > 0
+    _open(window, qtbot, light_model("squeezenet"))
+    assert window.charts.point_count("latency_ms") == 0
+    assert window.charts.p50_label.text() == ""
+    assert window.charts.rolling_label.text() == "no run yet"
+    mode = getattr(window.graph_view, "colour_mode", None)
+    if callable(mode):
+        assert mode() == "op"
+    assert window.last_report is None
+
+
+# --- variants that last ----------------------------------------------------------------------
+def _convert(window, qtbot, name: str = "fp16"):
+    """A real conversion of the open model through the worker, as Apply makes one (without
+    the passes panel, which another change owns)."""
+    from app.gui.jobs import WorkerJob
+
+    source = window.model_path
+    output = window._output_path(source, "onnx", [{"name": name}], None)
+    convert = {"model": source, "output": output, "to": None,
+               "passes": [{"name": name, "options": {}}], "calib": None, "eval": "sample",
+               "trust_code": False, "shapes": {}}
+    job = WorkerJob({"job": "convert", "convert": convert, **convert}, window)
+    variant = window.variants.add_conversion(name, job)
+    job.start()
+    qtbot.waitUntil(lambda: variant.status != "running", timeout=180_000)
+    assert variant.status == "ok", (variant.message, variant.details)
+    return variant
+
+
+@pytest.mark.slow
+def test_variants_restored_when_the_model_is_reopened(window, qtbot, tmp_path):
+    from tests.conftest import light_model
+
+    _devices(window, qtbot)
+    _open(window, qtbot, SAMPLE_ONNX)
+    variant = _convert(window, qtbot)
+    original = window.variants.variants[0]
+    # the original row gets the accuracy its conversion measured on the sample's labels
+    assert original.accuracy and original.accuracy["accuracy"] > 0.9
+    assert window.variants.table.item(0, 6).text() != "—"
+    window.backend.iterations.setValue(100)
+    window.backend.length_mode.setCurrentText("iterations")
+    with qtbot.waitSignal(window.sig_profile_finished, timeout=120_000):
+        window.run_profile()
+    assert original.latency_p50 is not None  # and the latency of its run
+    window.variants.show_comparison({"rows": [], "config": {}})  # something in the tab
+    window.variants.compare_note.setText("previous model's comparison")
+
+    _open(window, qtbot, light_model("squeezenet"))
+    assert [v.name for v in window.variants.variants] == ["original"]
+    assert window.variants.compare_table.rowCount() == 0
+    assert "previous model" not in window.variants.compare_note.text()
+
+    _open(window, qtbot, SAMPLE_ONNX)
+    rows = window.variants.variants
+    assert [v.name for v in rows] == ["original", "fp16"]
+    assert rows[1].path == variant.path and rows[1].status == "ok"
+    assert rows[1].fidelity == variant.fidelity and rows[1].size_bytes == variant.size_bytes
+    assert rows[0].accuracy == original.accuracy
+    assert rows[0].latency_p50 == original.latency_p50
+    assert window.variants.table.item(1, 0).text() == "fp16"
+
+    # a variant whose file was deleted is not restored
+    os.unlink(variant.path)
+    _open(window, qtbot, light_model("squeezenet"))
+    _open(window, qtbot, SAMPLE_ONNX)
+    assert [v.name for v in window.variants.variants] == ["original"]
+
+
+def test_damaged_index_is_set_aside(tmp_path):
+    from app.gui.variant_store import VariantStore
+
+    (tmp_path / "variants.json").write_text("{not json")
+    store = VariantStore(tmp_path)
+    assert store.load(SAMPLE_ONNX) == {"original": {}, "variants": []}
+    assert (tmp_path / "variants.json.bad").exists()
+    store.save(SAMPLE_ONNX, {"latency_p50": 1.0}, [])
+    assert store.load(SAMPLE_ONNX)["original"] == {"latency_p50": 1.0}
