@@ -211,6 +211,8 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
             stage("measure", f"{iterations} iterations" if iterations else
                   f"{cfg.duration_s:g} s")
             load_watch.start()
+            if sampler_thread is not None:
+                sampler_thread.hold(True)  # its points go out with the loop's own events
             measure_start = time.perf_counter()
             deadline = measure_start + cfg.duration_s if cfg.duration_s else None
             next_emit = measure_start + cfg.emit_period_s
@@ -232,7 +234,8 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
                     break
                 if now >= next_emit:
                     next_emit = now + cfg.emit_period_s
-                    emit({"event": "samples", "series": {"latency_ms": pending}})
+                    series = sampler_thread.drain() if sampler_thread is not None else {}
+                    emit({"event": "samples", "series": {**series, "latency_ms": pending}})
                     pending = []
                     frac = n / iterations if iterations else (now - measure_start) / cfg.duration_s
                     emit({"event": "progress", "frac": round(min(frac, 1.0), 4),
@@ -242,6 +245,8 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
                         raise Cancelled
             measure_end = time.perf_counter()
             load = load_watch.stop()
+            if sampler_thread is not None:
+                sampler_thread.hold(False)
             if pending:
                 emit({"event": "samples", "series": {"latency_ms": pending}})
             budgets.live(np.asarray(latencies[-200:]), _last_rss(sampler_thread))

@@ -47,6 +47,10 @@ class SamplerThread:
     `on_batch(batch)` is called from the thread with the new points roughly every
     `batch_s` (so the worker can stream them). The time spent reading is accumulated in
     `busy_s` so the cost of sampling itself is reported.
+
+    While a timed loop runs, `hold(True)` keeps the points here and the loop takes them with
+    `drain()` at its own (untimed) emission points: serialising and writing events on this
+    thread would hold the GIL just when the timed thread returns from the runtime.
     """
 
     def __init__(self, samplers: list[Sampler], period_s: float = 0.05, t0: float | None = None,
@@ -63,6 +67,8 @@ class SamplerThread:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="samplers", daemon=True)
         self._pending: dict[str, list[list[float]]] = {}
+        self._held = False
+        self._lock = threading.Lock()
 
     def start(self) -> SamplerThread:
         for s in self.samplers:
@@ -91,14 +97,26 @@ class SamplerThread:
             tl = self.timelines[s.name]
             tl.t_s.append(t)
             tl.values.append(v)
-            self._pending.setdefault(s.name, []).append([round(t, 4), v])
+            with self._lock:
+                self._pending.setdefault(s.name, []).append([round(t, 4), v])
         self.busy_s += time.perf_counter() - start
         self.ticks += 1
 
+    def hold(self, held: bool) -> None:
+        """Keep new points for drain() (True) or stream them from this thread again (False)."""
+        self._held = held
+
+    def drain(self) -> dict[str, list[list[float]]]:
+        """The points read since the last flush or drain, taken off the thread's queue."""
+        with self._lock:
+            batch, self._pending = self._pending, {}
+        return batch
+
     def _flush(self) -> None:
         if self._pending and self.on_batch is not None:
-            batch, self._pending = self._pending, {}
-            self.on_batch(batch)
+            batch = self.drain()
+            if batch:
+                self.on_batch(batch)
 
     def _loop(self) -> None:
         next_tick = time.perf_counter()
@@ -106,7 +124,7 @@ class SamplerThread:
         while not self._stop.is_set():
             self._tick()
             now = time.perf_counter()
-            if now - last_flush >= self.batch_s:
+            if not self._held and now - last_flush >= self.batch_s:
                 self._flush()
                 last_flush = now
             next_tick += self.period_s
