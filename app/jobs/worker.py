@@ -141,6 +141,15 @@ def job_inspect(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bo
                            shapes=spec.get("shapes") or None, inputs=spec.get("inputs"))
 
 
+def job_graph(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:
+    """The ModelGraph alone, as declared (no counting): what `modeldeck graph` and `diff` draw."""
+    from converters.formats import Trust, open_model
+
+    emit({"event": "stage", "stage": "graph", "message": spec["model"]})
+    trust = Trust(allow_pickle=bool(spec.get("trust_code")))
+    return {"graph": open_model(spec["model"], trust).to_dict()}
+
+
 def job_profile(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:
     from profilers.runner import RunConfig, run_profile
 
@@ -171,9 +180,16 @@ def job_compare(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bo
                            backend_given=spec.get("backend_given", True))
 
 
+def job_optimize(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:
+    from app.optimize.search import OptimizeSpec, run_optimize
+
+    return run_optimize(OptimizeSpec.from_dict(spec["optimize"]), emit, cancelled)
+
+
 JOBS: dict[str, Callable[[dict[str, Any], Callable, Callable[[], bool]], dict]] = {
     "inspect": job_inspect, "profile": job_profile, "devices": job_devices,
-    "convert": job_convert, "compare": job_compare,
+    "convert": job_convert, "compare": job_compare, "graph": job_graph,
+    "optimize": job_optimize,
 }
 
 
