@@ -271,6 +271,10 @@ class LiveCharts(QWidget):
         self.log_check.setToolTip("Logarithmic latency axis: the typical latency and rare "
                                   "spikes 100× larger both stay readable")
         self.log_check.toggled.connect(self.set_log_latency)
+        from app.gui.layout import elide_width
+
+        for label in (self.rolling_label, self.budget_label):
+            elide_width(label)  # growing texts never widen the window (tooltip: all of it)
         header.addWidget(self.rolling_label, 1)
         header.addSpacing(12)
         header.addWidget(self.p50_label)
@@ -298,7 +302,7 @@ class LiveCharts(QWidget):
             plot.getViewBox().sigRangeChangedManually.connect(self._manual_range)
             plot.hideButtons()
             plot.getAxis("left").setWidth(44)
-            plot.setMinimumWidth(160)
+            plot.setMinimumWidth(90)
             self.plots[key] = plot
         self.plots["latency"].setLabel("left", "latency (ms)")
         self.plots["memory"].setLabel("left", "RSS (MB)")
@@ -624,6 +628,8 @@ class LiveCharts(QWidget):
         self.rolling_label.setText("   |   ".join(p for p in (" · ".join(parts),
                                                               " · ".join(res)) if p)
                                    or "waiting for samples…")
+        self.rolling_label.setToolTip(self.rolling_label.text() + "\n(rolling figures over the "
+                                      f"last {ROLLING_WINDOW} iterations)")
 
     # --- budgets, power source, final figures ----------------------------------------------
     def set_budgets(self, texts: list[str] | tuple[str, ...]) -> None:
@@ -663,6 +669,9 @@ class LiveCharts(QWidget):
     def _show_budget_state(self) -> None:
         text = " · ".join(self._budget_state.values())
         self.budget_label.setText(text)
+        self.budget_label.setToolTip(text.replace(" · ", "\n") + "\n\nLive: checked on the "
+                                     "last 200 iterations while the run streams. Final: the "
+                                     "whole run's figure, as the report has it.")
         self.budget_label.setVisible(bool(text))
 
     def mark_budget_broken(self, text: str, value: float) -> None:

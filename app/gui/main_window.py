@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from app.gui import settings
 from app.gui.dialogs import code_consent_dialog, error_dialog
 from app.gui.jobs import WorkerJob
+from app.gui.layout import CENTRAL_MIN_WIDTH, CHARTS_IDLE_HEIGHT, CHARTS_RUN_SHARE
 from app.gui.panels.backend_panel import BackendPanel
 from app.gui.panels.converter import ConverterPanel, QueueItem, local_files
 from app.gui.panels.job_bar import JobBar
@@ -144,11 +145,14 @@ class MainWindow(QMainWindow):
         self.errors: list[dict[str, str]] = []
         self.last_error_dialog: QMessageBox | None = None
         self.charts = None  # app.gui.charts.LiveCharts, built after the first paint
+        self._charts_idle = False  # the charts dock is kept short until a run starts
         self._first_shown = False
 
         graph_cls, why = _graph_view_class()
         self.graph_view = graph_cls() if graph_cls is not None else _GraphPlaceholder(why or "")
         self.graph_view.setObjectName("graph_view")
+        self.graph_view.setMinimumWidth(CENTRAL_MIN_WIDTH)  # its toolbar must not set the
+        # window's width: at 1366 px the docks beside it need theirs
         self.setCentralWidget(self.graph_view)
         self.graph_view.sig_node_selected.connect(self._on_node_selected)
 
@@ -195,9 +199,13 @@ class MainWindow(QMainWindow):
     # --- construction ----------------------------------------------------------------------
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea
               ) -> QDockWidget:
+        from app.gui.layout import scrollable
+
         dock = QDockWidget(title, self)
         dock.setObjectName(name)  # saveState/restoreState key
-        dock.setWidget(widget)
+        # forms scroll inside their dock rather than setting the window's minimum height
+        dock.setWidget(scrollable(widget) if name in ("dock_passes", "dock_backend")
+                       else widget)
         self.addDockWidget(area, dock)
         return dock
 
@@ -308,7 +316,16 @@ class MainWindow(QMainWindow):
         self.passes.ensure_loaded()
         self.converter.refresh_plan()
         self.ensure_charts()
+        if self._charts_idle:  # no run yet: the graph gets the height, not empty axes
+            self.resizeDocks([self.dock_charts], [CHARTS_IDLE_HEIGHT], Qt.Orientation.Vertical)
+        self._keep_on_screen()
         self.sig_ready.emit()
+
+    def _keep_on_screen(self) -> None:
+        """After contents changed (a model, a run): never wider or taller than the screen."""
+        from app.gui.layout import fit_to_screen
+
+        QTimer.singleShot(0, lambda: fit_to_screen(self))
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
         self._save_layout()
@@ -344,6 +361,11 @@ class MainWindow(QMainWindow):
             self.resize(1400, 880)
         if isinstance(state, QByteArray):
             self.restoreState(state, STATE_VERSION)
+        else:
+            self._charts_idle = True  # a short charts dock until the first run
+        from app.gui.layout import fit_to_screen
+
+        fit_to_screen(self)
 
     def reset_layout(self) -> None:
         for dock in (self.dock_passes, self.dock_backend, self.dock_charts, self.dock_details,
@@ -501,6 +523,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"ModelDeck — {name}")
         self.summary_label.setText(self._summary_text(result))
         self.job_bar.set_text(f"Opened {name}: {graph.node_count()} nodes")
+        self._keep_on_screen()
         self.sig_model_opened.emit(path)
 
     def recount_at_sizes(self) -> WorkerJob | None:
@@ -612,6 +635,10 @@ class MainWindow(QMainWindow):
             return None
         config["trust_code"] = self._trusted([path])
         charts = self.ensure_charts()
+        if self._charts_idle:  # the first run: the charts take their share of the height
+            self._charts_idle = False
+            self.resizeDocks([self.dock_charts], [int(self.height() * CHARTS_RUN_SHARE)],
+                             Qt.Orientation.Vertical)
         charts.reset(config.get("budgets") or ())
         self.profile_layers = []
         job = WorkerJob({"job": "profile", "config": config}, self)
@@ -637,7 +664,8 @@ class MainWindow(QMainWindow):
         elif kind == "budget" and event.get("ok") is False:
             value = float(event.get("value") or 0.0)
             self.charts.mark_budget_broken(str(event.get("budget")), value)
-            self.job_bar.set_text(f"budget broken: {event.get('budget')} (now {value:.3g})")
+            self.job_bar.set_text(f"budget broken live: {event.get('budget')} (last 200 "
+                                  f"iterations: {value:.3g}; the whole run's figure decides)")
         elif kind == "layer":
             self.profile_layers.append(event)
 
@@ -673,6 +701,7 @@ class MainWindow(QMainWindow):
             self.job_bar.set_text(f"Run done: p50 {fmt_ms(p50)}, {report.get('iterations')} "
                                   "iterations" + (f" — budget broken: {', '.join(broken)}"
                                                   if broken else "") + noisy)
+        self._keep_on_screen()
         self.sig_profile_finished.emit(outcome)
 
     def _show_layer_times(self, layers: list[dict[str, Any]]) -> None:

@@ -255,3 +255,41 @@ def test_damaged_index_is_set_aside(tmp_path):
     assert (tmp_path / "variants.json.bad").exists()
     store.save(SAMPLE_ONNX, {"latency_p50": 1.0}, [])
     assert store.load(SAMPLE_ONNX)["original"] == {"latency_p50": 1.0}
+
+
+# --- a layout that fits the screen -----------------------------------------------------------
+def _probe(tmp_path, size: tuple[int, int], model) -> list[dict]:
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    cfg = tmp_path / "screen.json"
+    cfg.write_text(json.dumps({"screens": [{"name": "s0", "x": 0, "y": 0, "width": size[0],
+                                            "height": size[1], "logicalDpi": 96,
+                                            "logicalBaseDpi": 96, "dpr": 1}]}))
+    env = {**os.environ, "QT_QPA_PLATFORM": f"offscreen:configfile={cfg}"}
+    r = subprocess.run([sys.executable, "-m", "tests.app.gui.layout_probe", str(model)],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
+def test_window_fits_the_screen_with_no_overlapping_docks(tmp_path, size):
+    """Opening a model and finishing a run never widen the window past the screen; the
+    minimum sizes add up to less than a 1366×768 screen; no dock paints over another; the
+    empty charts take little height before the first run."""
+    stages = _probe(tmp_path, size, SAMPLE_ONNX)
+    assert [s["stage"] for s in stages] == ["start", "opened", "ran"]
+    for s in stages:
+        assert s["screen"] == list(size)
+        assert s["frame"][0] <= size[0] and s["frame"][1] <= size[1], s
+        assert s["min"][0] <= 1366 and s["min"][1] <= 768, s
+        assert s["overlaps"] == [], s
+        assert s["central"][0] >= 400 and s["central"][1] >= 300, s
+    start, _, ran = stages
+    assert start["charts_h"] < 0.2 * start["window"][1], start  # not half the height
+    assert ran["charts_h"] > start["charts_h"]  # the run gets its charts
