@@ -598,10 +598,14 @@ def build_parser() -> argparse.ArgumentParser:
     from app import graph_cli
 
     graph_cli.add_parsers(sub, _limit_args, _trust_args)
+    from app.optimize import cli as optimize_cli
+
+    optimize_cli.add_parser(sub, _limit_args, _trust_args)
     return parser
 
 
-SUBCOMMANDS = ("inspect", "profile", "devices", "report", "convert", "compare", "graph", "diff")
+SUBCOMMANDS = ("inspect", "profile", "devices", "report", "convert", "compare", "graph", "diff",
+               "optimize")
 
 
 def _wants_gui(argv: list[str]) -> bool:

@@ -21,12 +21,13 @@ MEM_CAP_MB = 8192  # never more than this by default, whatever the machine has
 # Whole-job wall-clock limits by job kind (seconds); None: no limit.
 TIMEOUT_S: dict[str, float | None] = {
     "inspect": 120.0, "devices": 120.0, "profile": 2 * 3600.0, "convert": 3 * 3600.0,
-    "compare": 3 * 3600.0,
+    "compare": 3 * 3600.0, "optimize": 3 * 3600.0,
 }
 # Longest time without progress (a stage, a progress event, a latency sample, a step):
 # one load, one inference or one pass that takes longer is stopped.
 IDLE_S: dict[str, float | None] = {
     "inspect": None, "devices": None, "profile": 600.0, "convert": 3600.0, "compare": 900.0,
+    "optimize": 3600.0,
 }
 PROFILE_MARGIN_S = 900.0  # load, first inference, warm-up, layer profile on top of --duration
 

@@ -198,6 +198,12 @@ def job_folders(spec: dict[str, Any]) -> list[Path]:
     convert = spec.get("convert") or {}
     if spec.get("job") == "convert" and convert.get("output"):
         return [Path(convert["output"]).resolve().parent]
+    if spec.get("job") == "optimize":  # its output folder and its build cache
+        from app.optimize.cache import default_cache_dir
+
+        opt = spec.get("optimize") or {}
+        return [Path(opt.get("output_dir") or ".").resolve(),
+                Path(opt.get("cache_dir") or default_cache_dir()).resolve()]
     return []
 
 

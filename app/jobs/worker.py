@@ -180,9 +180,16 @@ def job_compare(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bo
                            backend_given=spec.get("backend_given", True))
 
 
+def job_optimize(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:
+    from app.optimize.search import OptimizeSpec, run_optimize
+
+    return run_optimize(OptimizeSpec.from_dict(spec["optimize"]), emit, cancelled)
+
+
 JOBS: dict[str, Callable[[dict[str, Any], Callable, Callable[[], bool]], dict]] = {
     "inspect": job_inspect, "profile": job_profile, "devices": job_devices,
     "convert": job_convert, "compare": job_compare, "graph": job_graph,
+    "optimize": job_optimize,
 }
 
 

@@ -1,0 +1,182 @@
+"""The variants a search may try: passes and their options × backend × precision hint.
+
+A candidate is a recipe the convert pipeline can replay (passes + target format) plus how it
+runs (backend, precision hint, threads). Several candidates share one build (the same IR run
+with an f32 or a bf16 hint), so builds are keyed apart from runs. The list is ordered cheap
+first: what only needs a format conversion before what needs calibration, calibration before
+training.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from app.optimize.probe import MachineProbe, Prediction
+
+# Rough build cost in seconds on a laptop for a model of a few MB: orders the list only.
+BUILD_COST = {"": 0.0, "export": 2.0, "fp16": 2.0, "int8-dynamic": 3.0, "int8-static": 8.0,
+              "int8-static@openvino": 20.0, "prune-channels": 60.0, "distill": 120.0}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    family: str  # fp32 | bf16 | fp16 | int8-dynamic | int8 | int8-mixed | pruned
+    backend: str  # onnxruntime | openvino | torch
+    passes: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    to: str | None = None  # format after the passes (None: the pipeline's choice / unchanged)
+    precision: str | None = None  # OpenVINO inference precision hint
+    threads: int | None = None
+    needs_calibration: bool = False
+    # convert to this format in a build of its own first (passes then run on that format:
+    # NNCF on the OpenVINO IR rather than ORT's quantizer on the ONNX)
+    convert_first: str | None = None
+    parent: str | None = None  # what a mixed-precision candidate was derived from
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def builds(self) -> bool:
+        return bool(self.passes) or self.to is not None
+
+    def build_spec(self) -> dict[str, Any]:
+        spec = {"passes": [{"name": n, "options": dict(o)} for n, o in self.passes],
+                "to": self.to}
+        if self.convert_first:
+            spec["convert_first"] = self.convert_first
+        return spec
+
+    def build_key(self) -> str:
+        return _hash(self.build_spec())
+
+    def run_key(self) -> str:
+        return _hash({**self.build_spec(), "backend": self.backend,
+                      "precision": self.precision, "threads": self.threads})
+
+    @property
+    def cost(self) -> float:
+        total = 0.0
+        for name, _ in self.passes:
+            key = f"{name}@openvino" if name == "int8-static" and self.to == "openvino" else name
+            total += BUILD_COST.get(key, 10.0)
+        if self.to is not None or self.convert_first:
+            total += BUILD_COST["export"]
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "family": self.family, "backend": self.backend,
+                **self.build_spec(), "precision": self.precision, "threads": self.threads,
+                "parent": self.parent, "note": self.note}
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _opts(**kw: Any) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(kw.items()))
+
+
+def _step(name: str, **kw: Any) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    return (name, _opts(**kw))
+
+
+def generate(source_format: str, probe: MachineProbe, prediction: Prediction, *,
+             backends: tuple[str, ...] = (), threads: int | None = 1, has_calibration: bool,
+             objective: str = "latency", exhaustive: bool = False) -> list[Candidate]:
+    """Candidates for a model of `source_format`, cheap first, most promising first among
+    equals. `exhaustive` adds the grid a sweep would try (every calibration method and
+    per-channel choice on both runtimes) that the search otherwise leaves out."""
+    have = {b for b, devs in probe.devices.items() if devs} or {"onnxruntime", "openvino"}
+    wanted = set(backends) if backends else have
+    ort = "onnxruntime" in wanted and "onnxruntime" in have
+    ov = "openvino" in wanted and "openvino" in have
+    onnx_to = "onnx" if source_format == "torch" else None
+    out: list[Candidate] = []
+
+    def add(c: Candidate) -> None:
+        out.append(replace(c, threads=threads))
+
+    if ort and source_format == "torch":
+        add(Candidate("ort-fp32", "fp32", "onnxruntime", to="onnx"))
+    if ov:
+        add(Candidate("ov-fp32", "fp32", "openvino", to="openvino", precision="f32"))
+        if probe.bf16:
+            add(Candidate("ov-bf16", "bf16", "openvino", to="openvino", precision="bf16",
+                          note="bf16 hint: this CPU has bf16 instructions"))
+    if ort:
+        add(Candidate("ort-int8-dynamic", "int8-dynamic", "onnxruntime",
+                      passes=(_step("int8-dynamic", per_channel=True),), to=onnx_to))
+        add(Candidate("ort-fp16", "fp16", "onnxruntime", passes=(_step("fp16"),), to=onnx_to,
+                      note="ORT's CPU kernels are mostly float32: expected slower"))
+    if has_calibration:
+        if ort:
+            add(Candidate("ort-int8", "int8", "onnxruntime", needs_calibration=True,
+                          passes=(_step("int8-static", method="minmax", per_channel=True),),
+                          to=onnx_to))
+        if ov:
+            add(Candidate("ov-int8", "int8", "openvino", needs_calibration=True, to="openvino",
+                          convert_first="openvino", passes=(_step("int8-static"),),
+                          precision="f32", note="NNCF on the OpenVINO IR"))
+            if probe.bf16:
+                add(Candidate("ov-int8-bf16", "int8", "openvino", needs_calibration=True,
+                              to="openvino", convert_first="openvino",
+                              passes=(_step("int8-static"),), precision="bf16",
+                              note="INT8 where quantized, bf16 for the rest"))
+        if ort and ov:  # ORT's QDQ model read by OpenVINO: no NNCF needed
+            add(Candidate("ov-ort-qdq", "int8", "openvino", needs_calibration=True,
+                          passes=(_step("int8-static", method="minmax", per_channel=True),),
+                          to=onnx_to, precision="f32"))
+        if ort:
+            add(Candidate("ort-int8-entropy", "int8", "onnxruntime", needs_calibration=True,
+                          passes=(_step("int8-static", method="entropy", per_channel=True),),
+                          to=onnx_to))
+            add(Candidate("ort-int8-percentile", "int8", "onnxruntime", needs_calibration=True,
+                          passes=(_step("int8-static", method="percentile", per_channel=True),),
+                          to=onnx_to))
+        if exhaustive and ort:
+            add(Candidate("ort-int8-pertensor", "int8", "onnxruntime", needs_calibration=True,
+                          passes=(_step("int8-static", method="minmax", per_channel=False),),
+                          to=onnx_to))
+            add(Candidate("ort-int8-qop", "int8", "onnxruntime", needs_calibration=True,
+                          passes=(_step("int8-static", method="minmax", per_channel=True,
+                                        quant_format="qoperator"),), to=onnx_to))
+            if ov:
+                add(Candidate("ov-ort-qdq-entropy", "int8", "openvino", needs_calibration=True,
+                              passes=(_step("int8-static", method="entropy",
+                                            per_channel=True),), to=onnx_to, precision="f32"))
+    if source_format == "torch" and has_calibration and (ort or ov):
+        # structural: fewer channels, then taught by the original (needs the torch program)
+        structural = (_step("prune-channels", ratio=0.5, round_to=8), _step("distill", epochs=3))
+        if ov:
+            add(Candidate("ov-pruned-int8", "pruned", "openvino", needs_calibration=True,
+                          passes=structural + (_step("int8-static"),), to="openvino",
+                          precision="f32"))
+        if ort:
+            add(Candidate("ort-pruned", "pruned", "onnxruntime", passes=structural, to="onnx"))
+    if objective == "size":  # weight-only compression helps size and nothing else
+        if ort:
+            add(Candidate("ort-weight-int8", "int8-weights", "onnxruntime",
+                          passes=(_step("weight-only", bits=8),), to=onnx_to))
+    # INT8 first where the prediction says it pays, float first where it does not
+    int8_first = prediction.int8 == "faster"
+    rank = {"int8": 0 if int8_first else 2, "int8-dynamic": 1, "bf16": 1, "fp32": 1,
+            "fp16": 3, "pruned": 4, "int8-weights": 3}
+    return sorted(out, key=lambda c: (c.cost > 30, rank.get(c.family, 2), c.cost))
+
+
+def mixed(parent: Candidate, keep_float: tuple[str, ...]) -> Candidate:
+    """The parent's INT8 recipe with these nodes kept in float (accuracy-aware fallback)."""
+    passes = []
+    for name, opts in parent.passes:
+        if name == "int8-static":
+            d = dict(opts)
+            d["exclude"] = tuple(sorted(set(d.get("exclude", ())) | set(keep_float)))
+            opts = _opts(**d)
+        passes.append((name, opts))
+    return replace(parent, name=f"{parent.name}-mixed{len(keep_float)}", family="int8-mixed",
+                   passes=tuple(passes), parent=parent.name,
+                   note=f"{len(keep_float)} most sensitive layer(s) kept in float: "
+                        + ", ".join(keep_float))

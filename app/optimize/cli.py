@@ -1,0 +1,167 @@
+"""`modeldeck optimize`: the search from the command line, run in a worker like every job."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+from converters.errors import ModelDeckError
+
+
+def parse_drop(text: str) -> float:
+    """'1%' -> 0.01, '0.5 %' -> 0.005, '0.01' -> 0.01 (a bare number above 1 is read as %)."""
+    t = text.strip()
+    try:
+        if t.endswith("%"):
+            value = float(t[:-1]) / 100
+        else:
+            value = float(t)
+            value = value / 100 if value >= 1 else value
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an accuracy drop: {text!r} (e.g. 1% or 0.01)")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"an accuracy drop lies in [0, 100%): {text!r}")
+    return value
+
+
+def parse_duration(text: str) -> float:
+    """'15m' -> 900, '90s' -> 90, '1h' -> 3600, '120' -> 120 seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(h|m|min|s)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 15m, 90s)")
+    value = float(m.group(1)) * {"h": 3600, "m": 60, "min": 60, "s": 1, None: 1}[m.group(2)]
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"the time budget must be positive: {text!r}")
+    return value
+
+
+def add_parser(sub: Any, limit_args, trust_args) -> None:
+    p = sub.add_parser("optimize", help="search for the fastest variant that keeps accuracy, "
+                       "measured on this machine")
+    p.add_argument("model")
+    p.add_argument("--eval", metavar="LABELLED.npz", help="labelled data (inputs + labels): "
+                   "the accuracy drop is the constraint")
+    p.add_argument("--calib", metavar="DATA", help="calibration inputs for static INT8 (.npz, "
+                   "image folder, 'sample')")
+    p.add_argument("--max-drop", type=parse_drop, default=0.01, metavar="PCT",
+                   help="accuracy the variant may lose, e.g. 1%% (default); it must hold for "
+                        "the whole 95%% interval")
+    p.add_argument("--min-cosine", type=float, help="fidelity floor against the FP32 outputs "
+                   "(default 0.99 without labels)")
+    p.add_argument("--objective", default="latency",
+                   choices=["latency", "throughput", "size", "energy"])
+    p.add_argument("--backends", help="comma-separated: onnxruntime,openvino (default: all "
+                   "available)")
+    p.add_argument("--threads", type=int, default=1, help="threads for the baseline and every "
+                   "candidate (default 1: stable ratios; 0: the runtime's default)")
+    p.add_argument("--time-budget", type=parse_duration, default=900.0, metavar="DURATION",
+                   help="stop with the best so far after this long (default 15m)")
+    p.add_argument("--subset", type=int, default=128, help="samples for the screening stage")
+    p.add_argument("--only", help="comma-separated candidate names to try")
+    p.add_argument("--exhaustive", action="store_true",
+                   help="measure every candidate fully (a reference sweep; slow)")
+    p.add_argument("--cache-dir", metavar="DIR", help="where builds and measurements are kept "
+                   "(default ~/.cache/modeldeck/optimize)")
+    p.add_argument("--no-cache", action="store_true", help="build and measure everything again")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="folder for the winner, its recipe, optimize.json and optimize.html")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no per-candidate lines")
+    trust_args(p)
+    limit_args(p)
+    p.set_defaults(func=cmd_optimize)
+
+
+class _Lines:
+    """One line per candidate verdict on stderr, the prediction first."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        kind = e.get("event")
+        if kind == "prediction":
+            print(f"prediction: {e['prediction']['text']}", file=sys.stderr, flush=True)
+        elif kind == "candidate":
+            p = e["point"]
+            lat = p.get("latency_ms")
+            sp = p.get("speedup")
+            acc = p.get("accuracy")
+            print(f"  {p['name']:<24s} {p['stage']:<6s} {p['status']:<8s} "
+                  f"{'' if not lat else format(lat['p50'], '8.3f') + ' ms'} "
+                  f"{'' if not sp else format(sp['value'], '5.2f') + '×'} "
+                  f"{'' if acc is None else format(acc, '.2%')}  {p.get('reason', '')}",
+                  file=sys.stderr, flush=True)
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from app.cli import _job_or_raise, _limits, _run_job
+    from app.optimize.search import OptimizeSpec
+
+    backends = tuple(b.strip() for b in (args.backends or "").split(",") if b.strip())
+    spec = OptimizeSpec(
+        model=args.model, output_dir=args.output, eval=args.eval, calib=args.calib,
+        max_drop=args.max_drop, min_cosine=args.min_cosine, objective=args.objective,
+        backends=backends, threads=args.threads or None, time_budget_s=args.time_budget,
+        subset=args.subset, only=tuple(o.strip() for o in (args.only or "").split(",")
+                                       if o.strip()),
+        exhaustive=args.exhaustive, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+        trust_code=args.trust)
+    limits = _limits(args)
+    if limits["timeout_s"] is None:  # the search stops itself; the worker gets a margin
+        limits["timeout_s"] = spec.time_budget_s * 2 + 600
+    outcome = _run_job({"job": "optimize", "optimize": spec.to_dict(),
+                        "trust_code": args.trust},
+                       on_event=_Lines(not args.quiet and not args.json), **limits)
+    result = _job_or_raise(outcome, args.debug)
+    if isinstance(result, int):
+        return result
+    if args.json:
+        json.dump(result, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    print_result(result)
+    return 0
+
+
+def print_result(r: dict[str, Any]) -> None:
+    base = r["baseline"]
+    print(f"{r['model']}: {r['objective']} with accuracy drop ≤ {r['budget']['max_drop']:.2%} "
+          f"(threads {r.get('threads') or 'default'}), {r['seconds']:.0f} s"
+          + (f", stopped: {r['stopped']}" if r.get("stopped") else ""))
+    print(f"  prediction  {r['prediction']['text']}")
+    print(f"  measured    {r['prediction_check']['text']}")
+    print(f"  baseline    FP32 onnxruntime p50 {base['latency_ms']['p50']:.3f} ms"
+          + ("" if base.get("accuracy") is None else f", accuracy {base['accuracy']:.2%}"))
+    b = r.get("best")
+    if not b:
+        print(f"  no winner   {r.get('why_no_winner', '')}")
+    else:
+        sp, lat, drop = b["speedup"], b["latency_ms"], b.get("accuracy_drop")
+        print(f"  best        {b['name']} on {b['backend']}: p50 {lat['p50']:.3f} ms "
+              f"[{lat['low']:.3f}, {lat['high']:.3f}], {sp['value']:.2f}× "
+              f"[{sp['low']:.2f}, {sp['high']:.2f}] (interleaved with the baseline)")
+        if drop:
+            print(f"              accuracy {b['accuracy']:.2%}, drop {drop['value']:.2%} "
+                  f"[{drop['low']:.2%}, {drop['high']:.2%}], cosine {b['cosine']:.5f}")
+        for c in b.get("commands", []):
+            print(f"  rebuild     {c}")
+    print(f"  pareto      {', '.join(r['pareto'])}")
+    out = r.get("outputs", {})
+    print(f"  written     {out.get('dir')} (optimize.json, optimize.html"
+          + (", " + out['model'].rsplit('/', 1)[-1] if out.get("model") else "") + ")")
+    for n in r.get("notes", []):
+        print(f"  note        {n}")
+
+
+def spec_from_args_dict(d: dict[str, Any]):  # the worker's side
+    from app.optimize.search import OptimizeSpec
+
+    try:
+        return OptimizeSpec.from_dict(d)
+    except TypeError as e:
+        raise ModelDeckError(f"bad optimize spec: {e}") from None

@@ -1,0 +1,921 @@
+"""`optimize`: the fastest (or smallest) variant of a model that keeps its accuracy, measured here.
+
+Stages, cheapest first, each able to stop with the best so far (cancel, time budget):
+1. probe the machine and predict whether INT8 pays here (before any pass runs);
+2. the baseline: FP32 on ONNX Runtime at the search's threads, evaluated on the whole set;
+3. screen every candidate: build (cached), evaluate on a subset, a few interleaved latency
+   rounds against the baseline; reject what is clearly worse (accuracy drop whose interval lies
+   above the budget, slower than the baseline with its whole interval);
+4. accuracy-aware fallback when INT8 misses the budget: rank layers by sensitivity (leave one
+   out: how much the output recovers when that layer alone stays float) and keep the most
+   sensitive ones in float, one more at a time, until the budget is met;
+5. successive halving: the better half of the survivors gets the whole evaluation set and more
+   rounds; a verdict "meets the budget" needs the accuracy drop's upper bound within it;
+6. the winner is measured once more, interleaved with the baseline, for the reported speedup.
+
+`measure_job` is the seam for remote targets: one candidate's measurement given its model file
+and run config; a target that runs workers elsewhere replaces it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.optimize import candidates as cands
+from app.optimize.cache import Cache, key_of
+from app.optimize.candidates import Candidate
+from app.optimize.honest import (
+    Interval, interleaved_rounds, median_interval, paired_accuracy_drop, paired_agreement,
+    speedup_interval,
+)
+from app.optimize.probe import check_prediction, conv_profile, predict_int8, probe_machine
+from converters.errors import Cancelled, ModelDeckError
+
+log = logging.getLogger(__name__)
+SCHEMA = "modeldeck.optimize/1"
+Emit = Callable[[dict[str, Any]], None]
+OBJECTIVES = ("latency", "throughput", "size", "energy")
+
+
+@dataclass(frozen=True)
+class OptimizeSpec:
+    model: str
+    output_dir: str
+    eval: str | None = None  # labelled .npz: accuracy drop is the constraint
+    calib: str | None = None  # calibration inputs for static INT8
+    max_drop: float = 0.01  # accuracy points (fraction) the variant may lose
+    min_cosine: float | None = None  # fidelity floor; without labels it defaults to 0.99
+    objective: str = "latency"
+    backends: tuple[str, ...] = ()
+    threads: int | None = 1  # the same for baseline and candidates (1: stable ratios here)
+    time_budget_s: float = 900.0
+    subset: int = 128  # samples for the screening stage
+    screen_rounds: int = 4
+    full_rounds: int = 8
+    final_rounds: int = 15
+    round_ms: float = 60.0  # time per runner per round (iterations follow from the latency)
+    sensitivity_layers: int = 8  # heaviest quantized layers ranked by leave-one-out
+    only: tuple[str, ...] = ()  # candidate names to try (empty: all)
+    exhaustive: bool = False  # every candidate fully measured (the bench's reference sweep)
+    cache_dir: str | None = None
+    use_cache: bool = True
+    trust_code: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ModelDeckError(f"objective must be one of {', '.join(OBJECTIVES)}")
+        if not 0 <= self.max_drop < 1:
+            raise ModelDeckError("the accuracy budget must be a fraction in [0, 1), e.g. 0.01 "
+                                 "for one point")
+        if self.min_cosine is not None and not -1 <= self.min_cosine <= 1:
+            raise ModelDeckError("the minimum cosine must lie in [-1, 1]")
+        if self.threads is not None and self.threads < 1:
+            raise ModelDeckError("threads must be at least 1")
+        if self.time_budget_s <= 0:
+            raise ModelDeckError("the time budget must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OptimizeSpec:
+        d = dict(d)
+        for k in ("backends", "only"):
+            d[k] = tuple(d.get(k) or ())
+        return cls(**d)
+
+
+class _Stop(Exception):
+    """Cancelled or out of time: finish with the best so far."""
+
+
+@dataclass
+class _Eval:
+    outputs: np.ndarray
+    pred: np.ndarray | None
+
+
+@dataclass
+class _Run:
+    """A loaded variant: one backend instance, reused for evaluation and timing."""
+
+    backend: Any
+    feeds1: dict[str, np.ndarray]
+    armed: bool = False
+
+    def once(self) -> None:
+        if not self.armed:  # bound once, after any evaluation (a bound OpenVINO request
+            self.backend.prepare(self.feeds1)  # keeps the bound shape)
+            self.armed = True
+        self.backend.run_prepared()
+
+    def close(self) -> None:
+        try:
+            self.backend.close()
+        except Exception:  # closing is best effort
+            pass
+
+
+@dataclass
+class Point:
+    """One candidate's figures so far; what the Pareto chart and the JSON show."""
+
+    name: str
+    candidate: dict[str, Any]
+    stage: str = "planned"  # screen | full | final
+    status: str = "planned"  # kept | rejected | failed | best
+    reason: str = ""
+    path: str | None = None
+    format: str | None = None
+    size_bytes: int | None = None
+    latency_ms: dict[str, float] | None = None
+    speedup: dict[str, float] | None = None
+    accuracy: float | None = None
+    accuracy_drop: dict[str, float] | None = None
+    agreement: dict[str, float] | None = None
+    cosine: float | None = None
+    samples: int | None = None
+    meets: bool | None = None
+    build_s: float | None = None
+    lineage: list[str] = field(default_factory=list)
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def measure_job(path: Path, fmt: str, backend: str, precision: str | None, threads: int | None,
+                feeds1: dict[str, np.ndarray]) -> _Run:
+    """Load one variant for measuring on this machine (the seam a remote target replaces)."""
+    from profilers.backends import BackendOptions, get_backend
+
+    cls = get_backend(backend)
+    ok, why = cls.available()
+    if not ok:
+        raise ModelDeckError(f"backend {backend} is not usable here: {why}")
+    b = cls()
+    b.load(path, fmt, "CPU", BackendOptions(threads=threads, precision=precision))
+    return _Run(b, _match(feeds1, b.input_specs()))
+
+
+def _match(feeds: dict[str, np.ndarray], specs: list[Any]) -> dict[str, np.ndarray]:
+    """Feeds by the runtime's input names (an export may rename 'input' to 'x'): by position
+    when the names differ."""
+    names = [s.name for s in specs]
+    if set(names) <= set(feeds):
+        return {n: feeds[n] for n in names}
+    if len(names) == len(feeds):
+        return dict(zip(names, feeds.values()))
+    raise ModelDeckError(f"the variant's inputs {names} do not match the data's "
+                         f"{list(feeds)}")
+
+
+def _predict(run: _Run, feeds: dict[str, np.ndarray], batch: int = 64) -> np.ndarray:
+    """The first output for all samples, in batches (a fixed batch: exactly that size)."""
+    if run.armed:
+        batch = len(next(iter(run.feeds1.values())))  # the bound request keeps its shape
+    specs = run.backend.input_specs()
+    feeds = _match(feeds, specs)
+    n = len(next(iter(feeds.values())))
+    first = specs[0].shape[0] if specs[0].shape else None
+    step = first if isinstance(first, int) and first > 0 else batch
+    parts = []
+    for s in range(0, n, step):
+        chunk = {k: v[s:s + step] for k, v in feeds.items()}
+        real = len(next(iter(chunk.values())))
+        if real < step and isinstance(first, int):
+            chunk = {k: np.concatenate([v, np.repeat(v[-1:], step - real, axis=0)])
+                     for k, v in chunk.items()}
+        out = np.asarray(run.backend.infer(chunk)[0])
+        parts.append(out[:real])
+    return np.concatenate(parts)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    den = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b / den) if den else (1.0 if not a.any() and not b.any() else 0.0)
+
+
+class Search:
+    def __init__(self, spec: OptimizeSpec, emit: Emit = lambda e: None,
+                 cancelled: Callable[[], bool] = lambda: False):
+        self.spec = spec
+        self.emit = emit
+        self._cancelled = cancelled
+        self.t0 = time.monotonic()
+        self.points: dict[str, Point] = {}
+        self.cands: dict[str, Candidate] = {}
+        self.evals: dict[str, _Eval] = {}
+        self.rounds: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self.stopped: str | None = None
+        self.notes: list[str] = []
+        self.sensitivity: list[dict[str, Any]] = []
+
+    # --- control -----------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def check(self) -> None:
+        if self._cancelled():
+            self.stopped = "cancelled"
+            raise _Stop
+        if self.elapsed() > self.spec.time_budget_s:
+            self.stopped = "time budget reached"
+            raise _Stop
+
+    def progress(self, frac: float, msg: str) -> None:
+        self.emit({"event": "progress", "frac": round(min(max(frac, 0.0), 1.0), 4),
+                   "message": msg})
+
+    def publish(self, p: Point) -> None:
+        self.emit({"event": "candidate", "point": p.to_dict()})
+
+    # --- setup -------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        from converters.formats import detect_format, open_model, sha256_of
+        from converters.passes import ModelFile
+        from profilers.verify import verification_inputs
+
+        spec = self.spec
+        src = Path(spec.model).expanduser().resolve()
+        if not src.is_file():
+            raise ModelDeckError(f"{spec.model}: no such model file")
+        self.source = ModelFile(src, detect_format(src).name)
+        self.source_sha = sha256_of(self.source.files())
+        self.emit({"event": "stage", "stage": "probe", "message": "reading this machine"})
+        self.probe = probe_machine()
+        try:
+            self.model_profile = conv_profile(open_model(src))
+        except Exception as e:  # the prediction then rests on the ISA alone
+            log.info("no MAC profile: %s", e)
+            self.model_profile = {}
+        self.prediction = predict_int8(self.probe, self.model_profile)
+        self.emit({"event": "prediction", "prediction": self.prediction.to_dict(),
+                   "probe": self.probe.to_dict()})
+        self.cache = Cache(spec.cache_dir, self.probe.fingerprint(), enabled=spec.use_cache)
+
+        self.emit({"event": "stage", "stage": "data", "message": "evaluation data"})
+        feeds, labels, _specs, feeds_source, _wl = verification_inputs(
+            self.source, eval=spec.eval, calib=spec.calib if not spec.eval else None,
+            samples=512)
+        self.feeds, self.labels, self.feeds_source = feeds, labels, feeds_source
+        n = len(next(iter(feeds.values())))
+        if n < 2:
+            raise ModelDeckError("the evaluation data holds fewer than 2 samples: give more")
+        rng = np.random.default_rng(spec.seed)
+        k = min(n, max(16, spec.subset))
+        self.subset = np.sort(rng.choice(n, k, replace=False))
+        self.feeds1 = {name: a[:1] for name, a in feeds.items()}
+        self.data_key = key_of(feeds_source, [(k2, a.shape, str(a.dtype),
+                                               _digest(a)) for k2, a in feeds.items()],
+                               None if labels is None else _digest(labels))
+        self.min_cosine = spec.min_cosine if spec.min_cosine is not None else (
+            None if labels is not None else 0.99)
+        if spec.calib:
+            from profilers.verify import load_calibration  # noqa: F401  (checked on use)
+
+            calib_path = Path(spec.calib).expanduser()
+            self.calib_key = (_file_digest(calib_path) if calib_path.is_file()
+                              else str(spec.calib))
+        else:
+            self.calib_key = None
+
+    # --- building ----------------------------------------------------------------------------
+    def build(self, c: Candidate) -> tuple[Path, str, list[str], bool]:
+        """The candidate's model file (cached by recipe), its format, lineage files, cached?"""
+        if not c.builds:
+            return self.source.path, self.source.format, [], True
+        key = key_of(self.source_sha, c.build_spec(), self.calib_key if c.needs_calibration
+                     else None)
+        hit = self.cache.get_build(key)
+        if hit:
+            return Path(hit["path"]), hit["format"], hit.get("lineage", []), True
+        from app.pipeline import ConvertSpec, StepSpec, run_pipeline
+
+        out_dir = self.cache.build_dir(key) if self.spec.use_cache else (
+            Path(self.spec.output_dir) / ".builds" / key)
+        model, lineage = self.source.path, []
+        if c.convert_first:
+            first = dataclasses.replace(c, name=c.name + "-base", passes=(),
+                                        to=c.convert_first, convert_first=None,
+                                        needs_calibration=False)
+            path, _fmt, lin, _ = self.build(first)
+            model, lineage = path, list(lin)
+        suffix = {"onnx": ".onnx", "openvino": ".xml", "torch": ".pt2"}
+        fmt_after = c.to or (self.source.format if not c.convert_first else c.convert_first)
+        if fmt_after == "torch" or (c.passes and not c.to and self.source.format == "torch"):
+            fmt_after = "onnx"
+        out = out_dir / f"{self.source.path.stem}-{c.name}{suffix[fmt_after]}"
+        conv = ConvertSpec(model=str(model), output=str(out), to=c.to,
+                           passes=tuple(StepSpec(n, dict(o)) for n, o in c.passes),
+                           calib=self.spec.calib if c.needs_calibration else None,
+                           verify_samples=16, trust_code=self.spec.trust_code)
+        result = run_pipeline(conv, emit=lambda e: None, cancelled=self._cancelled)
+        from converters.passes import ModelFile
+
+        path = Path(result["output"])
+        files = [str(p) for p in ModelFile(path, result["format"]).files()]
+        lineage.append(result["lineage"])
+        self.cache.put_build(key, {"path": str(path), "format": result["format"],
+                                   "files": files, "lineage": lineage,
+                                   "candidate": c.to_dict()})
+        return path, result["format"], lineage, False
+
+    # --- measuring ---------------------------------------------------------------------------
+    def evaluate(self, run: _Run, idx: np.ndarray | None) -> _Eval:
+        feeds = self.feeds if idx is None else {k: v[idx] for k, v in self.feeds.items()}
+        out = _predict(run, feeds)
+        pred = out.argmax(axis=-1) if out.ndim == 2 else None  # [N, classes]
+        return _Eval(out, pred)
+
+    def iterations_for(self, latency_ms: float) -> int:
+        return int(min(200, max(3, self.spec.round_ms / max(latency_ms, 1e-3))))
+
+    def score(self, c: Candidate, p: Point, run: _Run, stage: str) -> None:
+        """Accuracy (subset or all) and interleaved latency against the baseline."""
+        full = stage != "screen"
+        idx = None if full else self.subset
+        key = key_of("score", self.source_sha, c.run_key(), c.build_spec(), self.data_key,
+                     stage, self.spec.screen_rounds, self.spec.full_rounds,
+                     self.spec.round_ms, self.calib_key if c.needs_calibration else None)
+        hit = self.cache.get(key)
+        if hit is not None:
+            for k, v in hit.items():
+                setattr(p, k, v)
+            p.cached = True
+            return
+        ev = self.evaluate(run, idx)
+        base = self.base_eval
+        ref_out = base.outputs if full else base.outputs[self.subset]
+        p.cosine = _cosine(ref_out, ev.outputs)
+        p.samples = int(len(ev.outputs))
+        if ev.pred is not None:
+            ref_pred = base.pred if full else base.pred[self.subset]
+            p.agreement = paired_agreement(ref_pred, ev.pred, seed=self.spec.seed).to_dict()
+        if self.labels is not None and ev.pred is not None:
+            labels = self.labels if full else self.labels[self.subset]
+            ref_pred = base.pred if full else base.pred[self.subset]
+            p.accuracy = float(np.mean(ev.pred == labels))
+            p.accuracy_drop = paired_accuracy_drop(ref_pred == labels, ev.pred == labels,
+                                                   seed=self.spec.seed).to_dict()
+        rounds = self.spec.full_rounds if full else self.spec.screen_rounds
+        iters = self.iterations_for(self.base_latency)
+        b_rounds, c_rounds = self.interleave(run, rounds, iters)
+        lat = median_interval(c_rounds, seed=self.spec.seed)
+        sp = speedup_interval(b_rounds, c_rounds, seed=self.spec.seed)
+        p.latency_ms = {"p50": lat.value, "low": lat.low, "high": lat.high,
+                        "mean": float(np.mean(np.concatenate(c_rounds))),
+                        "rounds": len(c_rounds), "iterations": iters}
+        p.speedup = sp.to_dict()
+        self.cache.put(key, {k: getattr(p, k) for k in (
+            "cosine", "samples", "agreement", "accuracy", "accuracy_drop", "latency_ms",
+            "speedup")})
+
+    def interleave(self, run: _Run, rounds: int, iters: int
+                   ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        for _ in range(2):  # warm-up, not kept
+            run.once()
+            self.base_run.once()
+        per: list[list[np.ndarray]] = [[], []]
+        for _ in range(rounds):
+            self.check()
+            b, c = interleaved_rounds([self.base_run.once, run.once], 1, iters)
+            per[0] += b
+            per[1] += c
+        return per[0], per[1]
+
+    def verdict(self, p: Point, final: bool) -> tuple[bool | None, str]:
+        """Meets the budget? Only when the interval supports it; else why not."""
+        if p.accuracy_drop is not None:
+            hi, lo = p.accuracy_drop["high"], p.accuracy_drop["low"]
+            if lo > self.spec.max_drop:
+                return False, (f"accuracy drop {p.accuracy_drop['value']:.2%} [{lo:.2%}, "
+                               f"{hi:.2%}] is above the {self.spec.max_drop:.2%} budget")
+            if hi > self.spec.max_drop:
+                return (None if not final else False), (
+                    f"accuracy drop interval [{lo:.2%}, {hi:.2%}] reaches past the "
+                    f"{self.spec.max_drop:.2%} budget on {p.samples} samples")
+        if self.min_cosine is not None and p.cosine is not None and p.cosine < self.min_cosine:
+            return False, f"cosine {p.cosine:.5f} below {self.min_cosine}"
+        return True, ""
+
+    def objective(self, p: Point) -> float:
+        """Lower is better."""
+        if self.spec.objective == "size":
+            return float(p.size_bytes or math.inf)
+        if p.latency_ms is None:
+            return math.inf
+        if self.spec.objective == "energy":  # CPU time per inference, an estimate of energy
+            return p.latency_ms["p50"] * (self.spec.threads or self.probe.cores)
+        return p.latency_ms["p50"] if self.spec.objective == "latency" else (
+            1.0 / max(1000.0 / p.latency_ms["mean"], 1e-9))
+
+    # --- stages ------------------------------------------------------------------------------
+    def run_candidate(self, c: Candidate, stage: str) -> Point:
+        p = self.points.get(c.name) or Point(c.name, c.to_dict())
+        self.points[c.name] = p
+        self.cands[c.name] = c
+        self.emit({"event": "stage", "stage": stage, "message": f"{stage}: {c.name}"})
+        t = time.monotonic()
+        try:
+            path, fmt, lineage, cached = self.build(c)
+        except _Stop:
+            raise
+        except Cancelled:
+            self.stopped = "cancelled"
+            raise _Stop from None
+        except Exception as e:  # a pass that refuses this model rejects the candidate only
+            p.status, p.stage, p.reason = "failed", stage, f"build failed: {_short(e)}"
+            self.publish(p)
+            return p
+        p.build_s = None if cached else round(time.monotonic() - t, 2)
+        from converters.passes import ModelFile
+
+        p.path, p.format, p.lineage = str(path), fmt, list(lineage)
+        p.size_bytes = ModelFile(path, fmt).size_bytes()
+        self.check()
+        try:
+            run = measure_job(path, fmt, c.backend, c.precision, c.threads, self.feeds1)
+        except Exception as e:
+            p.status, p.stage, p.reason = "failed", stage, f"does not run: {_short(e)}"
+            self.publish(p)
+            return p
+        try:
+            self.score(c, p, run, stage)
+        except _Stop:
+            raise
+        except Exception as e:
+            log.debug("scoring %s", c.name, exc_info=True)
+            p.status, p.stage, p.reason = "failed", stage, f"failed while measured: {_short(e)}"
+            self.publish(p)
+            return p
+        finally:
+            run.close()
+        p.stage = stage
+        meets, why = self.verdict(p, final=stage != "screen")
+        p.meets = meets
+        slower = (self.spec.objective in ("latency", "throughput", "energy")
+                  and p.speedup is not None and p.speedup["high"] < 1.0)
+        if meets is False:
+            p.status, p.reason = "rejected", why + (" (subset)" if stage == "screen" else "")
+        elif slower:
+            p.status = "rejected"
+            p.reason = (f"slower than the FP32 baseline: {p.speedup['value']:.2f}× "
+                        f"[{p.speedup['low']:.2f}, {p.speedup['high']:.2f}]")
+        else:
+            p.status, p.reason = "kept", why or "within the budget"
+        self.publish(p)
+        return p
+
+    @property
+    def base_run(self) -> _Run:
+        """The baseline's loaded session, opened when something needs timing against it."""
+        if self._base_run is None:
+            self._base_run = measure_job(self.base_path, self.base_format, "onnxruntime", None,
+                                         self.spec.threads, self.feeds1)
+        return self._base_run
+
+    def baseline(self) -> None:
+        self.emit({"event": "stage", "stage": "baseline", "message": "FP32 baseline"})
+        self._base_run = None
+        src = self.source
+        if src.format == "torch":  # the baseline is FP32 ONNX Runtime on the ONNX export
+            base_c = Candidate("baseline", "fp32", "onnxruntime", to="onnx",
+                               threads=self.spec.threads)
+            path, fmt, _lin, _ = self.build(base_c)
+        else:
+            base_c = Candidate("baseline", "fp32", "onnxruntime", threads=self.spec.threads)
+            path, fmt = src.path, src.format
+        self.base_path, self.base_format = path, fmt
+        self.cands["baseline"] = base_c
+        key = key_of("baseline", self.source_sha, self.data_key, self.spec.threads,
+                     self.spec.screen_rounds, self.spec.round_ms)
+        hit = self.cache.get(key)
+        outputs_file = self.cache.root / "runs" / self.cache.fingerprint / f"{key}.npy"
+        if hit is not None and outputs_file.exists():
+            outputs = np.load(outputs_file)
+            self.base_eval = _Eval(outputs, outputs.argmax(axis=-1) if outputs.ndim == 2
+                                   else None)
+            p = Point(**{**hit, "cached": True})
+            self.base_latency = p.latency_ms["p50"]
+            self.points["baseline"] = p
+            self.publish(p)
+            return
+        self.base_eval = self.evaluate(self.base_run, None)
+        for _ in range(3):
+            self.base_run.once()
+        t = time.perf_counter()
+        for _ in range(5):
+            self.base_run.once()
+        self.base_latency = (time.perf_counter() - t) / 5 * 1000
+        from converters.passes import ModelFile
+
+        p = Point("baseline", base_c.to_dict(), stage="full", status="kept",
+                  reason="FP32 ONNX Runtime, the reference", path=str(path), format=fmt,
+                  size_bytes=ModelFile(path, fmt).size_bytes(), cosine=1.0,
+                  samples=int(len(self.base_eval.outputs)), meets=True)
+        if self.labels is not None and self.base_eval.pred is not None:
+            p.accuracy = float(np.mean(self.base_eval.pred == self.labels))
+            p.accuracy_drop = {"value": 0.0, "low": 0.0, "high": 0.0}
+        iters = self.iterations_for(self.base_latency)
+        rounds = interleaved_rounds([self.base_run.once], self.spec.screen_rounds, iters)[0]
+        lat = median_interval(rounds, seed=self.spec.seed)
+        p.latency_ms = {"p50": lat.value, "low": lat.low, "high": lat.high,
+                        "mean": float(np.mean(np.concatenate(rounds))), "rounds": len(rounds),
+                        "iterations": iters}
+        p.speedup = {"value": 1.0, "low": 1.0, "high": 1.0}
+        self.base_latency = lat.value
+        self.points["baseline"] = p
+        self.cache.put(key, p.to_dict())
+        if self.cache.enabled:
+            outputs_file.parent.mkdir(parents=True, exist_ok=True)
+            np.save(outputs_file, self.base_eval.outputs)
+        self.publish(p)
+
+    def fallback(self, parent: Candidate) -> Point | None:
+        """Keep the most sensitive layers of `parent` in float until the budget is met."""
+        ranking = self.rank_layers(parent)
+        if not ranking:
+            return None
+        names = [r["node"] for r in ranking]
+        sizes = sorted({min(2 ** i, len(names)) for i in range(len(names).bit_length() + 1)})
+        last: Point | None = None
+        for k in sizes:
+            self.check()
+            c = cands.mixed(parent, tuple(names[:k]))
+            last = self.run_candidate(c, "screen")
+            if last.status == "kept":
+                last = self.run_candidate(c, "full")
+                if last.meets:
+                    return last
+        return last
+
+    def rank_layers(self, parent: Candidate) -> list[dict[str, Any]]:
+        """Leave-one-out sensitivity of the heaviest quantizable layers: the fidelity the model
+        regains when that layer alone stays float (ranked, most sensitive first)."""
+        from converters.analysis import analyze
+        from converters.formats import open_model
+
+        self.emit({"event": "stage", "stage": "sensitivity",
+                   "message": f"ranking layers of {parent.name} by sensitivity"})
+        graph = open_model(self.source.path if self.source.format != "torch" else self.base_path)
+        costs = {c.node_id: int(c.macs or 0) for c in analyze(graph).nodes}
+        layers = [(costs.get(it.node.id, 0), it.node.name) for it in graph.walk()
+                  if it.node.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose")
+                  and it.node.name]
+        layers = sorted(layers, reverse=True)[:self.spec.sensitivity_layers]
+        full = self.points.get(parent.name)
+        base_cos = full.cosine if full and full.cosine is not None else None
+        ranking = []
+        for macs, name in layers:
+            self.check()
+            c = cands.mixed(parent, (name,))
+            c = dataclasses.replace(c, name=f"{parent.name}-loo-{len(ranking)}")
+            try:
+                path, fmt, _lin, _ = self.build(c)
+                run = measure_job(path, fmt, c.backend, c.precision, c.threads, self.feeds1)
+            except _Stop:
+                raise
+            except Exception as e:
+                log.info("sensitivity of %s: %s", name, e)
+                continue
+            try:
+                ev = self.evaluate(run, self.subset)
+            finally:
+                run.close()
+            cos = _cosine(self.base_eval.outputs[self.subset], ev.outputs)
+            agree = (float(np.mean(ev.pred == self.base_eval.pred[self.subset]))
+                     if ev.pred is not None else None)
+            ranking.append({"node": name, "macs": macs, "cosine_if_float": cos,
+                            "agreement_if_float": agree,
+                            "gain": None if base_cos is None else cos - base_cos})
+        ranking.sort(key=lambda r: (-(r["agreement_if_float"] or 0), -r["cosine_if_float"]))
+        self.sensitivity = ranking
+        self.emit({"event": "sensitivity", "parent": parent.name, "ranking": ranking})
+        return ranking
+
+    # --- the whole search --------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.prepare()
+        self.baseline()
+        todo = cands.generate(
+            self.base_format if self.source.format != "torch" else "torch", self.probe,
+            self.prediction, backends=self.spec.backends, threads=self.spec.threads,
+            has_calibration=bool(self.spec.calib), objective=self.spec.objective,
+            exhaustive=self.spec.exhaustive)
+        if self.spec.only:
+            unknown = set(self.spec.only) - {c.name for c in todo}
+            if unknown:
+                raise ModelDeckError(f"unknown candidate(s) {sorted(unknown)}; candidates "
+                                     f"here: {', '.join(c.name for c in todo)}")
+            todo = [c for c in todo if c.name in self.spec.only]
+        if not self.spec.calib:
+            self.notes.append("no calibration data: static INT8 candidates were not tried")
+        for c in todo:
+            self.points[c.name] = Point(c.name, c.to_dict())
+        self.planned = todo
+        try:
+            try:
+                self._search(todo)
+            except _Stop:
+                log.info("search stopped: %s", self.stopped)
+            return self.finish()
+        finally:
+            if self._base_run is not None:
+                self._base_run.close()
+
+    def _search(self, todo: list[Candidate]) -> None:
+        screen_stage = "full" if self.spec.exhaustive else "screen"
+        for i, c in enumerate(todo):
+            self.check()
+            self.progress(0.1 + 0.5 * i / max(len(todo), 1), f"screening {c.name}")
+            self.run_candidate(c, screen_stage)
+        self.fallback_if_needed(stage_done=screen_stage)
+        if not self.spec.exhaustive:
+            survivors = sorted((p for p in self.points.values()
+                                if p.status == "kept" and p.name != "baseline"
+                                and p.stage == "screen"), key=self.objective)
+            keep = survivors[:max(2, math.ceil(len(survivors) / 2))]
+            for p in survivors[len(keep):]:
+                p.reason = (f"screened out: {self.spec.objective} behind the better half "
+                            f"({self.objective(p):.4g} vs {self.objective(keep[-1]):.4g})")
+                p.status = "rejected"
+                self.publish(p)
+            for j, p in enumerate(keep):
+                self.check()
+                self.progress(0.65 + 0.25 * j / max(len(keep), 1), f"full evaluation of {p.name}")
+                self.run_candidate(self.cands[p.name], "full")
+            self.fallback_if_needed(stage_done="full")
+
+    def fallback_if_needed(self, stage_done: str) -> None:
+        """Run the accuracy-aware fallback on the INT8 candidate that would win on speed but
+        misses the budget (once per parent)."""
+        done = getattr(self, "_fallback_done", set())
+        self._fallback_done = done
+        meeting = [p for p in self.points.values() if p.meets and p.status in ("kept", "best")]
+        best_ok = min((self.objective(p) for p in meeting), default=math.inf)
+        missed = [p for p in self.points.values()
+                  if p.status == "rejected" and p.meets is False and p.latency_ms
+                  and self.cands.get(p.name) and self.cands[p.name].family == "int8"
+                  and any(n == "int8-static" for n, _ in self.cands[p.name].passes)
+                  and self.objective(p) < best_ok and p.name not in done]
+        if not missed:
+            return
+        parent = self.cands[min(missed, key=self.objective).name]
+        done.add(parent.name)
+        self.notes.append(f"{parent.name} missed the budget: accuracy-aware fallback keeps its "
+                          "most sensitive layers in float")
+        self.fallback(parent)
+
+    def finish(self) -> dict[str, Any]:
+        spec = self.spec
+        base = self.points["baseline"]
+        final_ok = [p for p in self.points.values()
+                    if p.name != "baseline" and p.meets and p.status == "kept"
+                    and (p.stage == "full" or self.stopped)]
+        best = min(final_ok, key=self.objective) if final_ok else None
+        if best is not None and self.objective(best) >= self.objective(base):
+            best = None
+        confirm = None
+        if best is not None and best.stage in ("full", "screen"):
+            try:
+                confirm = self.confirm(best)
+            except _Stop:
+                confirm = None
+            except Exception as e:  # the figures so far stand
+                log.info("confirmation of %s failed: %s", best.name, e)
+        if best is not None:
+            best.status = "best"
+            if best.stage != "full":
+                best.reason = (best.reason + "; ").lstrip("; ") + (
+                    "provisional: measured on the screening subset only (the search stopped)")
+            self.publish(best)
+        winner = best or base
+        out = self.write_outputs(winner, confirm)
+        # the front compares like with like: figures on the whole evaluation set
+        pareto = pareto_front([p for p in self.points.values() if p.latency_ms
+                               and p.stage == "full" and p.status != "failed"
+                               and p.cosine is not None], self.labels is not None)
+        prediction_check = self.prediction_check()
+        result = {
+            "schema": SCHEMA, "status": "ok" if not self.stopped else "stopped",
+            "stopped": self.stopped, "model": str(self.source.path),
+            "source_sha256": self.source_sha, "objective": spec.objective,
+            "budget": {"max_drop": spec.max_drop, "min_cosine": self.min_cosine,
+                       "labels": self.labels is not None},
+            "threads": spec.threads, "evaluated_on": self.feeds_source,
+            "probe": self.probe.to_dict(), "model_profile": self.model_profile,
+            "prediction": self.prediction.to_dict(), "prediction_check": prediction_check,
+            "baseline": _public(base),
+            "best": self.best_dict(best, confirm, out) if best else None,
+            "pareto": [p.name for p in pareto],
+            "tried": [_public(p) for p in self.points.values() if p.name != "baseline"],
+            "sensitivity": self.sensitivity, "notes": self.notes,
+            "outputs": out, "seconds": round(self.elapsed(), 2),
+            "cache": {"dir": str(self.cache.root), "hits": self.cache.hits,
+                      "misses": self.cache.misses, "enabled": spec.use_cache},
+        }
+        if best is None:
+            result["why_no_winner"] = self.why_none()
+        out_dir = Path(spec.output_dir)
+        (out_dir / "optimize.json").write_text(json.dumps(result, indent=2, default=str),
+                                               encoding="utf-8")
+        try:
+            from app.optimize.report import write_html
+
+            write_html(result, out_dir / "optimize.html")
+            result["outputs"]["html"] = str(out_dir / "optimize.html")
+        except Exception as e:  # the JSON is the record; the page is a view of it
+            log.warning("could not write the HTML report: %s", e)
+        return result
+
+    def confirm(self, p: Point) -> dict[str, Any]:
+        """The winner against the baseline once more, interleaved, more rounds."""
+        c = self.cands[p.name]
+        key = key_of("confirm", self.source_sha, c.run_key(), c.build_spec(), self.data_key,
+                     self.spec.final_rounds, self.spec.round_ms)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        self.emit({"event": "stage", "stage": "final", "message": f"confirming {p.name}"})
+        run = measure_job(Path(p.path), p.format, c.backend, c.precision, c.threads,
+                          self.feeds1)
+        try:
+            b, r = self.interleave(run, self.spec.final_rounds,
+                                   self.iterations_for(self.base_latency))
+        finally:
+            run.close()
+        lat, blat = median_interval(r), median_interval(b)
+        sp = speedup_interval(b, r)
+        out = {"latency_ms": {"p50": lat.value, "low": lat.low, "high": lat.high},
+               "baseline_latency_ms": {"p50": blat.value, "low": blat.low, "high": blat.high},
+               "speedup": sp.to_dict(), "rounds": len(r), "interleaved": True}
+        self.cache.put(key, out)
+        return out
+
+    def best_dict(self, p: Point, confirm: dict[str, Any] | None, out: dict[str, Any]
+                  ) -> dict[str, Any]:
+        c = self.cands[p.name]
+        lat = (confirm or {}).get("latency_ms") or p.latency_ms
+        return {"name": p.name, "path": out.get("model"), "backend": c.backend,
+                "config": {"threads": c.threads, "precision": c.precision,
+                           **c.build_spec()},
+                "latency_ms": lat, "speedup": (confirm or {}).get("speedup") or p.speedup,
+                "baseline_latency_ms": (confirm or {}).get("baseline_latency_ms"),
+                "accuracy": p.accuracy, "accuracy_drop": p.accuracy_drop,
+                "cosine": p.cosine, "agreement": p.agreement, "size_bytes": p.size_bytes,
+                "meets_budget": bool(p.meets), "stage": p.stage, "confirmed": bool(confirm),
+                "commands": out.get("commands", [])}
+
+    def prediction_check(self) -> dict[str, Any]:
+        """INT8 against FP32 on the same runtime and threads (ORT first, as the baseline)."""
+        int8 = [p for p in self.points.values() if p.speedup and p.latency_ms
+                and self.cands.get(p.name) and self.cands[p.name].family == "int8"]
+        same_rt = [p for p in int8 if self.cands[p.name].backend == "onnxruntime"]
+        pick = max(same_rt or int8, key=lambda p: p.speedup["value"], default=None)
+        if pick is None:
+            return check_prediction(self.prediction, None)
+        r = check_prediction(self.prediction, pick.speedup["value"],
+                             (pick.speedup["low"], pick.speedup["high"]))
+        r["candidate"] = pick.name
+        return r
+
+    def why_none(self) -> str:
+        tried = [p for p in self.points.values() if p.name != "baseline" and p.latency_ms]
+        if not tried:
+            return "no candidate was measured" + (f" ({self.stopped})" if self.stopped else "")
+        fastest = min(tried, key=self.objective)
+        return (f"no variant both met the budget and beat the baseline; the fastest measured was "
+                f"{fastest.name} ({fastest.reason})")
+
+    def write_outputs(self, p: Point, confirm: dict[str, Any] | None) -> dict[str, Any]:
+        """The winner's files, lineage and the command lines that rebuild and measure it."""
+        from converters.passes import ModelFile
+
+        out_dir = Path(self.spec.output_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        c = self.cands[p.name]
+        if p.path is None:
+            return {}
+        src = ModelFile(Path(p.path), p.format)
+        suffix = Path(p.path).suffix
+        dest = out_dir / f"{self.source.path.stem}-optimized{suffix}"
+        for f in src.files():
+            if f.exists():
+                shutil.copyfile(f, dest.with_suffix(f.suffix) if f.suffix != suffix else dest)
+        recipes = []
+        for i, lin in enumerate(p.lineage):
+            target = out_dir / (f"recipe-{i + 1}.lineage.json" if len(p.lineage) > 1
+                                else "recipe.lineage.json")
+            shutil.copyfile(lin, target)
+            recipes.append(str(target))
+        model = _q(self.spec.model)
+        cmds = []
+        if c.convert_first and recipes:
+            first = out_dir / f"{self.source.path.stem}-{c.convert_first}.xml"
+            cmds.append(f"modeldeck convert {model} --to {c.convert_first} -o {_q(first)}")
+            cmds.append(f"modeldeck convert {_q(first)} --recipe {_q(recipes[-1])} "
+                        f"-o {_q(dest)}")
+        elif recipes:
+            cmds.append(f"modeldeck convert {model} --recipe {_q(recipes[-1])} -o {_q(dest)}")
+        prof = f"modeldeck profile {_q(dest)} --backend {c.backend}"
+        if c.threads:
+            prof += f" --threads {c.threads}"
+        if c.precision and c.backend == "openvino":
+            prof += f" --precision {c.precision}"
+        cmds.append(prof)
+        line = self.cli_line()
+        return {"dir": str(out_dir), "model": str(dest), "recipes": recipes, "commands": cmds,
+                "optimize_command": line}
+
+    def cli_line(self) -> str:
+        s = self.spec
+        parts = ["modeldeck optimize", _q(s.model)]
+        if s.eval:
+            parts += ["--eval", _q(s.eval)]
+        if s.calib:
+            parts += ["--calib", _q(s.calib)]
+        parts += ["--max-drop", f"{s.max_drop * 100:g}%"]
+        if s.min_cosine is not None:
+            parts += ["--min-cosine", f"{s.min_cosine:g}"]
+        parts += ["--objective", s.objective]
+        if s.backends:
+            parts += ["--backends", ",".join(s.backends)]
+        if s.threads:
+            parts += ["--threads", str(s.threads)]
+        parts += ["--time-budget", f"{s.time_budget_s:g}s", "-o", _q(s.output_dir)]
+        return " ".join(parts)
+
+
+def pareto_front(points: list[Point], labelled: bool) -> list[Point]:
+    """Points no other point beats on both latency and accuracy (cosine without labels)."""
+    def quality(p: Point) -> float:
+        if labelled and p.accuracy is not None:
+            return p.accuracy
+        return p.cosine if p.cosine is not None else -math.inf
+
+    front = []
+    for p in points:
+        lat, q = p.latency_ms["p50"], quality(p)
+        dominated = any(o is not p and o.latency_ms["p50"] <= lat and quality(o) >= q
+                        and (o.latency_ms["p50"] < lat or quality(o) > q) for o in points)
+        if not dominated:
+            front.append(p)
+    return sorted(front, key=lambda p: p.latency_ms["p50"])
+
+
+def _public(p: Point) -> dict[str, Any]:
+    d = p.to_dict()
+    d["pareto_quality"] = d.get("accuracy") if d.get("accuracy") is not None else d.get("cosine")
+    return d
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:300]
+
+
+def _q(path: Any) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
+
+
+def _digest(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def run_optimize(spec: OptimizeSpec, emit: Emit = lambda e: None,
+                 cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    """Search, write OUTDIR (winner, recipe, optimize.json, optimize.html), return the result.
+    A cancelled or timed-out search still returns and writes its best so far."""
+    from converters.formats import consent
+
+    Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
+    with consent(spec.trust_code):
+        return Search(spec, emit, cancelled).run()
