@@ -79,14 +79,23 @@ class _Planned:
 
 
 def plan(source_format: str, spec: ConvertSpec) -> list[_Planned]:
-    """The steps the pipeline will run, conversions included (no work done)."""
+    """The steps the pipeline will run, conversions included (no work done). An order the
+    rules refuse (converters/passes/order.py) raises PassError naming the rule and a valid
+    order: passes run in the order given, never reordered behind the user's back."""
     from converters.export import conversion_path
+    from converters.passes.order import check_pipeline
 
     steps: list[_Planned] = []
     fmt = source_format
+    options = []
     for p in spec.passes:
+        options.append(make_options(get_pass(p.name), p.options))  # validates before any work
+    problems = check_pipeline(source_format, [p.name for p in spec.passes],
+                              [options_dict(o) for o in options], to=spec.to)
+    if problems:
+        raise PassError("; ".join(dict.fromkeys(str(p) for p in problems)))
+    for p, opts in zip(spec.passes, options):
         cls = get_pass(p.name)
-        opts = make_options(cls, p.options)  # validates before any work
         if fmt not in cls.accepts:
             target = _reachable_target(fmt, cls.accepts, spec.to, p.name)
             for _, t in conversion_path(fmt, target):
@@ -176,7 +185,8 @@ def _lineage(parent_sha: str, step: dict[str, Any], output: ModelFile) -> dict[s
     from profilers.environment import library_versions
 
     return {"schema": LINEAGE_SCHEMA, "parent_sha256": parent_sha, "pass": step["pass"],
-            "options": step.get("options", {}), "output": str(output.path),
+            "options": step.get("options", {}), "changed": step.get("changed"),
+            "output": str(output.path),
             "output_sha256": sha256_of(output.files()), "libraries": library_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
@@ -367,6 +377,7 @@ def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
                                        "messages": []}]
     emit({"event": "step", "step": results[0]})
     current, parent_sha = source, source_sha
+    pre_pruning: ModelFile | None = None  # distill's teacher: the model before pruning
     broken: dict[str, Any] | None = None
     try:
         for i, step in enumerate(steps_plan):
@@ -377,8 +388,12 @@ def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
             ctx = PassContext(work_dir=work_dir / f"{i + 1:02d}", cancelled=cancelled,
                               calibration=calibration,
                               progress=lambda f, m, i=i: progress(f, m, i))
+            if (step.kind == "pass" and pre_pruning is None
+                    and getattr(get_pass(step.name), "stage", "") == "structure"):
+                pre_pruning = current
+            step = _with_teacher(step, pre_pruning or source)
             t0 = time.perf_counter()
-            result = _run_step(step, current, ctx, source)
+            result = _run_step(step, current, ctx)
             seconds = time.perf_counter() - t0
             placed = _place(result.output, steps_dir / f"{i + 1:02d}-{step.name}"
                             f"{SUFFIX[result.output.format]}")
@@ -436,7 +451,7 @@ def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
 
 
 def _strip(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in ("pass", "options", "output", "sha256") if k in row}
+    return {k: row[k] for k in ("pass", "options", "changed", "output", "sha256") if k in row}
 
 
 def _format_after(steps_plan: list[_Planned], fmt: str) -> str:
@@ -446,19 +461,24 @@ def _format_after(steps_plan: list[_Planned], fmt: str) -> str:
     return fmt
 
 
-def _run_step(step: _Planned, model: ModelFile, ctx: PassContext, source: ModelFile
-              ) -> PassResult:
+def _with_teacher(step: _Planned, teacher: ModelFile) -> _Planned:
+    """Distillation with no teacher given learns from `teacher`: the model as it was before
+    the first pruning pass of this run (the source when nothing ran before it). The filled-in
+    path is what the step's lineage records."""
+    import dataclasses
+
+    opts = step.options
+    if step.kind != "pass" or not hasattr(opts, "teacher") or opts.teacher:
+        return step
+    return dataclasses.replace(step, options=dataclasses.replace(opts, teacher=str(teacher.path)))
+
+
+def _run_step(step: _Planned, model: ModelFile, ctx: PassContext) -> PassResult:
     from converters.export import CONVERSIONS
 
     if step.kind == "convert":
         return CONVERSIONS[(model.format, step.target)](model, ctx)
-    cls = get_pass(step.name)
-    opts = step.options
-    if hasattr(opts, "teacher") and not opts.teacher:  # distillation learns from the source
-        import dataclasses
-
-        opts = dataclasses.replace(opts, teacher=str(source.path))
-    return cls().run(model, opts, ctx)
+    return get_pass(step.name)().run(model, step.options, ctx)
 
 
 def spec_from_recipe(recipe_path: str | Path, model: str, output: str) -> tuple[ConvertSpec,

@@ -105,6 +105,9 @@ class Pass:
     accepts: ClassVar[frozenset[str]]  # input formats
     description: ClassVar[str] = ""
     needs_calibration: ClassVar[bool] = False
+    # what it does to the weights, for the ordering rules (converters/passes/order.py):
+    # "graph" | "structure" | "recovery" | "precision"
+    stage: ClassVar[str] = "graph"
 
     @dataclass(frozen=True)
     class Options:

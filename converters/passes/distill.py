@@ -2,7 +2,8 @@
 
 The student is the model handed to the pass (e.g. the output of prune-channels); the teacher is
 `teacher`, a path to the original model (.pt2, TorchScript, or ONNX). In a pipeline the option
-can stay empty: converters/pipeline.py fills it with the run's source model. The student learns
+can stay empty: app/pipeline.py fills it with the model as it was before the run's first
+pruning pass (the ordering rules, converters/passes/order.py, put distill after prune-channels). The student learns
 to reproduce the teacher's outputs on the calibration inputs (no labels needed): KL divergence of
 temperature-softened outputs (Hinton et al.), or MSE on the raw outputs.
 
@@ -36,6 +37,7 @@ SEED = 0  # batch order is fixed so a recipe replays the same way
 class Distill(Pass):
     name = NAME
     accepts = frozenset({"torch"})
+    stage = "recovery"  # see converters/passes/order.py
     description = ("Fine-tune a pruned model to match the original (teacher) on calibration "
                    "inputs: recovers accuracy lost to pruning")
     needs_calibration = True

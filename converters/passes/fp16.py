@@ -32,6 +32,7 @@ FP16_MIN_POSITIVE = 5.96e-08
 class Fp16(Pass):
     name = "fp16"
     accepts = frozenset({"onnx", "openvino"})
+    stage = "precision"  # see converters/passes/order.py
     description = "Convert float32 weights (and compute) to float16"
 
     @dataclass(frozen=True)

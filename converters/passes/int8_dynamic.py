@@ -52,6 +52,7 @@ def quantized_op_count(counts) -> int:
 class Int8Dynamic(Pass):
     name = "int8-dynamic"
     accepts = frozenset({"onnx"})
+    stage = "precision"  # see converters/passes/order.py
     description = "INT8 weights, activations quantized at run time (no calibration data needed)"
 
     @dataclass(frozen=True)

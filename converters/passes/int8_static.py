@@ -52,6 +52,7 @@ CALIB_SPAN = (0.2, 0.85)  # the share of the progress bar calibration takes
 class Int8Static(Pass):
     name = "int8-static"
     accepts = frozenset({"onnx", "openvino"})
+    stage = "precision"  # see converters/passes/order.py
     description = "INT8 weights and activations, calibrated on sample inputs"
     needs_calibration = True
 

@@ -35,6 +35,7 @@ DEFAULT_ENERGY = 0.95
 class LowRank(Pass):
     name = NAME
     accepts = frozenset({"onnx"})
+    stage = "structure"  # see converters/passes/order.py
     description = ("Factorise large Gemm/MatMul (and optionally Conv) weights with an SVD "
                    "into two thinner layers: fewer parameters and MACs, approximate outputs")
 

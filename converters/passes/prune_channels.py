@@ -48,6 +48,7 @@ _TENSOR_SLOTS = {
 class PruneChannels(Pass):
     name = NAME
     accepts = frozenset({"torch"})
+    stage = "structure"  # see converters/passes/order.py
     description = ("Structured channel pruning (torch-pruning): removes whole filters, so the "
                    "model gets smaller and faster; fine-tune afterwards (distill)")
 

@@ -42,6 +42,7 @@ def excluded(names: list[str], patterns: tuple[str, ...]) -> bool:
 class PruneMagnitude(Pass):
     name = "prune-magnitude"
     accepts = frozenset({"onnx", "torch"})
+    stage = "structure"  # see converters/passes/order.py
     description = ("Unstructured magnitude pruning: zero the smallest weights. Smaller when "
                    "compressed; not faster on dense kernels")
 

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 class Simplify(Pass):
     name = "simplify"
     accepts = frozenset({"onnx"})
+    stage = "graph"  # see converters/passes/order.py
     description = "Fold constants, fuse Conv+BN / Gemm patterns and drop dead nodes (onnxslim)"
 
     @dataclass(frozen=True)

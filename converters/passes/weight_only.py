@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 class WeightOnly(Pass):
     name = "weight-only"
     accepts = frozenset({"onnx", "openvino"})
+    stage = "precision"  # see converters/passes/order.py
     description = "INT8 / INT4 weight compression (MatMul weights; activations stay float)"
 
     @dataclass(frozen=True)

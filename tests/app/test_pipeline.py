@@ -41,7 +41,7 @@ def test_plan_inserts_conversions():
                        passes=(StepSpec("prune-channels", {"ratio": "0.2"}),))
     assert _names(plan("torch", spec)) == ["prune-channels", "export-onnx", "export-openvino"]
     spec = ConvertSpec(model="m.onnx", output="o.onnx", passes=(StepSpec("prune-channels"),))
-    with pytest.raises(PassError, match="prune-channels runs on torch"):
+    with pytest.raises(PassError, match="prune-channels runs on PyTorch models only"):
         plan("onnx", spec)
     with pytest.raises(PassError, match="unknown option"):
         plan("onnx", ConvertSpec(model="m", output="o", passes=(StepSpec("fp16", {"x": "1"}),)))
@@ -90,7 +90,8 @@ def test_recipe_replays_the_same_steps(sample, tmp_path):
 def test_names_the_step_and_node_where_fidelity_broke(sample, tmp_path):
     result = run_pipeline(ConvertSpec(
         model=str(sample), output=str(tmp_path / "lr.onnx"),
-        passes=(StepSpec("fp16"), StepSpec("lowrank", {"ratio": "0.02", "energy": "none"})),
+        passes=(StepSpec("simplify"),
+                StepSpec("lowrank", {"ratio": "0.02", "energy": "none"})),
         fidelity_threshold=0.999))
     broken = result["first_broken"]
     assert broken["step"] == 2 and broken["pass"] == "lowrank"
@@ -170,3 +171,98 @@ def _consent_to_run_models():
     with consent(True):
         yield
 
+
+
+# --- order: passes run as given; orders the rules refuse are refused before any work --------
+
+@pytest.mark.parametrize("fmt, names, rule", [
+    ("torch", ["distill", "prune-channels"], "distill-after-pruning"),
+    ("torch", ["distill"], "distill-after-pruning"),
+    ("torch", ["prune-magnitude", "distill"], "no-distill-after-zeroing"),
+    ("onnx", ["int8-dynamic", "simplify"], "simplify-before-precision"),
+    ("onnx", ["fp16", "prune-magnitude"], "precision-last"),
+    ("onnx", ["fp16", "int8-dynamic"], "one-precision"),
+    ("torch", ["simplify", "prune-channels"], "format"),
+])
+def test_plan_refuses_an_invalid_order_naming_the_rule(fmt, names, rule):
+    spec = ConvertSpec(model="m", output="o", passes=tuple(StepSpec(n) for n in names))
+    with pytest.raises(PassError, match=f"rule {rule}") as info:
+        plan(fmt, spec)
+    assert all(n in str(info.value) for n in names)  # says which passes clash
+
+
+def test_plan_keeps_the_order_given():
+    for names in (["simplify", "prune-magnitude"], ["prune-magnitude", "simplify"]):
+        spec = ConvertSpec(model="m", output="o", passes=tuple(StepSpec(n) for n in names))
+        assert _names(plan("onnx", spec)) == names
+    spec = ConvertSpec(model="m.pt2", output="o.onnx",
+                       passes=(StepSpec("prune-channels"), StepSpec("distill"),
+                               StepSpec("simplify"), StepSpec("int8-dynamic")))
+    assert _names(plan("torch", spec)) == ["prune-channels", "distill", "export-onnx",
+                                           "simplify", "int8-dynamic"]
+    # a teacher given by hand is a reason to distill without pruning first
+    spec = ConvertSpec(model="m.pt2", output="o.pt2",
+                       passes=(StepSpec("distill", {"teacher": "big.pt2"}),))
+    assert _names(plan("torch", spec)) == ["distill"]
+
+
+def test_recipe_with_an_invalid_order_is_refused(sample, tmp_path):
+    recipe = tmp_path / "r.lineage.json"
+    recipe.write_text(json.dumps({"schema": "modeldeck.lineage/1", "source": {},
+                                  "passes": [{"name": "int8-dynamic"}, {"name": "simplify"}]}))
+    spec, _ = spec_from_recipe(recipe, str(sample), str(tmp_path / "r.onnx"))
+    with pytest.raises(PassError, match="rule simplify-before-precision.*simplify → int8"):
+        run_pipeline(spec)
+    assert not (tmp_path / "r.onnx").exists() and not (tmp_path / "r.steps").exists()
+
+
+@pytest.mark.slow
+def test_prune_then_distill_learns_from_the_model_before_pruning(tmp_path):
+    """The sample's PyTorch model: distill's teacher is the unpruned source, its lineage says it
+    changed the weights, and accuracy on the held-out digits is measured after each step."""
+    src = tmp_path / "src" / "digits_cnn.pt2"
+    src.parent.mkdir()
+    shutil.copy(SAMPLE_PT2, src)
+    out = tmp_path / "pd.pt2"
+    result = run_pipeline(ConvertSpec(
+        model=str(src), output=str(out), calib="sample", eval="sample", trust_code=True,
+        passes=(StepSpec("prune-channels", {"ratio": "0.5"}), StepSpec("distill"))))
+    source, pruned, distilled = result["steps"]
+    assert [s["pass"] for s in result["steps"]] == ["source", "prune-channels", "distill"]
+    lineage = json.loads(Path(distilled["output"] + ".lineage.json").read_text())
+    assert lineage["pass"] == "distill" and lineage["changed"] is True
+    assert lineage["options"]["teacher"] == str(src)  # the model before pruning
+    assert lineage["parent_sha256"] == pruned["sha256"] != lineage["output_sha256"]
+    acc = [s["accuracy"]["accuracy"] for s in (source, pruned, distilled)]
+    print(f"\naccuracy source {acc[0]:.4f}, prune-channels 0.5 {acc[1]:.4f}, "
+          f"+distill {acc[2]:.4f}")
+    assert acc[1] < acc[0] - 0.05  # pruning half the channels costs accuracy...
+    assert acc[2] > acc[1] + 0.05  # ...which distillation from the unpruned model recovers
+    final = json.loads(Path(result["lineage"]).read_text())
+    assert [s["pass"] for s in final["steps"]] == ["prune-channels", "distill"]
+    assert all(s["changed"] for s in final["steps"])
+
+
+def test_cli_runs_passes_in_the_order_given_and_refuses_an_invalid_one(sample, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def convert(*passes: str, out: str):
+        args = [a for p in passes for a in ("--pass", p)]
+        return subprocess.run([sys.executable, "-m", "app.cli", "convert", str(sample), *args,
+                               "-o", str(tmp_path / out), "--json"], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+
+    for order in (("prune-magnitude", "simplify"), ("simplify", "prune-magnitude")):
+        r = convert(*order, out="-".join(order) + ".onnx")
+        assert r.returncode == 0, r.stderr
+        steps = json.loads(r.stdout)["steps"]
+        assert [s["pass"] for s in steps] == ["source", *order]
+        lineage = json.loads(Path(json.loads(r.stdout)["lineage"]).read_text())
+        assert [s["pass"] for s in lineage["steps"]] == list(order)
+    r = convert("int8-dynamic", "simplify", out="bad.onnx")
+    assert r.returncode == 2
+    assert "rule simplify-before-precision" in r.stderr and "simplify → int8-dynamic" in r.stderr
+    assert not (tmp_path / "bad.onnx").exists()

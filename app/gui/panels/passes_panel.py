@@ -1,6 +1,13 @@
-"""Compression passes to apply: a checkbox per registered pass, its option editors
-generated from the pass's Options dataclass (fields + type hints), a target format and the
+"""Compression passes to apply, as an ordered pipeline: a checkable, reorderable list (drag and
+drop, or the arrow buttons) of every registered pass, the selected pass's option editors
+generated from its Options dataclass (fields + type hints), a target format and the
 calibration / evaluation data. Adding a pass to converters.passes adds it here, unchanged.
+
+What may run is decided in one Qt-free place, converters/passes/order.py, which the pipeline,
+the CLI and recipe replay use too: passes that cannot apply to the open model's format are
+greyed with the reason before anyone presses Apply, and an order the rules refuse is said under
+the list (naming the rule and a valid order) with Apply disabled. The checked passes run in the
+order shown.
 """
 from __future__ import annotations
 
@@ -12,13 +19,16 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout,
-    QLabel, QLineEdit, QPushButton, QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame,
+    QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QScrollArea,
+    QSizePolicy, QSpinBox, QStackedWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
 from app.gui import settings
+from app.gui.widgets import guard_wheel, no_wheel_focus
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +38,8 @@ CALIB_SOURCES = [("bundled sample (digits)", "sample"), ("file (.npz of inputs)�
                  ("folder of images…", "folder"), ("random data", "random")]
 EVAL_SOURCES = [("none (fidelity only)", None), ("bundled digits test set", "sample"),
                 ("file (.npz with labels)…", "file")]
+MIN_ROWS = 6  # the list never shows fewer passes than this (it showed about four)
+NAME_ROLE = Qt.ItemDataRole.UserRole
 RANDOM_WARNING = ("⚠ Random calibration data: the quantisation ranges will not match real "
                   "inputs, so accuracy will suffer. Use it only to try a pipeline.")
 
@@ -144,20 +156,54 @@ def _field_comments(options_cls: type) -> dict[str, str]:
 
 @dataclass
 class PassBox:
+    """One pass: its row in the list and its page of option editors."""
     name: str
     cls: type
-    container: QWidget
-    check: QCheckBox
-    body: QWidget
+    item: QListWidgetItem
+    body: QWidget  # the options page
     editors: list[OptionEditor]
     error: QLabel
+    applies: QLabel  # whether (and how) it applies to the open model
 
     @property
     def checked(self) -> bool:
-        return self.check.isChecked()
+        return self.item.checkState() == Qt.CheckState.Checked
 
     def values(self, changed_only: bool = True) -> dict[str, Any]:
         return {e.name: e.value() for e in self.editors if not (changed_only and e.is_default())}
+
+
+class PassList(QListWidget):
+    """The pipeline: checkable rows in run order, reordered by drag and drop. Tall enough for
+    every pass when the dock has room, never shorter than MIN_ROWS rows; the wheel scrolls it
+    (it holds no value editors)."""
+
+    sig_reordered = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("pass_list")
+        self.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        self.setDefaultDropAction(Qt.DropAction.MoveAction)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setAlternatingRowColors(True)
+        self.setToolTip("Checked passes run from top to bottom: drag a pass, or use the arrows, "
+                        "to change the order")
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().dropEvent(event)
+        self.sig_reordered.emit()
+
+    def _rows_height(self, rows: int) -> int:
+        row = self.sizeHintForRow(0) if self.count() else self.fontMetrics().height() + 6
+        return rows * max(row, 1) + 2 * self.frameWidth() + 2
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt override)
+        return QSize(super().sizeHint().width(), self._rows_height(max(self.count(), MIN_ROWS)))
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt override)
+        return QSize(super().minimumSizeHint().width(), self._rows_height(MIN_ROWS))
 
 
 # --- the panel -------------------------------------------------------------------------------
@@ -168,16 +214,55 @@ class PassesPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        guard_wheel()  # idempotent: unfocused spin boxes and combos never take the wheel
         self.boxes: dict[str, PassBox] = {}
         self._restoring = False
+        self._format: str | None = None  # the open model's format (None: no model open)
+        self._applicability: dict[str, Any] = {}
+        self._suspended: set[str] = set()  # checked, but cannot apply to the open model
+        self._problems: list[Any] = []
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
-        self.scroll = QScrollArea()
+
+        list_row = QHBoxLayout()
+        self.pass_list = PassList()
+        list_row.addWidget(self.pass_list, 1)
+        arrows = QVBoxLayout()
+        self.up_button = QToolButton()
+        self.up_button.setObjectName("pass_up")
+        self.up_button.setArrowType(Qt.ArrowType.UpArrow)
+        self.up_button.setToolTip("Run the selected pass earlier")
+        self.down_button = QToolButton()
+        self.down_button.setObjectName("pass_down")
+        self.down_button.setArrowType(Qt.ArrowType.DownArrow)
+        self.down_button.setToolTip("Run the selected pass later")
+        arrows.addWidget(self.up_button)
+        arrows.addWidget(self.down_button)
+        arrows.addStretch(1)
+        list_row.addLayout(arrows)
+        # every row when the dock has room (never fewer than MIN_ROWS); the options get the rest
+        self.pass_list.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        outer.addLayout(list_row, 0)
+        self.applies_note = QLabel("")
+        self.applies_note.setObjectName("applies_note")
+        self.applies_note.setWordWrap(True)
+        self.applies_note.setEnabled(False)  # secondary text, palette-aware
+        outer.addWidget(self.applies_note)
+        self.order_problem = QLabel("")
+        self.order_problem.setObjectName("order_problem")
+        self.order_problem.setWordWrap(True)
+        self.order_problem.setStyleSheet("QLabel#order_problem { font-weight: bold; }")
+        self.order_problem.hide()
+        outer.addWidget(self.order_problem)
+
+        self.options_title = QLabel("")
+        outer.addWidget(self.options_title)
+        self.stack = QStackedWidget()
+        self.scroll = QScrollArea()  # the selected pass's options
+        self.scroll.setObjectName("pass_options")
         self.scroll.setWidgetResizable(True)
-        self.list_widget = QWidget()
-        self.list_layout = QVBoxLayout(self.list_widget)
-        self.list_layout.setContentsMargins(0, 0, 0, 0)
-        self.scroll.setWidget(self.list_widget)
+        self.scroll.setWidget(self.stack)
+        self.scroll.setMinimumHeight(60)
         outer.addWidget(self.scroll, 1)
 
         form = QFormLayout()
@@ -227,9 +312,15 @@ class PassesPanel(QWidget):
         self.eval.currentIndexChanged.connect(self._on_eval_changed)
         self.calib_browse.clicked.connect(self._browse_calib)
         self.target.currentIndexChanged.connect(self._changed)
+        self.pass_list.itemChanged.connect(self._on_item_changed)
+        self.pass_list.currentItemChanged.connect(self._on_current_changed)
+        self.pass_list.sig_reordered.connect(self._changed)
+        self.up_button.clicked.connect(lambda: self.move_current(-1))
+        self.down_button.clicked.connect(lambda: self.move_current(+1))
+        no_wheel_focus(self.target, self.calib, self.eval)
         self.loaded = False
-        loading = QLabel("loading passes…")
-        self.list_layout.addWidget(loading)
+        self.loading = QLabel("loading passes…")
+        self.stack.addWidget(self.loading)
         self._restore_common()
         self._on_calib_changed()
         self._on_eval_changed()
@@ -241,48 +332,72 @@ class PassesPanel(QWidget):
 
     # --- registry --------------------------------------------------------------------------
     def load_passes(self) -> None:
-        """Build one group per registered pass; a broken registry is shown, not fatal."""
-        while self.list_layout.count():
-            item = self.list_layout.takeAt(0)
-            if item.widget():
-                item.widget().deleteLater()
+        """One row and one options page per registered pass; a broken registry is shown, not
+        fatal."""
+        self.pass_list.blockSignals(True)
+        self.pass_list.clear()
+        self.pass_list.blockSignals(False)
+        while self.stack.count():
+            w = self.stack.widget(0)
+            self.stack.removeWidget(w)
+            w.deleteLater()
         self.boxes.clear()
         try:
             from converters.passes import PASSES
+            from converters.passes.order import canonical_order
         except Exception as e:  # the engine is importable without frameworks; say what broke
             log.warning("passes unavailable: %s", e)
+            page = QWidget()
+            lay = QVBoxLayout(page)
             label = QLabel(f"Passes are unavailable: {type(e).__name__}: {e}")
             label.setWordWrap(True)
             retry = QPushButton("Retry")
             retry.clicked.connect(self.load_passes)
-            self.list_layout.addWidget(label)
-            self.list_layout.addWidget(retry)
-            self.list_layout.addStretch(1)
+            lay.addWidget(label)
+            lay.addWidget(retry)
+            lay.addStretch(1)
+            self.stack.addWidget(page)
             if hasattr(self, "apply_button"):
                 self.apply_button.setEnabled(False)
             return
-        for name, cls in PASSES.items():
-            self.boxes[name] = self._make_box(name, cls)
-            self.list_layout.addWidget(self.boxes[name].container)
-        self.list_layout.addStretch(1)
+        self.pass_list.blockSignals(True)
+        try:
+            for name in self._initial_order(canonical_order(list(PASSES))):
+                self.boxes[name] = self._make_box(name, PASSES[name])
+        finally:
+            self.pass_list.blockSignals(False)
         self.loaded = True
         self._restore_passes()
-        self.apply_button.setEnabled(True)
-        self._update_summary()
+        self.pass_list.setCurrentRow(0)
+        self.pass_list.updateGeometry()
+        self._refresh()
+
+    def _initial_order(self, canonical: list[str]) -> list[str]:
+        """The order the user left (saved), passes new since then at their canonical place."""
+        saved = [n for n in (self._saved().get("order") or []) if n in canonical]
+        if not saved:
+            return canonical
+        out = list(saved)
+        for n in canonical:
+            if n not in out:
+                before = canonical[:canonical.index(n)]
+                at = max((out.index(b) + 1 for b in before if b in out), default=0)
+                out.insert(at, n)
+        return out
 
     def _make_box(self, name: str, cls: type) -> PassBox:
-        """A checkbox per pass; its description and option editors show while it is checked,
-        so a long registry stays a short list."""
-        container = QWidget()
-        container.setObjectName(f"pass_{name}")
-        outer = QVBoxLayout(container)
-        outer.setContentsMargins(0, 0, 0, 2)
-        outer.setSpacing(0)
-        check = QCheckBox(name)
+        """A checkable row in the list and a page of option editors, shown while the row is
+        the current one, so a long registry stays a short list."""
+        item = QListWidgetItem(name)
+        item.setData(NAME_ROLE, name)
+        item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+                      | Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsDragEnabled)
+        item.setCheckState(Qt.CheckState.Unchecked)
+        self.pass_list.addItem(item)
         accepts = ", ".join(sorted(getattr(cls, "accepts", ()) or ()))
         calib = " Needs calibration data." if getattr(cls, "needs_calibration", False) else ""
-        check.setToolTip(f"{cls.description or name}\nRuns on: {accepts}.{calib}")
         body = QFrame()
+        body.setObjectName(f"pass_{name}")
         body.setFrameShape(QFrame.Shape.StyledPanel)
         form = QFormLayout(body)
         form.setContentsMargins(8, 4, 6, 4)
@@ -291,12 +406,16 @@ class PassesPanel(QWidget):
         description.setWordWrap(True)
         description.setEnabled(False)  # secondary text, palette-aware
         form.addRow(description)
+        applies = QLabel("")
+        applies.setWordWrap(True)
+        form.addRow(applies)
         editors = []
         try:
             hints = typing.get_type_hints(cls.Options)
             tips = _field_comments(cls.Options)
             for f in dataclasses.fields(cls.Options):
                 editor = OptionEditor(f, hints.get(f.name, str), tips.get(f.name, ""))
+                no_wheel_focus(editor.widget)
                 editors.append(editor)
                 form.addRow(f.name.replace("_", " "), editor.widget)
                 sig = getattr(editor.widget, "toggled", None) or getattr(
@@ -309,25 +428,82 @@ class PassesPanel(QWidget):
         error = QLabel("")
         error.setWordWrap(True)
         error.hide()
-        outer.addWidget(check)
-        outer.addWidget(body)
-        outer.addWidget(error)
-        body.setVisible(False)
-        check.toggled.connect(body.setVisible)
-        check.toggled.connect(self._changed)
-        return PassBox(name, cls, container, check, body, editors, error)
+        form.addRow(error)
+        self.stack.addWidget(body)
+        return PassBox(name, cls, item, body, editors, error, applies)
+
+    # --- order -----------------------------------------------------------------------------
+    def order(self) -> list[str]:
+        """Every pass, in the order shown (checked or not)."""
+        return [self.pass_list.item(i).data(NAME_ROLE) for i in range(self.pass_list.count())]
+
+    def set_order(self, names: list[str]) -> None:
+        """Show the passes in this order (names not given keep their place after them)."""
+        self.ensure_loaded()
+        current = self.order()
+        wanted = [n for n in names if n in self.boxes] + [n for n in current if n not in names]
+        for row, name in enumerate(wanted):
+            self._move_item(name, row)
+        self._changed()
+
+    def move_pass(self, name: str, delta: int) -> None:
+        row = self.order().index(name)
+        target = max(0, min(self.pass_list.count() - 1, row + delta))
+        if target != row:
+            self._move_item(name, target)
+            self._changed()
+
+    def move_current(self, delta: int) -> None:
+        item = self.pass_list.currentItem()
+        if item is not None:
+            self.move_pass(item.data(NAME_ROLE), delta)
+
+    def _move_item(self, name: str, row: int) -> None:
+        box = self.boxes[name]
+        old = self.pass_list.row(box.item)
+        if old == row:
+            return
+        self.pass_list.blockSignals(True)
+        try:
+            item = self.pass_list.takeItem(old)
+            self.pass_list.insertItem(row, item)
+            self.pass_list.setCurrentItem(item)
+        finally:
+            self.pass_list.blockSignals(False)
+        self._on_current_changed(item)
+
+    # --- what applies to the open model --------------------------------------------------
+    def set_model_format(self, fmt: str | None) -> None:
+        """The open model's format: passes that cannot run on it (nor on a format it can be
+        converted to) are greyed and unchecked, with the reason; they come back checked when a
+        model they apply to is opened."""
+        self._format = fmt
+        self._refresh()
+
+    def model_format(self) -> str | None:
+        return self._format
+
+    def applicability(self, name: str) -> Any:
+        return self._applicability.get(name)
 
     # --- state -----------------------------------------------------------------------------
     def checked_passes(self) -> list[str]:
-        return [name for name, box in self.boxes.items() if box.checked]
+        """The passes that will run, in the order shown."""
+        return [n for n in self.order() if self.boxes[n].checked]
 
     def set_checked(self, name: str, checked: bool = True) -> None:
-        self.boxes[name].check.setChecked(checked)
+        self.ensure_loaded()
+        self.boxes[name].item.setCheckState(Qt.CheckState.Checked if checked
+                                            else Qt.CheckState.Unchecked)
 
     def set_option(self, pass_name: str, option: str, value: Any) -> None:
         for e in self.boxes[pass_name].editors:
             if e.name == option:
                 e.set_value(value)
+
+    def order_problems(self) -> list[str]:
+        """What is wrong with the checked passes in the order shown ([] when they may run)."""
+        return [str(p) for p in self._problems]
 
     def target_format(self) -> str | None:
         return self.target.currentData()
@@ -364,10 +540,16 @@ class PassesPanel(QWidget):
             self.eval_path.setText(value)
 
     def steps(self) -> list[dict[str, Any]]:
-        """[{"name", "options"}] for the checked passes, validated with the registry's own
-        make_options so a bad value is reported here, before a worker starts."""
+        """[{"name", "options"}] for the checked passes in the order shown, validated with the
+        registry's own make_options and the ordering rules, so a bad value or an order that
+        cannot run is reported here, before a worker starts."""
         self.ensure_loaded()
         from converters.passes import make_options
+
+        self._refresh()
+        if self._problems:
+            raise ValueError("the checked passes cannot run in this order: "
+                             + "; ".join(self.order_problems()))
 
         out = []
         problems = []
@@ -392,9 +574,9 @@ class PassesPanel(QWidget):
 
     def describe(self) -> str:
         """One line for the converter queue: what a dropped file will go through."""
-        target = self.target_format() or "same format"
-        passes = ", ".join(self.checked_passes()) or "no passes"
-        return f"{passes} → {target}"
+        target = self.target_format()
+        passes = " → ".join(self.checked_passes()) or "no passes"
+        return f"{passes}; result: {target or 'same format'}"
 
     # --- reactions -------------------------------------------------------------------------
     def _on_calib_changed(self, *_: Any) -> None:
@@ -419,9 +601,99 @@ class PassesPanel(QWidget):
             self._changed()
 
     def _changed(self, *_: Any) -> None:
+        self._refresh()
         self._update_summary()
         self.save()
         self.sig_selection_changed.emit()
+
+    def _on_item_changed(self, item: QListWidgetItem) -> None:
+        name = item.data(NAME_ROLE)
+        if name in self._suspended and item.checkState() == Qt.CheckState.Unchecked:
+            self._suspended.discard(name)
+        self._changed()
+
+    def _on_current_changed(self, item: QListWidgetItem | None, *_: Any) -> None:
+        box = self.boxes.get(item.data(NAME_ROLE)) if item is not None else None
+        if box is None:
+            return
+        self.stack.setCurrentWidget(box.body)
+        self.options_title.setText(f"Options of {box.name}")
+        self.up_button.setEnabled(self.pass_list.row(item) > 0)
+        self.down_button.setEnabled(self.pass_list.row(item) < self.pass_list.count() - 1)
+
+    def _refresh(self) -> None:
+        """Say, before Apply, which passes apply to the open model (greyed with the reason when
+        not) and whether the checked ones may run in the order shown (Apply disabled, the rule
+        and a valid order said, when not)."""
+        if not self.loaded:
+            return
+        from converters.passes.order import applicability, check_pipeline, format_name
+
+        self._applicability = applicability(self._format)
+        grey = self.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+        off: list[str] = []
+        self.pass_list.blockSignals(True)
+        try:
+            for name, box in self.boxes.items():
+                a = self._applicability[name]
+                item = box.item
+                reason = a.reason[:1].upper() + a.reason[1:] + "."
+                if a.ok:
+                    item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                    if name in self._suspended:
+                        self._suspended.discard(name)
+                        item.setCheckState(Qt.CheckState.Checked)
+                    item.setData(Qt.ItemDataRole.ForegroundRole, None)
+                    item.setText(name + (f"  (via {format_name(a.via[-1])})" if a.via else ""))
+                    box.applies.setText(reason if self._format else "")
+                else:
+                    if box.checked:
+                        self._suspended.add(name)
+                        item.setCheckState(Qt.CheckState.Unchecked)
+                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsUserCheckable)
+                    item.setForeground(grey)
+                    item.setText(f"{name}  (not for {format_name(self._format)})")
+                    box.applies.setText(f"⚠ Not for this model: {a.reason}.")
+                    off.append(f"{name}: {a.reason}")
+                item.setToolTip(f"{box.cls.description or name}\n{reason}")
+        finally:
+            self.pass_list.blockSignals(False)
+        self.applies_note.setText(
+            f"Not for this {format_name(self._format)} model:\n" + "\n".join(off) if off else "")
+        self.applies_note.setVisible(bool(off))
+        checked = self.checked_passes()
+        try:
+            self._problems = check_pipeline(self._format, checked,
+                                            [self.boxes[n].values() for n in checked],
+                                            to=self.target_format())
+        except Exception as e:  # an unknown pass: say it rather than fail later
+            self._problems = [str(e)]
+        self.pass_list.blockSignals(True)  # itemChanged would come back here
+        try:
+            for p in self._problems:
+                index = getattr(p, "index", None)  # a str (unknown pass) has a method so named
+                if isinstance(index, int) and 0 <= index < len(checked):
+                    item = self.boxes[checked[index]].item
+                    if not item.text().startswith("⚠"):
+                        item.setText("⚠ " + item.text())
+                    item.setToolTip(item.toolTip() + f"\n⚠ {p}")
+        finally:
+            self.pass_list.blockSignals(False)
+        # one line per offending pass, short; the rules' reasons in the tooltip
+        lines: dict[Any, str] = {}
+        for p in self._problems:
+            lines.setdefault(getattr(p, "index", str(p)), getattr(p, "short", "") or str(p))
+        shown = list(lines.values())
+        text = "\n".join(f"⚠ {line}" for line in shown[:2])
+        if len(shown) > 2:
+            text += f"\n(and {len(shown) - 2} more: see the tooltip)"
+        self.order_problem.setText(f"Cannot run in this order:\n{text}" if text else "")
+        self.order_problem.setToolTip("\n\n".join(dict.fromkeys(self.order_problems())))
+        self.order_problem.setVisible(bool(text))
+        self.apply_button.setEnabled(not self._problems)
+        self.apply_button.setToolTip(
+            "Fix the order first (see above the button)" if self._problems
+            else "Run the checked passes, top to bottom, in a worker: a new variant row")
 
     def _update_summary(self) -> None:
         if not hasattr(self, "summary"):
@@ -434,7 +706,9 @@ class PassesPanel(QWidget):
     def save(self) -> None:
         if self._restoring or not self.loaded:
             return
-        state = {"checked": self.checked_passes(), "target": self.target_format(),
+        state = {"checked": [n for n in self.order()
+                             if self.boxes[n].checked or n in self._suspended],
+                 "order": self.order(), "target": self.target_format(),
                  "calib": self.calib.currentData(), "calib_path": self.calib_path.text(),
                  "eval": self.eval.currentData(), "eval_path": self.eval_path.text(),
                  "options": {n: b.values() for n, b in self.boxes.items()}}
@@ -454,7 +728,7 @@ class PassesPanel(QWidget):
                         self.set_option(name, k, v)
             for name in state.get("checked") or []:
                 if name in self.boxes:
-                    self.boxes[name].check.setChecked(True)
+                    self.boxes[name].item.setCheckState(Qt.CheckState.Checked)
         finally:
             self._restoring = False
 
