@@ -4,6 +4,8 @@ can read and close them without patching)."""
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt
@@ -12,17 +14,57 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 log = logging.getLogger(__name__)
 
 
+class RecentLog(logging.Handler):
+    """The last lines logged in this process: what an error dialog's Details show when the
+    error brought no traceback or worker log of its own."""
+
+    def __init__(self, size: int = 200):
+        super().__init__(logging.DEBUG)
+        self.lines: deque[str] = deque(maxlen=size)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a log line must never break the window
+            pass
+
+
+_recent: RecentLog | None = None
+
+
+def recent_log() -> RecentLog:
+    """The process-wide handler (installed on the 'app', 'converters' and 'profilers'
+    loggers once; their levels are left as they are)."""
+    global _recent
+    if _recent is None:
+        _recent = RecentLog()
+        for name in ("app", "converters", "profilers"):
+            logging.getLogger(name).addHandler(_recent)  # what their levels let through
+    return _recent
+
+
+def error_details(message: str, details: str = "") -> str:
+    """What 'Show Details…' holds: the traceback or worker log when there is one, and the
+    window's recent log lines in any case (so the button is always there)."""
+    parts = [details.strip()] if details.strip() else [f"{message}"]
+    lines = list(recent_log().lines)[-40:]
+    if lines:
+        parts.append("Recent log (" + time.strftime("%H:%M:%S") + "):\n" + "\n".join(lines))
+    return "\n\n".join(parts)
+
+
 def error_dialog(parent: QWidget | None, title: str, message: str, details: str = "",
                  ) -> QMessageBox:
-    """A readable message first; the worker's stderr tail behind 'Show Details…'."""
+    """A readable message first; the worker's stderr tail (or traceback, or recent log)
+    behind 'Show Details…'."""
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Warning)
     box.setWindowTitle(title)
     box.setText(title)
     box.setInformativeText(message)
     box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    if details.strip():
-        box.setDetailedText(details)
+    box.setDetailedText(error_details(message, details))
     box.setStandardButtons(QMessageBox.StandardButton.Close)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.setWindowModality(Qt.WindowModality.NonModal)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -192,9 +194,11 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect_panels()
         self._restore_layout()
+        from app.gui.dialogs import recent_log
         from app.gui.widgets import guard_wheel
 
         guard_wheel()  # the wheel scrolls lists and docks, never an unfocused field under it
+        recent_log()  # error dialogs' Details carry the log lines that led to them
 
     # --- construction ----------------------------------------------------------------------
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea
@@ -396,6 +400,8 @@ class MainWindow(QMainWindow):
     def show_error(self, title: str, message: str, details: str = "") -> None:
         """Readable message + details on demand, never modal: jobs keep streaming."""
         log.warning("%s: %s", title, message)
+        if not details and sys.exc_info()[0] is not None:  # called while handling an error
+            details = traceback.format_exc()
         self.errors.append({"title": title, "message": message, "details": details})
         self.job_bar.set_text(f"{title}: {message}")
         self.last_error_dialog = error_dialog(self, title, message, details)
@@ -452,10 +458,10 @@ class MainWindow(QMainWindow):
 
     # --- open ------------------------------------------------------------------------------
     def open_dialog(self) -> None:
+        from app.gui.file_dialogs import model_filter
+
         start = os.path.dirname(self.model_path) if self.model_path else str(sample_dir())
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open model", start,
-            "Models (*.onnx *.xml *.tflite *.pt *.pt2 *.pth *.ts);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", start, model_filter())
         if path:
             self.open_model(path)
 
@@ -513,7 +519,6 @@ class MainWindow(QMainWindow):
         self.graph_view.set_model(graph, self.costs)
         self.details.set_model(graph, result, self.costs)
         self.backend.set_model_format(result.get("format"))
-        self.passes.set_model_format(result.get("format"))  # grey what cannot apply
         if not as_variant or self.root_path is None:
             self.backend.inputs_table.set_workload(result.get("workload"))
         if not as_variant or self.root_path is None:
@@ -873,6 +878,7 @@ class MainWindow(QMainWindow):
 
     def export_report_dialog(self) -> None:
         from app.gui.export import REPORT_FILTERS
+        from app.gui.file_dialogs import remember, start_path
 
         if not (self.last_report or self.last_comparison):
             self.show_error("Nothing to export", "run a profile or a comparison first")
@@ -880,9 +886,11 @@ class MainWindow(QMainWindow):
         what = "comparison" if self._last_result_kind == "comparison" else "run"
         stem = Path(self.model_path or "report").name.split(".")[0]
         path, _ = QFileDialog.getSaveFileName(self, f"Export the {what} report",
-                                              f"{stem}-{what}.html", REPORT_FILTERS)
+                                              start_path("report", f"{stem}-{what}.html"),
+                                              REPORT_FILTERS)
         if not path:
             return
+        remember("report", path)
         try:
             written = self.export_report(path)
         except Exception as e:
@@ -895,10 +903,14 @@ class MainWindow(QMainWindow):
         if self.current_graph is None:
             self.show_error("Nothing to export", "open a model first")
             return
+        from app.gui.file_dialogs import remember, start_path
+
         stem = Path(self.model_path or "graph").name.split(".")[0]
-        path, _ = QFileDialog.getSaveFileName(self, "Export graph image", f"{stem}.png",
+        path, _ = QFileDialog.getSaveFileName(self, "Export graph image",
+                                              start_path("graph", f"{stem}.png"),
                                               "PNG image (*.png);;SVG image (*.svg)")
         if path:
+            remember("graph", path)
             try:
                 self.graph_view.export_image(path)
                 self.job_bar.set_text(f"wrote {path}")
@@ -908,8 +920,12 @@ class MainWindow(QMainWindow):
     def export_variant_dialog(self, path: str) -> None:
         from app.gui.export import copy_files, model_files
 
-        dest = QFileDialog.getExistingDirectory(self, "Export the variant to a folder")
+        from app.gui.file_dialogs import remember, start_dir
+
+        dest = QFileDialog.getExistingDirectory(self, "Export the variant to a folder",
+                                                start_dir("variant"))
         if dest:
+            remember("variant", dest)
             files = model_files(path)
             self.job_bar.set_text(f"copying {len(files)} file(s) to {dest}…")
             copy_files(files, dest, lambda copied, err: self._export_done.emit(copied, err))

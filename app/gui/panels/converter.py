@@ -206,7 +206,12 @@ class ConverterPanel(QWidget):
             self.enqueue(path)
 
     def _browse(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Models to convert")
+        from app.gui.file_dialogs import model_filter, remember, start_dir
+
+        paths, _ = QFileDialog.getOpenFileNames(self, "Models to convert", start_dir("models"),
+                                                model_filter())
+        if paths:
+            remember("models", paths[0])
         for p in paths:
             self.enqueue(p)
 

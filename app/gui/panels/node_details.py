@@ -6,7 +6,11 @@ import json
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog, QDialogButtonBox, QHeaderView, QMenu, QPlainTextEdit, QTreeWidget, QTreeWidgetItem,
+    QVBoxLayout, QWidget,
+)
 
 from converters.graph import ModelGraph, WalkItem
 
@@ -35,6 +39,13 @@ def shape_str(shape: list[Any] | None) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
+FULL_ROLE = Qt.ItemDataRole.UserRole + 1  # the whole value of a row cut for display
+
+
+def _full(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
 def _short(value: Any, limit: int = 120) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[:limit - 1] + "…"
@@ -61,6 +72,17 @@ class NodeDetailsPanel(QWidget):
         self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # full text in tooltips
         self.tree.setAlternatingRowColors(True)
         self.tree.setUniformRowHeights(True)
+        # long values: elided in the row, whole in the tooltip, and copied or opened whole
+        # (double-click, the context menu, Ctrl+C)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
+        self.tree.itemDoubleClicked.connect(lambda item, _col: self.show_value(item))
+        copy = QAction("Copy value", self.tree)
+        copy.setShortcut(QKeySequence(QKeySequence.StandardKey.Copy))
+        copy.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        copy.triggered.connect(lambda: self.copy_value(self.tree.currentItem()))
+        self.tree.addAction(copy)
+        self.value_dialog: QDialog | None = None
         layout.addWidget(self.tree)
         self.model_root = QTreeWidgetItem(self.tree, ["Model", "no model open"])
         self.node_root = QTreeWidgetItem(self.tree, ["Node", "select a node in the graph"])
@@ -114,6 +136,7 @@ class NodeDetailsPanel(QWidget):
         for note in s.get("notes") or []:
             item = QTreeWidgetItem(root, ["note", note])
             item.setToolTip(1, note)
+        _tooltips(root)
         root.setExpanded(True)
 
     def _fill_node(self, node_id: str | None) -> None:
@@ -160,18 +183,75 @@ class NodeDetailsPanel(QWidget):
             for k, v in n.attributes.items():
                 child = QTreeWidgetItem(parent, [k, _short(v)])
                 child.setToolTip(1, _short(v, 2000))
+                child.setData(1, FULL_ROLE, _full(v))
             parent.setExpanded(True)
         if n.subgraphs:
             parent = QTreeWidgetItem(root, ["subgraphs", ", ".join(n.subgraphs)])
             for k, g in n.subgraphs.items():
                 QTreeWidgetItem(parent, [k, f"{len(g.nodes)} nodes"])
+        _tooltips(root)
         root.setExpanded(True)
         self.tree.scrollToItem(root, QTreeWidget.ScrollHint.PositionAtTop)
+
+    # --- whole values ----------------------------------------------------------------------
+    @staticmethod
+    def full_value(item: QTreeWidgetItem | None) -> str:
+        if item is None:
+            return ""
+        full = item.data(1, FULL_ROLE)
+        return str(full) if full is not None else item.text(1)
+
+    def copy_value(self, item: QTreeWidgetItem | None) -> None:
+        if item is not None:
+            QGuiApplication.clipboard().setText(self.full_value(item))
+
+    def show_value(self, item: QTreeWidgetItem | None) -> QDialog | None:
+        """The whole value in a read-only, selectable text box (not modal)."""
+        if item is None or not self.full_value(item):
+            return None
+        dialog = QDialog(self)
+        dialog.setWindowTitle(item.text(0) or "value")
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        lay = QVBoxLayout(dialog)
+        text = QPlainTextEdit(self.full_value(item))
+        text.setReadOnly(True)
+        text.setObjectName("whole_value")
+        lay.addWidget(text)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        copy = buttons.addButton("Copy", QDialogButtonBox.ButtonRole.ActionRole)
+        copy.clicked.connect(lambda: self.copy_value(item))
+        buttons.rejected.connect(dialog.close)
+        lay.addWidget(buttons)
+        dialog.resize(560, 320)
+        dialog.show()
+        self.value_dialog = dialog
+        return dialog
+
+    def _context_menu(self, pos) -> None:
+        item = self.tree.itemAt(pos)
+        if item is None:
+            return
+        menu = QMenu(self.tree)
+        menu.addAction("Copy value", lambda: self.copy_value(item))
+        menu.addAction("Copy row", lambda: QGuiApplication.clipboard().setText(
+            f"{item.text(0)}\t{self.full_value(item)}"))
+        menu.addAction("Show whole value…", lambda: self.show_value(item))
+        menu.popup(self.tree.viewport().mapToGlobal(pos))
 
     def node_rows(self) -> dict[str, str]:
         """The node section as {property: value} (tests, copy)."""
         return {self.node_root.child(i).text(0): self.node_root.child(i).text(1)
                 for i in range(self.node_root.childCount())}
+
+
+def _tooltips(item: QTreeWidgetItem) -> None:
+    """Every row cut by the column's width can be read whole by hovering it."""
+    for col in (0, 1):
+        if not item.toolTip(col) and item.text(col):
+            item.setToolTip(col, item.text(col) + ("\n(double-click: the whole value; Ctrl+C "
+                                                   "copies it)" if col == 1 else ""))
+    for i in range(item.childCount()):
+        _tooltips(item.child(i))
 
 
 def macs_basis(summary: dict[str, Any]) -> str:

@@ -293,3 +293,123 @@ def test_window_fits_the_screen_with_no_overlapping_docks(tmp_path, size):
     start, _, ran = stages
     assert start["charts_h"] < 0.2 * start["window"][1], start  # not half the height
     assert ran["charts_h"] > start["charts_h"]  # the run gets its charts
+
+
+# --- small traps -----------------------------------------------------------------------------
+def test_wheel_over_the_passes_list_changes_no_field(window, qtbot):
+    """Scrolling the passes dock over its spin boxes and combos leaves every value as it was
+    (a distill batch went 64 → 58 unnoticed)."""
+    from PySide6.QtWidgets import QAbstractSpinBox, QComboBox
+
+    from tests.app.gui.test_widgets import wheel
+
+    window.passes.ensure_loaded()
+    fields = [w for w in window.passes.findChildren(QAbstractSpinBox)
+              + window.passes.findChildren(QComboBox)]
+    assert fields
+    before = [f.text() if isinstance(f, QAbstractSpinBox) else f.currentIndex() for f in fields]
+    for f in fields:
+        f.clearFocus()
+        for _ in range(3):
+            wheel(f)
+            wheel(f, dy=120)
+    after = [f.text() if isinstance(f, QAbstractSpinBox) else f.currentIndex() for f in fields]
+    assert after == before
+
+
+def test_wheel_over_the_passes_list_scrolls_it(window, qtbot):
+    from PySide6.QtWidgets import QAbstractItemView
+
+    from tests.app.gui.test_widgets import wheel
+
+    window.passes.ensure_loaded()
+    lst = window.passes.findChild(QAbstractItemView, "pass_list")
+    if lst is None:
+        pytest.skip("the passes panel has no pass_list")
+    lst.setFixedHeight(60)  # fewer rows than passes: the list must scroll
+    qtbot.waitUntil(lambda: lst.verticalScrollBar().maximum() > 0)
+    bar = lst.verticalScrollBar()
+    bar.setValue(0)
+    wheel(lst.viewport())
+    assert bar.value() > 0
+
+
+def test_long_values_in_details_can_be_read_whole(opened, qtbot):
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QPlainTextEdit
+
+    d = opened.details
+    long_value = list(range(400))
+    node = next(item.node for item in opened.current_graph.walk())
+    node.attributes["long_list"] = long_value
+    d.select_node(node.id)
+    attrs = next(d.node_root.child(i) for i in range(d.node_root.childCount())
+                 if d.node_root.child(i).text(0) == "attributes")
+    row = next(attrs.child(i) for i in range(attrs.childCount())
+               if attrs.child(i).text(0) == "long_list")
+    assert row.text(1).endswith("…") and len(row.text(1)) <= 120
+    whole = d.full_value(row)
+    assert whole == str(long_value).replace(" ", "").replace(",", ", ")
+    d.copy_value(row)
+    assert QGuiApplication.clipboard().text() == whole
+    dialog = d.show_value(row)
+    assert dialog.findChild(QPlainTextEdit, "whole_value").toPlainText() == whole
+    dialog.close()
+    # every row has a tooltip with its whole text
+    rows = [d.model_root.child(i) for i in range(d.model_root.childCount())]
+    assert all(r.toolTip(1) for r in rows if r.text(1))
+
+
+def test_open_filter_knows_every_suffix(window):
+    from app.gui.file_dialogs import model_filter
+    from converters.formats import FORMATS
+
+    f = model_filter()
+    assert "*.jit" in f
+    for fmt in FORMATS.values():
+        for s in fmt.suffixes:
+            if s != ".bin":
+                assert f"*{s}" in f
+
+
+def test_export_dialogs_start_in_documents_then_the_last_folder(opened, qtbot, tmp_path,
+                                                                 monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.gui.file_dialogs import documents_dir
+    from tests.conftest import REPO
+
+    seen = []
+    target = tmp_path / "reports" / "r.json"
+    target.parent.mkdir()
+
+    def fake_save(parent, caption, start, filters=""):
+        seen.append(start)
+        return str(target), ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake_save))
+    opened.last_report = {"schema": "modeldeck.report/1", "iterations": 1}
+    opened._last_result_kind = "run"
+    monkeypatch.setattr(opened, "export_report", lambda path: [path])
+    opened.export_report_dialog()
+    assert os.path.dirname(seen[0]) == documents_dir()
+    assert not seen[0].startswith(str(REPO))
+    opened.export_report_dialog()
+    assert os.path.dirname(seen[1]) == str(target.parent)  # the folder used last time
+    opened.export_graph_dialog()
+    assert os.path.dirname(seen[2]) == documents_dir()  # graphs remember their own folder
+
+
+def test_error_dialogs_always_have_details(window):
+    window.show_error("Nothing to profile", "open a model first")
+    box = window.last_error_dialog
+    assert box.detailedText().strip()  # the 'Show Details…' button is there
+    assert any(b.text().startswith("Show Details") for b in box.buttons())
+    box.close()
+    try:
+        raise ValueError("a bad value deep inside")
+    except ValueError as e:
+        window.show_error("Cannot start the run", str(e))
+    box = window.last_error_dialog
+    assert "Traceback" in box.detailedText() and "a bad value deep inside" in box.detailedText()
+    box.close()
