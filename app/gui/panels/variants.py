@@ -369,9 +369,13 @@ class VariantsPanel(QWidget):
                 fmt_accuracy(row.get("accuracy")), human(row.get("params")),
                 "—" if row.get("rss_peak_mb") is None else f"{row['rss_peak_mb']:.0f} MB",
                 row.get("format", "")]
+            from profilers.report.compare_honest import ratio_text
+
+            ab = ratio_text(rel)  # × p50 with its interval from interleaved rounds
             for c, text in enumerate(values):
                 item = QTableWidgetItem(str(text))
-                item.setToolTip(row.get("model", ""))
+                item.setToolTip(row.get("model", "") + (
+                    f"\n× p50 {ab}" if ab and COMPARE_COLUMNS[c] == "× p50" else ""))
                 if 0 < c < len(values) - 1:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight |
                                           Qt.AlignmentFlag.AlignVCenter)
