@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app import cli_targets
 from converters.errors import ConsentRequired, ModelDeckError
 from converters.summary import inspect_summary  # noqa: F401  (kept importable from here)
 
@@ -147,10 +148,10 @@ def _limits(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_job(spec: dict[str, Any], on_event=None, timeout_s: float | None = None,
-             memory_mb: int | None = None):
-    from app.jobs.client import JobClient
+             memory_mb: int | None = None, target: str | None = None):
+    from app.targets.sweep import job_client  # target None: a local worker
 
-    client = JobClient(spec, on_event=on_event, timeout_s=timeout_s, memory_mb=memory_mb).start()
+    client = job_client(spec, target, on_event, timeout_s=timeout_s, memory_mb=memory_mb).start()
     try:
         return client.wait()
     except KeyboardInterrupt:
@@ -179,8 +180,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
                     layers=args.layers, budgets=tuple(args.budget or ()),
                     samplers=not args.no_samplers, trust_code=args.trust)
     status = _LiveStatus(enabled=sys.stderr.isatty() and not args.quiet)
+    targets = cli_targets.targets_of(args)
+    if len(targets) > 1:
+        return cli_targets.profile_on_targets(cfg.to_dict(), targets, args, _limits(args))
     outcome = _run_job({"job": "profile", "config": cfg.to_dict()}, on_event=status,
-                       **_limits(args))
+                       **_limits(args), target=(targets or [None])[0])
     status.done()
     if outcome.status != "ok":
         _write_unfinished(outcome, cfg.to_dict(), args)
@@ -190,6 +194,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     _write_outputs(report, args)
     if not args.quiet:  # the JSON owns stdout when it goes there
         _print_profile(report, sys.stderr if args.json == "-" else sys.stdout)
+        cli_targets.print_target_line(report, sys.stderr if args.json == "-" else sys.stdout)
     broken = [b for b in report["budgets"] if b["ok"] is False]
     return EXIT_BUDGET if broken else EXIT_OK
 
@@ -265,7 +270,8 @@ def _print_profile(r: dict[str, Any], out) -> None:
 def cmd_devices(args: argparse.Namespace) -> int:
     from profilers.devices import list_devices
 
-    rows = list_devices()
+    targets = cli_targets.targets_of(args)
+    rows = cli_targets.remote_devices(targets[0]) if targets else list_devices()
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -322,6 +328,8 @@ _CLI_WAY_OUT = {
     "memory": " (raise the limit with --memory-limit MB or MODELDECK_MEM_LIMIT_MB, or set "
               "smaller sizes with --shape)",
     "timeout": " (allow more time with --timeout S)",
+    "host_key": " (after checking the fingerprint with the machine's owner, pin it with "
+                "`modeldeck targets check TARGET --accept-new-host-key`)",
 }
 
 
@@ -341,7 +349,8 @@ def _job_or_raise(outcome, debug: bool) -> dict[str, Any] | int:
             print("\n".join("  | " + line for line in tail), file=sys.stderr)
         if outcome.error_kind == "needs_consent":
             raise ConsentRequired(outcome.error or "the model runs code stored in the file")
-        if outcome.error_kind in ("bad_input", "timeout", "memory") or native_crash:
+        if outcome.error_kind in ("bad_input", "timeout", "memory", *cli_targets.ERROR_KINDS) \
+                or native_crash:
             raise ModelDeckError((outcome.error or "bad input") + _CLI_WAY_OUT.get(
                 outcome.error_kind or "", ""))
         print(f"modeldeck: error: {outcome.error}", file=sys.stderr)
@@ -418,8 +427,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     inputs_npz=args.inputs)
     spec = {"job": "compare", "models": args.models, "config": cfg.to_dict(),
             "eval": args.eval, "backend_given": args.backend is not None}
+    targets = cli_targets.targets_of(args)
+    if len(targets) > 1:
+        return cli_targets.compare_on_targets(spec, targets, args, _limits(args))
     outcome = _run_job(spec, on_event=_Progress(sys.stderr.isatty() and not args.json),
-                       **_limits(args))
+                       **_limits(args), target=(targets or [None])[0])
     result = _job_or_raise(outcome, args.debug)
     if isinstance(result, int):
         return result
@@ -546,10 +558,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="OUT", help="write a self-contained HTML report")
     p.add_argument("--csv", metavar="DIR", help="write per-iteration and per-layer CSV files")
     p.add_argument("--quiet", action="store_true", help="no live status line, no summary")
+    cli_targets.add_target_arg(p)
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("devices", help="list backends and the devices they can use here")
     p.add_argument("--json", action="store_true")
+    cli_targets.add_target_arg(p, several=False)
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("report", help="turn a run's JSON into HTML / CSV")
@@ -594,7 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     _workload_args(p)
     _trust_args(p)
     _limit_args(p)
+    cli_targets.add_target_arg(p)
     p.set_defaults(func=cmd_compare)
+    cli_targets.add_targets_parser(sub)
     from app import graph_cli
 
     graph_cli.add_parsers(sub, _limit_args, _trust_args)
@@ -604,8 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SUBCOMMANDS = ("inspect", "profile", "devices", "report", "convert", "compare", "graph", "diff",
-               "optimize")
+SUBCOMMANDS = ("inspect", "profile", "devices", "report", "convert", "compare", "targets",
+               "graph", "diff", "optimize")
 
 
 def _wants_gui(argv: list[str]) -> bool:
