@@ -257,7 +257,7 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
             sampler_thread.stop()
 
     layers: list[dict[str, Any]] = []
-    layer_run_ms: tuple[float, str] | None = None
+    layer_run_ms: tuple[float, str, str] | None = None
     if cfg.layers:
         stage("layers", f"per-layer profile, {cfg.layer_iterations} iterations (separate run)")
         layers, layer_run_ms = _layer_run(cfg, graph.meta.format, node_ids, cancelled, feeds)
@@ -397,7 +397,7 @@ def _spikes(latencies: list[float]) -> np.ndarray:
 
 def _layer_run(cfg: RunConfig, fmt: str, node_ids: dict[str, str],
                cancelled: Callable[[], bool], feeds: dict[str, np.ndarray]
-               ) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
+               ) -> tuple[list[dict[str, Any]], tuple[float, str, str] | None]:
     """Per-layer times and the end-to-end time of the same profiled iterations, summarised
     the way the backend summarises its layers (mean or median), so their sum can be reconciled
     with it."""
@@ -418,8 +418,13 @@ def _layer_run(cfg: RunConfig, fmt: str, node_ids: dict[str, str],
             device_ms = backend.device_latency_ms() if backend.measures_device_latency else None
             times.append(device_ms if device_ms is not None else host_ms)
         stat = np.median if backend.layer_statistic == "median" else np.mean
-        return ([asdict(lt) for lt in backend.layer_profile(node_ids)],
-                (float(stat(times)), backend.layer_statistic) if times else None)
+        rows = [asdict(lt) for lt in backend.layer_profile(node_ids)]
+        own = backend.profiled_run_times_ms()  # the runtime's timestamps, where it keeps them
+        source = (f"{cfg.backend} profiler timestamps" if own else
+                  f"{cfg.backend} request latency" if backend.measures_device_latency
+                  else "host timer")
+        times = own or times
+        return rows, (float(stat(times)), backend.layer_statistic, source) if times else None
     finally:
         backend.close()
 
@@ -502,7 +507,7 @@ def _device_summary(values: list[float | None], backend_name: str) -> dict[str, 
             "source": f"{backend_name} request latency"}
 
 
-def _layers_summary(layers: list[dict[str, Any]], layer_run: tuple[float, str] | None,
+def _layers_summary(layers: list[dict[str, Any]], layer_run: tuple[float, str, str] | None,
                     p50_ms: float) -> dict[str, Any] | None:
     """The per-layer sum against the end-to-end time of the same profiled run: what the layer
     table does not account for (framework overhead, copies, layers the runtime does not time),
@@ -510,9 +515,9 @@ def _layers_summary(layers: list[dict[str, Any]], layer_run: tuple[float, str] |
     if not layers:
         return None
     total = float(sum(row["time_ms"] for row in layers))
-    layer_run_ms, statistic = layer_run if layer_run else (None, None)
+    layer_run_ms, statistic, source = layer_run if layer_run else (None, None, None)
     out: dict[str, Any] = {"sum_ms": total, "profiled_run_ms": layer_run_ms,
-                           "statistic": statistic, "clean_p50_ms": p50_ms}
+                           "statistic": statistic, "source": source, "clean_p50_ms": p50_ms}
     if layer_run_ms is not None:
         out["unaccounted_ms"] = layer_run_ms - total
         out["unaccounted_fraction"] = (layer_run_ms - total) / layer_run_ms if layer_run_ms else None

@@ -196,6 +196,11 @@ class Backend:
         out the Python call around it, which matters on sub-millisecond models."""
         return None
 
+    def profiled_run_times_ms(self) -> list[float] | None:
+        """The runtime's own end-to-end time of each profiled inference (after layer_profile),
+        where its profiler records one; None otherwise."""
+        return None
+
     def reset_layer_profile(self) -> None:
         """Forget per-layer times so far (the runner calls it after warm-up)."""
 

@@ -169,6 +169,7 @@ class OnnxRuntimeBackend(Backend):
         self._layers: list[LayerTime] | None = None  # cached: ORT ends profiling only once
         self._raw_outputs = False  # an output has a type numpy lacks: read it as OrtValue
         self._spinning: tuple[bool, str] = (True, "")
+        self._run_times_ms: list[float] | None = None
 
     # --- discovery ---------------------------------------------------------------------
     @classmethod
@@ -312,7 +313,14 @@ class OnnxRuntimeBackend(Backend):
         self._drop_profile_dir()
         tracer = _NchwcTracer(self._model) if self._model is not None else None
         self._layers = _layer_times(events, sess.get_providers()[0], node_ids_by_name, tracer)
+        runs = sorted((float(ev.get("ts", 0)), float(ev.get("dur", 0))) for ev in events
+                      if ev.get("cat") == "Session" and ev.get("name") == "model_run")
+        self._run_times_ms = [d / 1e3 for _, d in (runs[1:] if len(runs) > 1 else runs)]
         return self._layers
+
+    def profiled_run_times_ms(self) -> list[float] | None:
+        """ORT's own `model_run` durations of the profiled runs (the warm-up run left out)."""
+        return self._run_times_ms or None
 
     def close(self) -> None:
         if self._session is not None and self._profile_dir is not None and self._layers is None:

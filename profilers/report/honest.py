@@ -66,7 +66,7 @@ def layers_line(r: dict[str, Any]) -> str:
     if run is None:
         return f"layers add up to {_f(s['sum_ms'])} ms"
     return (f"layers add up to {_f(s['sum_ms'])} ms of {_f(run)} ms end to end "
-            f"({s.get('statistic') or 'mean'} of the profiled run): "
+            f"({s.get('statistic') or 'mean'} of the profiled run, {s.get('source') or 'timed'}): "
             f"{_f(s.get('unaccounted_ms'))} ms unaccounted for (framework overhead, copies, "
             "untimed layers)")
 

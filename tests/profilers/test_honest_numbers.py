@@ -221,3 +221,12 @@ def test_compare_of_a_model_with_itself_says_no_measurable_difference():
     assert second["relative"]["latency_verdict"] == NO_DIFFERENCE, (lo, hi)
     assert result["interleaved"]["rounds"] == 10
     assert second["latency_ms"]["count"] == 10 * result["interleaved"]["iterations_per_round"]
+
+
+def test_onnxruntime_layer_sum_is_reconciled_with_its_own_run_timestamps():
+    cfg = RunConfig(model=str(SAMPLE_ONNX), iterations=50, warmup=5, layers=True,
+                    layer_iterations=30, samplers=False, options=BackendOptions(threads=1))
+    s = run_profile(cfg, lambda e: None)["layers_summary"]
+    assert s["source"] == "onnxruntime profiler timestamps" and s["statistic"] == "median"
+    # each node's median run against the median model_run: kernels run inside the run
+    assert 0 < s["sum_ms"] <= s["profiled_run_ms"] * 1.1
