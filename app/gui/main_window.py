@@ -243,6 +243,9 @@ class MainWindow(QMainWindow):
                                       QKeySequence("Ctrl+Shift+A"))
         self.act_compare = self._action(run_menu, "&Compare variants",
                                         lambda: self.compare(self.variants.compare_paths()))
+        from app.gui import optimize_action
+
+        optimize_action.attach(self, run_menu)  # Run ▸ Optimize…: search + live Pareto chart
 
         view_menu = bar.addMenu("&View")
         for dock in (self.dock_passes, self.dock_backend, self.dock_charts, self.dock_details,

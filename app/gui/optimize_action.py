@@ -1,0 +1,32 @@
+"""Run ▸ Optimize…: the menu entry, cheap at startup; the panel (pyqtgraph) is built on use."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+
+
+def attach(window: Any, menu: Any) -> None:
+    """Add Run ▸ Optimize… to the window: a dock built on first use, following the model."""
+    def show() -> None:
+        from PySide6.QtWidgets import QDockWidget
+
+        from app.gui.optimize_panel import OptimizePanel  # pyqtgraph: on use, not at startup
+
+        panel = getattr(window, "optimize_panel", None)
+        if panel is None:
+            panel = OptimizePanel(Path(window.work_dir))
+            panel.sig_open_variant.connect(lambda p: window.open_model(p, as_variant=True))
+            dock = QDockWidget("Optimize", window)
+            dock.setObjectName("dock_optimize")
+            dock.setWidget(panel)
+            window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+            window.optimize_panel, window.dock_optimize = panel, dock
+        panel.set_model(window.root_path or window.model_path)
+        window.dock_optimize.show()
+        window.dock_optimize.raise_()
+
+    window.act_optimize = menu.addAction("&Optimize…")
+    window.act_optimize.triggered.connect(show)
+    window.show_optimize = show

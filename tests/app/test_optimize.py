@@ -1,0 +1,231 @@
+"""optimize: the probe's prediction, honest intervals, the search on the real digits sample
+(accuracy-aware fallback, cache, cancel with the best so far), its outputs and the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.optimize.honest import paired_accuracy_drop, speedup_interval
+from app.optimize.probe import MachineProbe, check_prediction, parse_cpuinfo, predict_int8
+
+SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
+CNN = SAMPLES / "digits_cnn.onnx"
+EVAL = SAMPLES / "digits_test.npz"
+
+X86_NO_VNNI = "model name\t: Some Core i7\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
+X86_VNNI = "model name\t: Some Xeon\nflags\t\t: fpu avx avx2 fma avx512f avx512_vnni\n"
+ARM_DOT = "Hardware\t: Graviton\nFeatures\t: fp asimd asimddp i8mm\n"
+CONV_HEAVY = {"macs": 450e6, "heavy_share": 0.99, "small_share": 0.01}
+
+
+def _probe(text: str, arch: str = "x86_64") -> MachineProbe:
+    model, isa = parse_cpuinfo(text)
+    return MachineProbe(arch=arch, cpu_model=model, cores=2, isa=isa)
+
+
+# --- probe and prediction ------------------------------------------------------------------
+
+def test_cpuinfo_flags_are_named():
+    assert parse_cpuinfo(X86_VNNI) == ("Some Xeon", ("AVX2", "FMA", "AVX-512", "AVX-512 VNNI"))
+    assert _probe(ARM_DOT, "aarch64").int8_dot == "i8mm"
+    assert _probe(X86_NO_VNNI).int8_dot is None
+
+
+def test_prediction_follows_the_int8_units_and_the_model():
+    small = {"macs": 40e6, "heavy_share": 0.95, "small_share": 0.8}
+    assert predict_int8(_probe(X86_NO_VNNI), small).int8 == "slower"
+    assert "no VNNI" in predict_int8(_probe(X86_NO_VNNI), small).text
+    assert predict_int8(_probe(X86_NO_VNNI), CONV_HEAVY).int8 != "faster"
+    assert predict_int8(_probe(X86_VNNI), CONV_HEAVY).int8 == "faster"
+    assert predict_int8(_probe(ARM_DOT, "aarch64"), CONV_HEAVY).int8 == "faster"
+    tiny = {"macs": 3e6, "heavy_share": 0.99, "small_share": 0.0}
+    assert predict_int8(_probe(X86_VNNI), tiny).int8 != "faster"  # overheads dominate
+
+
+def test_prediction_on_this_machine():
+    """What this machine's /proc/cpuinfo says about VNNI decides the prediction for a
+    convolution-heavy model (the bench and the CLI then measure it: confirmed or refuted)."""
+    from app.optimize.probe import conv_profile, probe_machine
+    from converters.formats import open_model
+
+    probe = probe_machine(with_runtimes=False)
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            flags |= set(line.split(":", 1)[1].split())
+    vnni = bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
+    model = SAMPLES / "digits_vgg.onnx"
+    profile = conv_profile(open_model(model)) if model.exists() else CONV_HEAVY
+    assert profile["heavy_share"] > 0.9
+    pred = predict_int8(probe, profile)
+    assert (pred.int8 == "faster") == vnni, pred.text
+    assert (probe.int8_dot is not None) == vnni
+
+
+def test_prediction_check_needs_the_interval_on_one_side():
+    pred = predict_int8(_probe(X86_VNNI), CONV_HEAVY)
+    assert check_prediction(pred, 2.0, (1.6, 2.4))["verdict"] == "confirmed"
+    assert check_prediction(pred, 0.8, (0.7, 0.9))["verdict"] == "refuted"
+    assert check_prediction(pred, 1.05, (0.9, 1.2))["verdict"] == "inconclusive"
+    assert check_prediction(pred, None)["verdict"] == "unmeasured"
+
+
+# --- honest intervals ----------------------------------------------------------------------
+
+def test_paired_bootstrap_accuracy_drop():
+    rng = np.random.default_rng(1)
+    base = rng.random(400) < 0.95
+    assert paired_accuracy_drop(base, base.copy()).to_dict() == {
+        "value": 0.0, "low": 0.0, "high": 0.0}
+    cand = base.copy()
+    flipped = np.flatnonzero(base)[:8]  # 8 of 400 samples lost: a 2-point drop
+    cand[flipped] = False
+    iv = paired_accuracy_drop(base, cand)
+    assert iv.value == pytest.approx(0.02)
+    assert 0 < iv.low < iv.value < iv.high < 0.05
+    with pytest.raises(ValueError):
+        paired_accuracy_drop(base, cand[:10])
+
+
+def test_speedup_interval_from_paired_rounds():
+    base = [np.full(20, 10.0) + i * 0.1 for i in range(8)]
+    cand = [np.full(20, 4.0) + i * 0.04 for i in range(8)]
+    iv = speedup_interval(base, cand)
+    assert iv.low <= iv.value <= iv.high
+    assert iv.value == pytest.approx(2.5, rel=0.02)
+
+
+# --- the search on the real sample ---------------------------------------------------------
+
+def _spec(tmp_path: Path, **kw):
+    from app.optimize.search import OptimizeSpec
+
+    base = dict(model=str(CNN), output_dir=str(tmp_path / "out"), eval=str(EVAL),
+                calib=str(EVAL), subset=96, screen_rounds=2, full_rounds=3, final_rounds=3,
+                round_ms=10.0, cache_dir=str(tmp_path / "cache"), threads=1)
+    base.update(kw)
+    return OptimizeSpec(**base)
+
+
+@pytest.mark.slow
+def test_search_writes_winner_recipe_json_and_html(tmp_path):
+    from app.optimize.search import run_optimize
+    from app.pipeline import run_pipeline, spec_from_recipe
+
+    events = []
+    r = run_optimize(_spec(tmp_path, only=("ort-int8-dynamic", "ort-int8", "ort-fp16")),
+                     events.append)
+    assert r["status"] == "ok" and r["best"] is not None
+    best = r["best"]
+    for key in ("path", "backend", "config", "latency_ms", "speedup", "accuracy",
+                "accuracy_drop", "cosine"):
+        assert key in best
+    assert best["latency_ms"]["low"] <= best["latency_ms"]["p50"] <= best["latency_ms"]["high"]
+    assert best["accuracy_drop"]["high"] <= 0.01  # meets the budget by its interval
+    assert {t["name"] for t in r["tried"]} == {"ort-int8-dynamic", "ort-int8", "ort-fp16"}
+    assert all(t["reason"] for t in r["tried"])
+    assert r["pareto"] and r["prediction"]["text"]
+    out = Path(r["outputs"]["dir"])
+    saved = json.loads((out / "optimize.json").read_text())
+    assert saved["best"]["name"] == best["name"]
+    assert "<svg" in (out / "optimize.html").read_text()
+    assert Path(best["path"]).exists()
+    # the recipe replays with `convert --recipe` and gives the same model
+    spec, warnings = spec_from_recipe(r["outputs"]["recipes"][-1], str(CNN),
+                                      str(tmp_path / "replayed.onnx"))
+    assert not warnings
+    replayed = run_pipeline(spec)
+    assert Path(replayed["output"]).stat().st_size == Path(best["path"]).stat().st_size
+    assert any(e.get("event") == "candidate" for e in events)
+
+
+@pytest.mark.slow
+def test_accuracy_aware_fallback_meets_a_budget_full_int8_misses(tmp_path):
+    """Full INT8 misses a fidelity floor set between its cosine and 1; keeping the most
+    sensitive layers in float (ranked leave-one-out) meets it."""
+    from app.optimize.search import run_optimize
+
+    first = run_optimize(_spec(tmp_path, only=("ort-int8",)))
+    full = next(t for t in first["tried"] if t["name"] == "ort-int8")
+    floor = 1 - (1 - full["cosine"]) / 3
+    r = run_optimize(_spec(tmp_path, only=("ort-int8",), min_cosine=floor,
+                           output_dir=str(tmp_path / "out2")))
+    tried = {t["name"]: t for t in r["tried"]}
+    assert tried["ort-int8"]["status"] == "rejected" and "cosine" in tried["ort-int8"]["reason"]
+    assert r["sensitivity"], "layers were ranked"
+    assert r["best"] is not None, r.get("why_no_winner")
+    assert r["best"]["name"].startswith("ort-int8-mixed")
+    assert r["best"]["cosine"] >= floor
+    kept_float = r["best"]["config"]["passes"][0]["options"]["exclude"]
+    assert kept_float and set(kept_float) <= {s["node"] for s in r["sensitivity"]}
+
+
+@pytest.mark.slow
+def test_second_run_comes_from_the_cache(tmp_path):
+    from app.optimize.search import run_optimize
+
+    spec = _spec(tmp_path, only=("ort-int8-dynamic", "ort-int8"))
+    first = run_optimize(spec)
+    assert first["cache"]["misses"] > 0
+    second = run_optimize(spec)
+    assert second["cache"]["misses"] == 0 and second["cache"]["hits"] > 0
+    assert all(t["cached"] and t["build_s"] is None for t in second["tried"]
+               if t["latency_ms"])
+    assert second["best"]["name"] == first["best"]["name"]
+    assert second["best"]["latency_ms"] == first["best"]["latency_ms"]
+    # another machine (fingerprint) does not reuse these measurements
+    from app.optimize.cache import Cache
+
+    other = Cache(tmp_path / "cache", "another-machine")
+    assert other.get("anything") is None
+
+
+@pytest.mark.slow
+def test_cancelled_search_keeps_its_best_so_far(tmp_path):
+    from app.optimize.search import run_optimize
+
+    state = {"cancel": False}
+
+    def emit(e):
+        p = e.get("point") or {}
+        if e.get("event") == "candidate" and p.get("name") == "ort-int8" and p.get("meets"):
+            state["cancel"] = True  # stop right after the first good candidate
+
+    r = run_optimize(_spec(tmp_path, only=("ort-int8", "ort-int8-dynamic", "ort-fp16"),
+                           use_cache=False), emit, lambda: state["cancel"])
+    assert r["stopped"] == "cancelled"
+    assert r["best"] is not None and r["best"]["name"] == "ort-int8"
+    assert Path(r["best"]["path"]).exists()
+    assert json.loads((tmp_path / "out" / "optimize.json").read_text())["stopped"] == "cancelled"
+    never = {t["name"] for t in r["tried"] if t["status"] == "planned"}
+    assert never, "the search stopped before trying everything"
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+def test_cli_parses_budgets_and_durations():
+    import argparse
+
+    from app.optimize.cli import parse_drop, parse_duration
+
+    assert parse_drop("1%") == pytest.approx(0.01)
+    assert parse_drop("0.5 %") == pytest.approx(0.005)
+    assert parse_drop("0.02") == pytest.approx(0.02)
+    assert parse_duration("15m") == 900 and parse_duration("90s") == 90
+    for bad in ("abc", "150%"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_drop(bad)
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration("soon")
+
+
+def test_cli_bad_model_is_a_clear_message(tmp_path, capsys):
+    from app.cli import main
+
+    code = main(["optimize", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "o")])
+    assert code == 2
+    assert "missing.onnx" in capsys.readouterr().err
