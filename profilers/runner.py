@@ -471,17 +471,27 @@ def _warm_up(cfg: RunConfig, backend: Backend,
 
 
 def _default_threads(options: BackendOptions) -> tuple[BackendOptions, str]:
-    """Threads the run uses when none were asked: the runtime's default, unless this process
-    is pinned to fewer CPUs than that default would start (then one per usable CPU), so the
-    default never oversubscribes the cores. The choice is said in the report."""
+    """Threads the run uses when none were asked, so the default never oversubscribes the
+    cores: on a machine with few cores (FEW_CORES), one fewer than the usable cores (the
+    samplers, the window and the OS keep one: a runtime's pool on every core of a 2-core
+    machine turned a 0.12 ms p50 into a 17.8 ms p99); where this process is pinned to fewer
+    CPUs than the runtime's default would start, one per usable CPU; else the runtime's
+    default. The choice is said in the report."""
     import dataclasses
 
     import psutil
+
+    from profilers.stability import FEW_CORES
 
     if options.threads is not None:
         return options, f"{options.threads} (asked)"
     usable = usable_cpus()
     physical = psutil.cpu_count(logical=False) or usable
+    if usable <= FEW_CORES:
+        n = max(1, min(usable, physical) - 1)
+        return (dataclasses.replace(options, threads=n),
+                f"{n}: one fewer than the {usable} usable cores, which the samplers, the window "
+                "and the OS share (few cores)")
     if usable < physical:
         return (dataclasses.replace(options, threads=usable),
                 f"{usable}: one per CPU this process may use (pinned to {usable} of {physical})")

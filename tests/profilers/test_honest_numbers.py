@@ -230,3 +230,16 @@ def test_onnxruntime_layer_sum_is_reconciled_with_its_own_run_timestamps():
     assert s["source"] == "onnxruntime profiler timestamps" and s["statistic"] == "median"
     # each node's median run against the median model_run: kernels run inside the run
     assert 0 < s["sum_ms"] <= s["profiled_run_ms"] * 1.1
+
+
+def test_default_threads_leave_a_core_free_on_small_machines(monkeypatch):
+    import profilers.runner as runner
+
+    asked, why = runner._default_threads(BackendOptions(threads=3))
+    assert asked.threads == 3 and "asked" in why
+    monkeypatch.setattr(runner, "usable_cpus", lambda: 2)
+    small, why = runner._default_threads(BackendOptions())
+    assert small.threads == 1 and "few cores" in why
+    monkeypatch.setattr(runner, "usable_cpus", lambda: 64)
+    big, why = runner._default_threads(BackendOptions())
+    assert big.threads is None or big.threads <= 64
