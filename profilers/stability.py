@@ -25,7 +25,8 @@ import numpy as np
 CV_LIMIT = 0.25  # robust enough for sub-ms models on a quiet machine; spikes push CV up
 DRIFT_LIMIT = 0.05  # median of the last third vs the first third
 OTHER_LOAD_LIMIT = 0.5  # cores busy with other processes during the run
-SPIKE_LIMIT = 0.02  # fraction of iterations flagged as spikes
+SPIKE_LIMIT = 0.02  # fraction of iterations flagged as spikes...
+TAIL_LIMIT = 1.25  # ...counted as noise when they lift p99 this far above p50
 FEW_CORES = 4  # at or below: ORT's spinning thread pool is turned off by default
 
 
@@ -168,9 +169,11 @@ def verdict(latencies_ms: np.ndarray, *, cv: float, spikes: int, threads: int | 
                 f"the median drifted {drift:+.1%} between the first and last third of the run",
                 "warm up longer and close other work; repeat the run to see if it holds")
     spike_frac = spikes / v.size if v.size else 0.0
-    if spike_frac > SPIKE_LIMIT:
+    tail = float(np.percentile(v, 99) / np.percentile(v, 50)) if v.size else 1.0
+    if spike_frac > SPIKE_LIMIT and tail > TAIL_LIMIT:  # many, and far enough to move p99
         add("spikes", spike_frac, SPIKE_LIMIT,
-            f"{spikes} spikes ({spike_frac:.1%} of iterations) far above the median",
+            f"{spikes} spikes ({spike_frac:.1%} of iterations) far above the median "
+            f"(p99 {tail:.1f}× p50)",
             "close other work" + ("" if one_thread or cores > FEW_CORES
                                   else "; with few cores set threads to 1"))
     other = load.get("other_cores")
