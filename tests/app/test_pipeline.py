@@ -266,3 +266,39 @@ def test_cli_runs_passes_in_the_order_given_and_refuses_an_invalid_one(sample, t
     assert r.returncode == 2
     assert "rule simplify-before-precision" in r.stderr and "simplify → int8-dynamic" in r.stderr
     assert not (tmp_path / "bad.onnx").exists()
+
+
+@pytest.mark.slow
+def test_real_model_simplify_then_int8_dynamic_runs_and_the_reverse_is_refused(tmp_path):
+    """rapidocr 3.10.0's text-direction classifier (paddle2onnx: every weight in a Constant
+    node, 566 nodes), through the CLI in both orders."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.real_models import wheel_member
+
+    model = wheel_member("rapidocr", "3.10.0",
+                         "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx")
+
+    def convert(*passes: str, out: str):
+        args = [a for p in passes for a in ("--pass", p)]
+        return subprocess.run([sys.executable, "-m", "app.cli", "convert", str(model), *args,
+                               "-o", str(tmp_path / out), "--json"], cwd=REPO,
+                              capture_output=True, text=True, timeout=600)
+
+    r = convert("simplify", "int8-dynamic", out="good.onnx")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)
+    assert [s["pass"] for s in res["steps"]] == ["source", "simplify", "int8-dynamic"]
+    source, simplified, quantized = res["steps"]
+    assert simplified["params"] < source["params"]  # Constant weights folded (BN into Conv)
+    assert quantized["fidelity"]["cosine"] > 0.99
+    lineage = json.loads(Path(res["lineage"]).read_text())
+    assert [s["pass"] for s in lineage["steps"]] == ["simplify", "int8-dynamic"]
+    assert all(s["changed"] for s in lineage["steps"])
+    r = convert("int8-dynamic", "simplify", out="bad.onnx")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "rule simplify-before-precision" in r.stderr
+    assert "a valid order: simplify → int8-dynamic" in r.stderr
+    assert not (tmp_path / "bad.onnx").exists() and not (tmp_path / "bad.steps").exists()

@@ -194,3 +194,31 @@ def test_prune_then_distill_in_the_window_learns_from_the_unpruned_model(window,
     assert distilled["changed"] is True and distilled["sha256"] != pruned["sha256"]
     assert distilled["options"]["teacher"] == str(src)  # the model before pruning
     assert v.accuracy["accuracy"] > 0.9  # measured on the held-out digits
+
+
+@pytest.mark.slow
+def test_real_model_in_the_window_both_orders(window, qtbot):
+    """rapidocr 3.10.0's paddle2onnx classifier (Constant-node weights): simplify then
+    int8-dynamic runs in that order; the reverse is refused before Apply; the torch-only
+    passes are greyed for it."""
+    from tests.real_models import wheel_member
+
+    model = wheel_member("rapidocr", "3.10.0",
+                         "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx")
+    w = window
+    with qtbot.waitSignal(w.sig_model_opened, timeout=60_000):
+        w.open_model(str(model))
+    p = w.passes
+    assert not p.boxes["prune-channels"].item.flags() & Qt.ItemFlag.ItemIsUserCheckable
+    p.set_target_format(None)
+    p.set_eval(None)
+    p.set_checked("int8-dynamic")
+    p.set_checked("simplify")
+    p.set_order(["int8-dynamic", "simplify"])
+    assert not p.apply_button.isEnabled()
+    assert "rule simplify-before-precision" in p.order_problem.text()
+    assert w.apply_passes() is None
+    p.set_order(["simplify", "int8-dynamic"])
+    v = _apply(w, qtbot)
+    assert _lineage_passes(v.path) == ["simplify", "int8-dynamic"]
+    assert v.fidelity["cosine"] > 0.99
