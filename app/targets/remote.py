@@ -55,7 +55,12 @@ for name in os.listdir(jobs):
     try:
         pid = int(open(os.path.join(d, "worker.pid")).read().split()[0])
         os.kill(pid, 0)
-        continue  # still running (another run of a sweep, say)
+        try:  # a zombie nobody reaped yet has ended all the same
+            zombie = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "Z"
+        except (OSError, IndexError):
+            zombie = False
+        if not zombie:
+            continue  # still running (another run of a sweep, say)
     except (OSError, ValueError, IndexError):
         pass
     shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,297 @@
+"""Remote targets against a real OpenSSH server started here (127.0.0.1, throwaway keys).
+
+The target is this same machine reached over SSH: two ports of one sshd stand for two targets,
+each with its own cache folder. HOME points at a temporary folder, so ~/.ssh/known_hosts and
+the targets file are the test's own.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app.targets.config import Target, TargetStore
+from tests.app.sshd import sshd_missing, start_sshd
+from tests.conftest import SAMPLE_ONNX
+
+pytestmark = pytest.mark.skipif(sshd_missing() is not None, reason=sshd_missing() or "")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sshd")
+    home = root / "home"
+    home.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        mp.setenv("MODELDECK_TARGETS_FILE", str(root / "targets.json"))
+        server = start_sshd(root / "server")
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def _target(sshd, name: str, port_index: int = 0, **kw) -> Target:
+    base = dict(name=name, host="127.0.0.1", port=sshd.ports[port_index], user=sshd.user,
+                identity=str(sshd.user_key), python=sys.executable,
+                cache_dir=str(sshd.root.parent / f"cache-{name}"))
+    return Target(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def targets(sshd):
+    """Targets a and b (the two ports), host key pinned through `targets check`."""
+    from app.cli import main
+
+    store = TargetStore()
+    for name, i in (("a", 0), ("b", 1)):
+        store.add(_target(sshd, name, i), replace_existing=True)
+        assert main(["targets", "check", name, "--accept-new-host-key", "--json"]) == 0
+    return store
+
+
+def _profile_spec(**config) -> dict:
+    from profilers.backends import BackendOptions
+    from profilers.runner import RunConfig
+
+    cfg = RunConfig(model=str(SAMPLE_ONNX), options=BackendOptions(threads=1),
+                    **{"iterations": 200, **config})
+    return {"job": "profile", "config": cfg.to_dict()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for its reaper is gone for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_gone(pid: int, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# --- host keys ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_unknown_host_key_is_shown_refused_then_pinned(sshd, capsys):
+    from app.cli import main
+
+    TargetStore().add(_target(sshd, "fresh"), replace_existing=True)
+    known = Path(os.environ["HOME"]) / ".ssh" / "known_hosts"
+    before = known.read_text() if known.exists() else ""
+    pattern = f"[127.0.0.1]:{sshd.ports[0]}"
+    if pattern in before:  # pinned by another test: start from an empty known_hosts
+        known.write_text("")
+    assert main(["targets", "check", "fresh"]) == 2  # no tty to ask: refused, not pinned
+    err = capsys.readouterr().err
+    assert "host key is not known yet" in err and "SHA256:" in err
+    assert "--accept-new-host-key" in err
+    assert pattern not in (known.read_text() if known.exists() else "")
+    assert main(["targets", "check", "fresh", "--accept-new-host-key"]) == 0
+    out = capsys.readouterr().out
+    assert "reachable" in out and "python" in out and "onnxruntime" in out
+    assert "isa" in out and "memory" in out and "disk" in out
+    assert pattern in known.read_text()  # pinned: the next connection needs no confirmation
+    assert main(["targets", "check", "fresh", "--json"]) == 0
+    if before and pattern in before:
+        known.write_text(before)
+
+
+def test_changed_host_key_is_refused(sshd, tmp_path, monkeypatch, capsys):
+    from app.cli import main
+    from tests.app.sshd import keygen
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    other = keygen(tmp_path / "impostor").with_suffix(".pub").read_text().split()
+    known = home / ".ssh" / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.ports[0]} {other[0]} {other[1]}\n")
+    monkeypatch.setenv("HOME", str(home))
+    TargetStore().add(_target(sshd, "pinned-other"), replace_existing=True)
+    for extra in ([], ["--accept-new-host-key"]):  # accepting new keys never accepts a change
+        assert main(["targets", "check", "pinned-other", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "host key has CHANGED" in err and "Refused" in err and "ssh-keygen -R" in err
+    assert known.read_text().count("\n") == 1  # nothing pinned over the old key
+    from app.targets.sweep import run_on_target  # a job is refused the same way
+
+    out = run_on_target(_profile_spec(), "pinned-other")
+    assert out.status == "failed" and out.error_kind == "host_key"
+    assert "CHANGED" in out.error
+
+
+def test_unreachable_and_refused_keys_are_clear(sshd, tmp_path):
+    from app.targets.sweep import run_on_target
+    from tests.app.sshd import free_port, keygen
+
+    TargetStore().add(_target(sshd, "nobody-home", port=free_port()), replace_existing=True)
+    out = run_on_target({"job": "devices"}, "nobody-home")
+    assert out.status == "failed" and out.error_kind == "target"
+    assert "cannot reach target nobody-home" in out.error
+    stranger = keygen(tmp_path / "stranger")
+    TargetStore().add(_target(sshd, "wrong-key", identity=str(stranger)), replace_existing=True)
+    out = run_on_target({"job": "devices"}, "wrong-key")
+    assert out.status == "failed" and "authorized_keys" in out.error, out.error
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_profile_on_target_agrees_with_local_and_second_run_sends_nothing(sshd, targets):
+    from app.targets.sweep import run_on_target
+
+    TargetStore().add(_target(sshd, "c", cache_dir=str(sshd.root.parent / "cache-c-fresh")),
+                      replace_existing=True)
+    spec = _profile_spec(iterations=400)
+    local_p50, remote_p50, remote = [], [], []
+    for _ in range(3):  # interleaved rounds: the machine's load changes between runs
+        lo = run_on_target(spec, None)
+        ro = run_on_target(spec, "c")
+        assert lo.status == "ok", lo.error
+        assert ro.status == "ok", (ro.error, ro.stderr_tail[-2000:])
+        local_p50.append(lo.result["latency_ms"]["p50"])
+        remote_p50.append(ro.result["latency_ms"]["p50"])
+        remote.append(ro.result)
+    first, second = remote[0]["target"], remote[1]["target"]
+    assert first["name"] == "c" and first["url"].startswith("ssh://")
+    assert first["sent_bytes"] >= SAMPLE_ONNX.stat().st_size and first["sent_files"] >= 2
+    assert second["sent_bytes"] == 0 and second["sent_files"] == 0  # all cached by sha256
+    # the report names the model as the user knows it, and the target's environment
+    r = remote[1]
+    assert r["model"]["path"] == str(SAMPLE_ONNX)
+    assert lo.result["model"]["sha256"] == r["model"]["sha256"]
+    assert "cache-c-fresh" not in str(r["model"]) and r["iterations"] == 400
+    ratio = statistics.median(remote_p50) / statistics.median(local_p50)
+    assert 1 / 1.6 < ratio < 1.6, (local_p50, remote_p50)
+
+
+@pytest.mark.slow
+def test_link_killed_mid_run_is_clear_and_leaves_no_remote_process(sshd, targets):
+    from app.targets.sweep import job_client
+
+    killed = []
+
+    def on_event(e):
+        if (not killed and e.get("event") == "samples"
+                and "latency_ms" in (e.get("series") or {})):
+            killed.append(sshd.kill_connections())
+
+    client = job_client(_profile_spec(iterations=None, duration_s=120), "a", on_event)
+    outcome = client.start().wait()
+    assert killed and killed[0] >= 1
+    assert outcome.status == "failed" and outcome.error_kind == "link", outcome.error
+    assert "connection to target a" in outcome.error and "lost" in outcome.error
+    assert "measure" in outcome.error  # says where it was
+    cache = Path(TargetStore().get("a").cache_dir)
+    pids = [int(Path(p).read_text().split()[0])
+            for p in glob.glob(str(cache / "jobs" / "*" / "worker.pid"))]
+    assert pids, "the remote worker's pid file should be left by the cut-off run"
+    for pid in pids:
+        assert _wait_gone(pid), f"remote worker {pid} outlived its connection"
+    # the next connection clears what the cut-off run could not
+    from app.targets.sweep import run_on_target
+
+    out = run_on_target({"job": "devices"}, "a")
+    assert out.status == "ok", out.error
+    assert out.result["target"]["stale_jobs_removed"] >= 1
+    assert not glob.glob(str(cache / "jobs" / "*"))
+
+
+@pytest.mark.slow
+def test_cancel_reaches_the_remote_worker(sshd, targets):
+    from app.targets.sweep import job_client
+
+    pids: list[int] = []
+    client = job_client(_profile_spec(iterations=None, duration_s=120), "a")
+
+    def on_event(e):
+        if e.get("event") == "stage" and e.get("stage") == "measure" and not pids:
+            cache = Path(TargetStore().get("a").cache_dir)
+            pids.extend(int(Path(p).read_text().split()[0])
+                        for p in glob.glob(str(cache / "jobs" / "*" / "worker.pid")))
+            client.cancel()
+
+    client.on_event = on_event
+    outcome = client.start().wait()
+    assert outcome.status == "cancelled", (outcome.status, outcome.error)
+    assert pids
+    for pid in pids:
+        assert _wait_gone(pid)
+
+
+@pytest.mark.slow
+def test_sweep_over_two_targets_uses_both(sshd, targets):
+    from app.targets.sweep import run_sweep
+
+    specs = [_profile_spec(iterations=50) for _ in range(4)]
+    seen: dict[str, set] = {}
+    items = run_sweep(specs, ["a", "b"],
+                      on_event=lambda t, i, e: seen.setdefault(t, set()).add(i))
+    assert [it.index for it in items] == [0, 1, 2, 3]
+    assert {it.target for it in items} == {"a", "b"}
+    for it in items:
+        assert it.outcome.status == "ok", it.outcome.error
+        assert it.outcome.result["target"]["name"] == it.target  # labelled by target
+        assert it.index in seen[it.target]
+
+
+@pytest.mark.slow
+def test_cli_profile_and_devices_on_targets(sshd, targets, capsys, tmp_path):
+    from app.cli import main
+
+    assert main(["devices", "--target", "a"]) == 0
+    assert "onnxruntime" in capsys.readouterr().out
+    out_json = tmp_path / "runs.json"
+    assert main(["profile", str(SAMPLE_ONNX), "--target", "a", "--target", "b", "--threads",
+                 "1", "--iterations", "50", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "== target a" in text and "== target b" in text
+    import json
+
+    runs = json.loads(out_json.read_text())
+    assert sorted(r["target"]["name"] for r in runs) == ["a", "b"]
+    assert main(["compare", str(SAMPLE_ONNX), str(SAMPLE_ONNX), "--target", "a",
+                 "--iterations", "30"]) == 0
+
+
+@pytest.mark.slow
+def test_setup_makes_a_venv_with_only_the_chosen_backend(sshd, targets, capsys):
+    """A Python with none of our packages becomes a target that runs a profile."""
+    from app.cli import main
+
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    TargetStore().add(_target(sshd, "bare", python=base,
+                              cache_dir=str(sshd.root.parent / "cache-bare")),
+                      replace_existing=True)
+    assert main(["targets", "check", "bare"]) == 0
+    assert "the engine cannot run yet" in capsys.readouterr().out
+    assert main(["targets", "setup", "bare", "--backends", "onnxruntime"]) == 0
+    out = capsys.readouterr().out
+    assert "set up with onnxruntime" in out and "ONNX Runtime CPU" in out
+    t = TargetStore().get("bare")
+    assert t.python.endswith("/venv/bin/python") and t.backends == ("onnxruntime",)
+    from app.targets.probe import check_target
+
+    pkgs = check_target(t)["packages"]
+    assert {"numpy", "onnx", "onnxruntime"} <= set(pkgs)
+    assert not {"torch", "openvino", "nncf"} & set(pkgs)  # only what was asked for
+    from app.targets.sweep import run_on_target
+
+    outcome = run_on_target(_profile_spec(iterations=50), "bare")
+    assert outcome.status == "ok", (outcome.error, outcome.stderr_tail[-2000:])
