@@ -190,10 +190,8 @@ class PassList(QListWidget):
         self.setAlternatingRowColors(True)
         self.setToolTip("Checked passes run from top to bottom: drag a pass, or use the arrows, "
                         "to change the order")
-
-    def dropEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        super().dropEvent(event)
-        self.sig_reordered.emit()
+        # a drag and drop moves rows in the model: whatever moved them, the order changed
+        self.model().rowsMoved.connect(lambda *_: self.sig_reordered.emit())
 
     def _rows_height(self, rows: int) -> int:
         row = self.sizeHintForRow(0) if self.count() else self.fontMetrics().height() + 6

@@ -222,3 +222,21 @@ def test_real_model_in_the_window_both_orders(window, qtbot):
     v = _apply(w, qtbot)
     assert _lineage_passes(v.path) == ["simplify", "int8-dynamic"]
     assert v.fidelity["cosine"] > 0.99
+
+
+def test_rows_moved_in_the_model_reorder_the_pipeline(panel, qtbot):
+    """What a drag and drop does: the list's model moves a row; the order, the check and the
+    summary follow."""
+    from PySide6.QtCore import QModelIndex
+
+    p = panel
+    p.set_model_format("onnx")
+    p.set_checked("simplify")
+    p.set_checked("fp16")
+    model = p.pass_list.model()
+    src, dst = p.order().index("fp16"), p.order().index("simplify")
+    with qtbot.waitSignal(p.sig_selection_changed, timeout=5_000):
+        assert model.moveRow(QModelIndex(), src, QModelIndex(), dst)
+    assert p.checked_passes() == ["fp16", "simplify"]
+    assert "rule simplify-before-precision" in p.order_problem.text()
+    assert "fp16 → simplify" in p.summary.text()
