@@ -630,6 +630,7 @@ class PassesPanel(QWidget):
         self._applicability = applicability(self._format)
         grey = self.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
         off: list[str] = []
+        off_by_format: dict[str, list[str]] = {}  # "PyTorch" -> [distill, prune-channels]
         self.pass_list.blockSignals(True)
         try:
             for name, box in self.boxes.items():
@@ -653,11 +654,17 @@ class PassesPanel(QWidget):
                     item.setText(f"{name}  (not for {format_name(self._format)})")
                     box.applies.setText(f"⚠ Not for this model: {a.reason}.")
                     off.append(f"{name}: {a.reason}")
+                    runs_on = " or ".join(format_name(f) for f in sorted(box.cls.accepts))
+                    off_by_format.setdefault(runs_on, []).append(name)
                 item.setToolTip(f"{box.cls.description or name}\n{reason}")
         finally:
             self.pass_list.blockSignals(False)
+        # short under the list (the dock is narrow); each pass's reason in the tooltips
         self.applies_note.setText(
-            f"Not for this {format_name(self._format)} model:\n" + "\n".join(off) if off else "")
+            f"Not for this {format_name(self._format)} model (no conversion to their format): "
+            + "; ".join(f"{', '.join(names)} ({fmt} only)"
+                        for fmt, names in off_by_format.items()) if off else "")
+        self.applies_note.setToolTip("\n".join(off))
         self.applies_note.setVisible(bool(off))
         checked = self.checked_passes()
         try:
