@@ -577,8 +577,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--to", choices=["onnx", "openvino"], help="target format")
     p.add_argument("--pass", dest="passes", action="append", metavar="NAME[:k=v,...]",
-                   help="a pass with options, in order (repeatable), e.g. "
-                        "int8-static:method=entropy,exclude=/fc/Gemm")
+                   help="a pass with options (repeatable), e.g. "
+                        "int8-static:method=entropy,exclude=/fc/Gemm. Passes run in the order "
+                        "given; an order the rules refuse (e.g. int8 before simplify, distill "
+                        "before prune-channels) exits 2 naming the rule and a valid order")
     p.add_argument("--calib", metavar="DATA", help="calibration data: .npz, image folder, "
                    "'sample' or 'random' (warned)")
     p.add_argument("--eval", metavar="DATA", help="labelled data (.npz with labels) for accuracy")
