@@ -296,6 +296,24 @@ class OnnxRuntimeBackend(Backend):
                             [tuple(o.shape) if o.shape else None for o in declared], outs)
         return outs
 
+    def prepare(self, inputs: dict[str, np.ndarray]) -> None:
+        """Convert the inputs once: the timed loop then calls ORT's run() and nothing else,
+        like the shortest bare loop (checks and conversions cost ~15-35 us a call, a quarter of
+        a 0.14 ms model). infer() has already checked the outputs on these inputs."""
+        sess = self._sess()
+        feeds = {name: _feed(arr) for name, arr in inputs.items()}
+        if self._raw_outputs:
+            values = {k: _as_ortvalue(v) for k, v in feeds.items()}
+            self._timed_call = lambda: sess.run_with_ort_values(None, values)
+        else:
+            self._timed_call = lambda: sess.run(None, feeds)
+
+    def run_prepared(self) -> None:
+        try:
+            self._timed_call()
+        except Exception as e:
+            raise BackendError(f"onnxruntime inference failed: {ort_error_message(e)}") from e
+
     # --- per-node profile --------------------------------------------------------------
     def layer_profile(self, node_ids_by_name: dict[str, str]) -> list[LayerTime]:
         """Mean time per inference of every node ORT ran, slowest first (first run excluded
