@@ -476,7 +476,7 @@ class PassesPanel(QWidget):
         converted to) are greyed and unchecked, with the reason; they come back checked when a
         model they apply to is opened."""
         self._format = fmt
-        self._refresh()
+        self._changed()  # refresh, summary (its conversions depend on the format), save
 
     def model_format(self) -> str | None:
         return self._format
@@ -706,7 +706,28 @@ class PassesPanel(QWidget):
         needs = self.needs_calibration()
         self.calib_note.setText(f"needed by {', '.join(needs)}" if needs else
                                 "no checked pass needs it (used for verification only)")
-        self.summary.setText(f"Pipeline: {self.describe()}")
+        self.summary.setText(f"Pipeline: {self.planned()}")
+
+    def planned(self) -> str:
+        """The steps Apply will run on the open model, format conversions included (e.g.
+        "prune-channels → distill → [to ONNX] → int8-dynamic"); describe() when the order
+        cannot run or no model is open."""
+        names = self.checked_passes()
+        if not (self.loaded and self._format and names) or self._problems:
+            return self.describe()
+        try:
+            from app.pipeline import ConvertSpec, plan
+            from converters.passes.order import format_name
+
+            spec = ConvertSpec.from_dict({
+                "model": "model", "output": "out", "to": self.target_format(),
+                "passes": [{"name": n, "options": self.boxes[n].values()} for n in names]})
+            steps = [s.name if s.kind == "pass" else f"[to {format_name(s.target)}]"
+                     for s in plan(self._format, spec)]
+        except Exception as e:  # a bad option value: steps() says which, on Apply
+            log.debug("no plan for the summary: %s", e)
+            return self.describe()
+        return " → ".join(steps)
 
     def save(self) -> None:
         if self._restoring or not self.loaded:

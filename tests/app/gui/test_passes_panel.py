@@ -110,6 +110,9 @@ def test_inapplicable_passes_are_marked_before_apply_with_their_reason(panel):
     assert "via ONNX" in p.boxes["int8-dynamic"].item.text()
     assert "converted to ONNX first" in p.boxes["int8-dynamic"].item.toolTip()
     assert p.applies_note.isHidden()
+    p.set_checked("int8-dynamic")  # the summary shows the conversion Apply will insert
+    assert p.summary.text().endswith("prune-channels → distill → [to ONNX] → int8-dynamic")
+    p.set_checked("int8-dynamic", False)
 
     p.set_model_format("onnx")  # opening an ONNX model: they cannot run, so they are not run
     assert p.checked_passes() == []
