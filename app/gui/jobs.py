@@ -42,8 +42,10 @@ class WorkerJob(QObject):
 
     def __init__(self, spec: dict[str, Any], parent: QObject | None = None,
                  keep_samples: bool = False, timeout_s: float | None = None,
-                 cancel_grace_s: float = CANCEL_GRACE_S, memory_mb: int | None = None):
+                 cancel_grace_s: float = CANCEL_GRACE_S, memory_mb: int | None = None,
+                 command: list[str] | None = None):
         super().__init__(parent)
+        self.command = command  # None: a local worker; a relay's for a remote target
         # The worker makes itself a session leader (QProcess cannot ask for it), so its pid is
         # its process group: ending the job kills the group, leftovers of runtimes included.
         self.limits = default_limits(spec, timeout_s=timeout_s, memory_mb=memory_mb)
@@ -91,7 +93,7 @@ class WorkerJob(QObject):
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONPATH", REPO_ROOT + os.pathsep + env.value("PYTHONPATH", ""))
         self.proc.setProcessEnvironment(env)
-        cmd = worker_command()
+        cmd = self.command or worker_command()
         self.proc.start(cmd[0], cmd[1:])
         # Written before the process runs: QProcess buffers it until the pipe is open.
         self.proc.write((json.dumps(self.spec) + "\n").encode())

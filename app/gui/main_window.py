@@ -284,6 +284,7 @@ class MainWindow(QMainWindow):
         self._recount_timer.timeout.connect(self.recount_at_sizes)
         self.backend.inputs_table.sig_changed.connect(self._recount_timer.start)
         self.backend.sig_stop_requested.connect(self.stop_profile)
+        self.backend.target_picker.sig_target_changed.connect(lambda _t: self.refresh_devices())
         self.passes.sig_apply_requested.connect(self.apply_passes)
         self.passes.sig_selection_changed.connect(self.converter.refresh_plan)
         self.variants.sig_open.connect(lambda p: self.open_model(p, as_variant=True))
@@ -444,7 +445,7 @@ class MainWindow(QMainWindow):
 
     # --- devices ---------------------------------------------------------------------------
     def refresh_devices(self) -> None:
-        job = WorkerJob({"job": "devices"}, self)
+        job = self.backend.target_picker.job({"job": "devices"}, self)  # local or remote
         self.devices_job = job
 
         def done(outcome) -> None:
@@ -650,7 +651,7 @@ class MainWindow(QMainWindow):
                              Qt.Orientation.Vertical)
         charts.reset(config.get("budgets") or ())
         self.profile_layers = []
-        job = WorkerJob({"job": "profile", "config": config}, self)
+        job = self.backend.target_picker.job({"job": "profile", "config": config}, self)
         self.profile_job = job
         self.job_bar.bind(job, f"Profiling {os.path.basename(path)} on "
                                f"{config['backend']}/{config['device']}")

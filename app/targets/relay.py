@@ -26,13 +26,16 @@ from app.targets.config import TargetError, TargetStore
 
 log = logging.getLogger("modeldeck.relay")
 EXIT_LINK = 3  # the connection to the target was lost
+ACCEPT_NEW = "--accept-new-host-key"
 
 
-def relay_command(target: str) -> list[str]:
-    """How to start a relay for a target name or ssh:// address."""
+def relay_command(target: str, accept_new_host_key: bool = False) -> list[str]:
+    """How to start a relay for a target name or ssh:// address (accept_new_host_key: the
+    user confirmed the fingerprint they were shown; a changed key is refused all the same)."""
+    extra = [ACCEPT_NEW] if accept_new_host_key else []
     if getattr(sys, "frozen", False):
-        return [sys.executable, "--relay", target]
-    return [sys.executable, "-m", "app.targets.relay", target]
+        return [sys.executable, "--relay", target, *extra]
+    return [sys.executable, "-m", "app.targets.relay", target, *extra]
 
 
 class _Out:
@@ -51,8 +54,8 @@ class _Out:
             self.stream.flush()
 
 
-async def run_remote(target_name: str, spec: dict[str, Any], emit, commands: asyncio.Queue
-                     ) -> int:
+async def run_remote(target_name: str, spec: dict[str, Any], emit, commands: asyncio.Queue,
+                     accept_new: bool = False) -> int:
     """The whole remote job; returns the relay's exit code."""
     from app.targets.remote import Session, remap_paths
 
@@ -65,10 +68,11 @@ async def run_remote(target_name: str, spec: dict[str, Any], emit, commands: asy
     emit({"event": "stage", "stage": "connect", "message": f"connecting to {where}"})
     t_start = time.perf_counter()
     try:
-        session = await Session.open(target, emit)
+        session = await Session.open(target, emit, accept_new=accept_new)
     except TargetError as e:
         kind = getattr(e, "kind", None)
-        emit({"event": "error", "kind": "host_key" if kind else "target", "message": str(e)})
+        emit({"event": "error", "kind": "host_key" if kind else "target", "message": str(e),
+              **({"host_key": kind, "fingerprint": e.fingerprint} if kind else {})})
         return EXIT_BAD_INPUT
     stage = "connect"
     job = None
@@ -188,8 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("MODELDECK_LOG", "WARNING"), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     emit = _Out()
+    accept_new = ACCEPT_NEW in argv
+    argv = [a for a in argv if a != ACCEPT_NEW]
     if len(argv) != 1:
-        emit({"event": "error", "kind": "internal", "message": "usage: relay TARGET"})
+        emit({"event": "error", "kind": "internal",
+              "message": f"usage: relay TARGET [{ACCEPT_NEW}]"})
         return EXIT_INTERNAL
     try:
         spec = json.loads(sys.stdin.readline())
@@ -202,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         q: asyncio.Queue = asyncio.Queue()
         threading.Thread(target=_read_commands, args=(asyncio.get_running_loop(), q),
                          daemon=True).start()
-        return await run_remote(argv[0], spec, emit, q)
+        return await run_remote(argv[0], spec, emit, q, accept_new)
 
     try:
         return asyncio.run(go())

@@ -143,3 +143,15 @@ def start_sshd(root: Path, ports: int = 2) -> Sshd:
     host_key = keygen(root / "host_ed25519")
     return Sshd(root=root, ports=[free_port() for _ in range(ports)], user_key=user_key,
                 host_key=host_key).start()
+
+
+def target_for(server: Sshd, name: str, port_index: int = 0, **kw):
+    """A Target on this sshd: this machine's Python, a cache folder of its own."""
+    import sys
+
+    from app.targets.config import Target
+
+    base = dict(name=name, host="127.0.0.1", port=server.ports[port_index], user=server.user,
+                identity=str(server.user_key), python=sys.executable,
+                cache_dir=str(server.root.parent / f"cache-{name}"))
+    return Target(**{**base, **kw})

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 
 from app.gui import settings
 from app.gui.panels.inputs_table import InputsTable
+from app.gui.panels.target_picker import TargetPicker
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class BackendPanel(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         outer.addLayout(form)
 
+        self.target_picker = TargetPicker()  # this computer or a remote target (SSH)
+        form.addRow("Run on", self.target_picker)
         self.backend_combo = QComboBox()
         self.backend_combo.setModel(QStandardItemModel(self))
         self.device_combo = QComboBox()
