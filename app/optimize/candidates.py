@@ -34,6 +34,9 @@ class Candidate:
     # NNCF on the OpenVINO IR rather than ORT's quantizer on the ONNX)
     convert_first: str | None = None
     parent: str | None = None  # what a mixed-precision candidate was derived from
+    # an accuracy remedy of that candidate (another calibration method): tried only when the
+    # candidate misses the budget, since it changes accuracy, not speed
+    remedy_for: str | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -87,8 +90,8 @@ def generate(source_format: str, probe: MachineProbe, prediction: Prediction, *,
              backends: tuple[str, ...] = (), threads: int | None = 1, has_calibration: bool,
              objective: str = "latency", exhaustive: bool = False) -> list[Candidate]:
     """Candidates for a model of `source_format`, cheap first, most promising first among
-    equals. `exhaustive` adds the grid a sweep would try (every calibration method and
-    per-channel choice on both runtimes) that the search otherwise leaves out."""
+    equals. The same grid for a search and a sweep (`exhaustive` is kept for callers that
+    want to say which they run); the search skips what it can show it does not need."""
     have = {b for b, devs in probe.devices.items() if devs} or {"onnxruntime", "openvino"}
     wanted = set(backends) if backends else have
     ort = "onnxruntime" in wanted and "onnxruntime" in have
@@ -131,13 +134,16 @@ def generate(source_format: str, probe: MachineProbe, prediction: Prediction, *,
                           to=onnx_to, precision="f32"))
         if ort:
             add(Candidate("ort-int8-entropy", "int8", "onnxruntime", needs_calibration=True,
+                          remedy_for="ort-int8",
                           passes=(_step("int8-static", method="entropy", per_channel=True),),
                           to=onnx_to))
             add(Candidate("ort-int8-percentile", "int8", "onnxruntime", needs_calibration=True,
+                          remedy_for="ort-int8",
                           passes=(_step("int8-static", method="percentile", per_channel=True),),
                           to=onnx_to))
-        if exhaustive and ort:
+        if ort:  # the rest of the grid a sweep tries (remedies are skipped when not needed)
             add(Candidate("ort-int8-pertensor", "int8", "onnxruntime", needs_calibration=True,
+                          remedy_for="ort-int8",
                           passes=(_step("int8-static", method="minmax", per_channel=False),),
                           to=onnx_to))
             add(Candidate("ort-int8-qop", "int8", "onnxruntime", needs_calibration=True,
@@ -145,6 +151,7 @@ def generate(source_format: str, probe: MachineProbe, prediction: Prediction, *,
                                         quant_format="qoperator"),), to=onnx_to))
             if ov:
                 add(Candidate("ov-ort-qdq-entropy", "int8", "openvino", needs_calibration=True,
+                              remedy_for="ov-ort-qdq",
                               passes=(_step("int8-static", method="entropy",
                                             per_channel=True),), to=onnx_to, precision="f32"))
     if source_format == "torch" and has_calibration and (ort or ov):

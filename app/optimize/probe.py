@@ -143,7 +143,7 @@ def conv_profile(graph: Any) -> dict[str, Any]:
     heavy = small = 0
     for item in graph.walk():
         node = item.node
-        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul", "Convolution"):
+        if not _is_heavy(node.op_type):
             continue
         macs = cost.get(node.id, 0)
         heavy += macs
@@ -151,6 +151,16 @@ def conv_profile(graph: Any) -> dict[str, Any]:
         if channels is not None and channels < SMALL_CONV_CHANNELS:
             small += macs
     return {"macs": int(a.macs or 0), "heavy_share": heavy / total, "small_share": small / total}
+
+
+_HEAVY = ("conv", "gemm", "matmul", "linear", "addmm", "bmm", "einsum")
+
+
+def _is_heavy(op_type: str) -> bool:
+    """Convolutions and matrix products, by any reader's spelling (ONNX Conv, OpenVINO
+    Convolution, torch aten.convolution / aten.linear / aten.addmm)."""
+    name = op_type.lower()
+    return any(h in name for h in _HEAVY)
 
 
 def _out_channels(graph: Any, node: Any) -> int | None:

@@ -641,6 +641,14 @@ class Search:
         screen_stage = "full" if self.spec.exhaustive else "screen"
         for i, c in enumerate(todo):
             self.check()
+            base = self.points.get(c.remedy_for or "")
+            if not self.spec.exhaustive and base is not None and base.meets:
+                p = self.points[c.name]
+                p.status = "skipped"
+                p.reason = (f"not needed: {base.name} already meets the budget (another "
+                            "calibration method changes accuracy, not speed)")
+                self.publish(p)
+                continue
             self.progress(0.1 + 0.5 * i / max(len(todo), 1), f"screening {c.name}")
             self.run_candidate(c, screen_stage)
         self.fallback_if_needed(stage_done=screen_stage)
@@ -682,6 +690,9 @@ class Search:
 
     def finish(self) -> dict[str, Any]:
         spec = self.spec
+        for p in self.points.values():
+            if p.status == "planned":
+                p.reason = f"not tried: the search stopped ({self.stopped})"
         base = self.points["baseline"]
         final_ok = [p for p in self.points.values()
                     if p.name != "baseline" and p.meets and p.status == "kept"

@@ -1,0 +1,132 @@
+"""Does the search find what an exhaustive sweep finds, in a fraction of its time?
+
+Runs `optimize` twice on the same model from empty caches: the search (cheap first, subset
+screening, successive halving, remedies only when needed) and an exhaustive sweep (every
+candidate built, evaluated on the whole set and timed with the full number of rounds). Then the
+two winners and the FP32 baseline are timed against each other in interleaved rounds on one
+thread. Prints ratios, never gates on absolute times:
+
+    search time / sweep time          (target ≤ 0.25)
+    search winner p50 / sweep winner p50 with a 95 % interval   (target ≤ 1.05)
+    each winner's speedup over FP32 ONNX Runtime
+
+    .venv/bin/python bench/optimize_bench.py [--model resources/samples/digits_vgg.onnx]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SAMPLES = ROOT / "resources" / "samples"
+
+
+def run(model: str, eval_: str, calib: str, out: Path, exhaustive: bool, budget: float) -> tuple:
+    from app.optimize.search import OptimizeSpec, run_optimize
+
+    spec = OptimizeSpec(model=model, output_dir=str(out), eval=eval_, calib=calib,
+                        max_drop=0.01, threads=1, time_budget_s=budget,
+                        cache_dir=str(out / "cache"), exhaustive=exhaustive)
+
+    def show(e):
+        if e.get("event") == "candidate":
+            p = e["point"]
+            lat = p.get("latency_ms") or {}
+            print(f"    {p['name']:<24s} {p['stage']:<6s} {p['status']:<8s} "
+                  f"{lat.get('p50', float('nan')):8.3f} ms  {p.get('reason', '')}", flush=True)
+
+    t = time.perf_counter()
+    result = run_optimize(spec, show)
+    return result, time.perf_counter() - t
+
+
+def head_to_head(paths: list[tuple[str, str, str, str | None]], feeds: dict, rounds: int
+                 ) -> list[list[np.ndarray]]:
+    from app.optimize.honest import interleaved_rounds
+    from app.optimize.search import measure_job
+
+    runs = [measure_job(Path(p), fmt, backend, prec, 1, feeds) for p, fmt, backend, prec in paths]
+    try:
+        for r in runs:
+            for _ in range(20):
+                r.once()
+        per = (1.0 / 1000) * 60  # 60 ms per runner per round
+        t = time.perf_counter()
+        runs[0].once()
+        iters = int(max(5, per / max(time.perf_counter() - t, 1e-5)))
+        return interleaved_rounds([r.once for r in runs], rounds, iters)
+    finally:
+        for r in runs:
+            r.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(SAMPLES / "digits_vgg.onnx"))
+    ap.add_argument("--eval", default=str(SAMPLES / "digits_vgg_test.npz"))
+    ap.add_argument("--calib", default=str(SAMPLES / "digits_vgg_calib.npz"))
+    ap.add_argument("--budget", type=float, default=1800.0, help="seconds per run")
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--json", metavar="OUT")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="optimize-bench-") as tmp:
+        tmp = Path(tmp)
+        print("search (empty cache):", flush=True)
+        search, t_search = run(args.model, args.eval, args.calib, tmp / "search", False,
+                               args.budget)
+        print("exhaustive sweep (empty cache):", flush=True)
+        sweep, t_sweep = run(args.model, args.eval, args.calib, tmp / "sweep", True,
+                             args.budget)
+        ws, wx = search["best"], sweep["best"]
+        if not ws or not wx:
+            print(f"no winner: search {search.get('why_no_winner')}, sweep "
+                  f"{sweep.get('why_no_winner')}")
+            return 1
+        x = np.load(args.eval)["inputs"][:1]
+        feeds = {"input": x}
+        entries = [(search["baseline"]["path"], search["baseline"]["format"], "onnxruntime", None)]
+        for w, res in ((ws, search), (wx, sweep)):
+            pt = next(t for t in res["tried"] if t["name"] == w["name"])
+            entries.append((pt["path"], pt["format"], w["backend"], w["config"]["precision"]))
+        from app.optimize.honest import median_interval, speedup_interval
+
+        base, r_search, r_sweep = head_to_head(entries, feeds, args.rounds)
+        rel = speedup_interval(r_sweep, r_search)  # sweep p50 / search p50
+        rows = {
+            "search_s": t_search, "sweep_s": t_sweep, "time_ratio": t_search / t_sweep,
+            "search_best": ws["name"], "sweep_best": wx["name"],
+            "search_p50_ms": median_interval(r_search).to_dict(),
+            "sweep_p50_ms": median_interval(r_sweep).to_dict(),
+            "search_over_sweep_latency": {k: 1 / v for k, v in rel.to_dict().items()},
+            "search_speedup_vs_fp32": speedup_interval(base, r_search).to_dict(),
+            "sweep_speedup_vs_fp32": speedup_interval(base, r_sweep).to_dict(),
+            "search_accuracy_drop": ws.get("accuracy_drop"),
+            "sweep_accuracy_drop": wx.get("accuracy_drop"),
+            "prediction": search["prediction"]["text"],
+            "prediction_check": search["prediction_check"]["text"],
+        }
+    lat = rows["search_over_sweep_latency"]
+    print(f"\nsearch {t_search:.0f} s vs sweep {t_sweep:.0f} s: time ratio "
+          f"{rows['time_ratio']:.2f} (target ≤ 0.25)")
+    print(f"winners: search {ws['name']}, sweep {wx['name']}; search p50 / sweep p50 = "
+          f"{lat['value']:.3f} [{lat['high']:.3f}, {lat['low']:.3f}] (target ≤ 1.05)")
+    for k in ("search_speedup_vs_fp32", "sweep_speedup_vs_fp32"):
+        v = rows[k]
+        print(f"{k}: {v['value']:.2f}× [{v['low']:.2f}, {v['high']:.2f}] (1 thread, interleaved)")
+    print(f"prediction: {rows['prediction']}\nmeasured: {rows['prediction_check']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
