@@ -5,7 +5,8 @@ What is read (each where the OS exposes it; None otherwise, never an error):
     else the "cpu MHz" lines of /proc/cpuinfo);
   - thermal throttling counters (/sys/devices/system/cpu/cpu*/thermal_throttle/*_count);
   - the load from other processes during the run: busy CPU time of the whole machine
-    (/proc/stat) minus this process's own (psutil), over the wall time, in cores;
+    (psutil.cpu_times, /proc/stat on Linux) minus this process's own, over the wall time, in
+    cores;
   - pinning (the CPUs this process may run on) and the load average before the run.
 
 The verdict is `noisy` when any measured reason says the figures would not repeat: the spread
@@ -80,15 +81,19 @@ def throttle_count() -> int | None:
 
 
 def _busy_jiffies() -> tuple[float, float] | None:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
-    text = _read("/proc/stat")
-    if not text:
+    """(busy, total) CPU seconds of the whole machine since boot (psutil: /proc/stat on Linux,
+    the OS's counters elsewhere); idle and I/O wait are not busy."""
+    try:
+        import psutil
+
+        t = psutil.cpu_times()
+    except Exception:  # noqa: BLE001 - no counters: the load is simply not reported
         return None
-    fields = [float(x) for x in text.splitlines()[0].split()[1:]]
-    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-    total = sum(fields[:8])  # guest time is already in user
-    return (total - idle) / hz, total / hz
+    total = sum(t)
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    # guest time is already counted in user on Linux
+    total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
+    return total - idle, total
 
 
 def _own_cpu_s() -> float:
@@ -101,7 +106,7 @@ def machine_state() -> dict[str, Any]:
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     try:
         load = list(os.getloadavg())
-    except OSError:
+    except (OSError, AttributeError):  # Windows has no load average
         load = None
     return {"governor": governor(), "frequency_mhz": frequency_mhz(),
             "loadavg": load, "pinned_cpus": cpus,
