@@ -46,10 +46,19 @@ BUDGET_COLOUR = "#ef4444"
 
 def nice_ceiling(x: float) -> float:
     """The next 1-2-2.5-5 x 10^k at or above x: axis ranges that move in steps, not per frame."""
+    return _ceiling(x, (1.0, 2.0, 2.5, 5.0, 10.0))
+
+
+def nice_ceiling_y(x: float) -> float:
+    """Finer steps for a y axis (1-1.5-2-2.5-3-4-5-6-8): at most a third of it left empty."""
+    return _ceiling(x, (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0))
+
+
+def _ceiling(x: float, steps: tuple[float, ...]) -> float:
     if not np.isfinite(x) or x <= 0:
         return 1.0
     exp = np.floor(np.log10(x))
-    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+    for m in steps:
         if m * 10 ** exp >= x:
             return float(m * 10 ** exp)
     return float(10 ** (exp + 1))
@@ -279,10 +288,9 @@ class LiveCharts(QWidget):
         header.addSpacing(12)
         header.addWidget(self.p50_label)
         header.addSpacing(12)
-        header.addWidget(self.budget_label)
-        header.addSpacing(12)
         header.addWidget(self.log_check)
         layout.addLayout(header)
+        layout.addWidget(self.budget_label)  # its own line, shown only with budgets
 
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.ci.setContentsMargins(2, 2, 2, 2)
@@ -556,7 +564,7 @@ class LiveCharts(QWidget):
                 top = min(top, cpu_cap)
             top = self._with_budgets(key, top)
             if top > 0:
-                self._set_range(key, 0.0, nice_ceiling(top * 1.1), "y")
+                self._set_range(key, 0.0, nice_ceiling_y(top * 1.1), "y")
         _, v = self.series["latency_ms"].buffer.view()
         if v.size < 5:
             return
@@ -566,7 +574,7 @@ class LiveCharts(QWidget):
         top = robust_top(sample) * 1.15
         limits = [self._limits[id(line)] for plot, line in self._budget_items
                   if plot is self.plots["latency"]]
-        top = nice_ceiling(self._with_budgets("latency", top))
+        top = nice_ceiling_y(self._with_budgets("latency", top))
         if self.log_latency:
             positive = sample[sample > 0]
             low = float(positive.min()) if positive.size else top / 100
@@ -654,7 +662,7 @@ class LiveCharts(QWidget):
                                    movable=False,
                                    pen=pg.mkPen(BUDGET_COLOUR, width=1,
                                                 style=Qt.PenStyle.DashLine),
-                                   label=_budget_name(b.text),
+                                   label=_budget_short(b.text),
                                    labelOpts={"position": 0.98, "color": BUDGET_COLOUR,
                                               "anchors": [(1, 1), (1, 1)]})
             plot.addItem(line)
@@ -692,7 +700,7 @@ class LiveCharts(QWidget):
         if line is not None:
             line.setPen(pg.mkPen(BUDGET_COLOUR, width=2))
             if line.label is not None:
-                line.label.setFormat(f"{_budget_name(text)} — live {shown}: broken")
+                line.label.setFormat(f"✗ {_budget_short(text)} (live)")
 
     def show_final_budgets(self, results: list[dict[str, Any]]) -> None:
         """The report's verdicts (final figures of the whole run) replace the live ones."""
@@ -709,7 +717,8 @@ class LiveCharts(QWidget):
                 line.setPen(pg.mkPen(BUDGET_COLOUR, width=2 if r.get("ok") is False else 1,
                                      style=Qt.PenStyle.DashLine))
                 if line.label is not None:
-                    line.label.setFormat(f"{_budget_name(text)} — final {shown}: {verdict}")
+                    line.label.setFormat(f"{'✓' if r.get('ok') else '✗'} "
+                                         f"{_budget_short(text)} {verdict}")
         self._show_budget_state()
 
     def set_power_source(self, source: str | None, note: str = "",
@@ -784,6 +793,17 @@ def _budget_name(text: str) -> str:
 
         b = parse_budget(text)
         return f"{b.metric} ≤ {_fmt_value(b.limit, b.unit)}"
+    except Exception:
+        return text
+
+
+def _budget_short(text: str) -> str:
+    """The line's own label, short enough for a narrow plot: 'p99 ≤ 50 ms'."""
+    try:
+        from profilers.budgets import parse_budget
+
+        b = parse_budget(text)
+        return f"{b.metric} ≤ {b.limit:g} {b.unit}"
     except Exception:
         return text
 

@@ -46,6 +46,23 @@ def available(window: QWidget) -> QRect | None:
     return screen.availableGeometry() if screen is not None else None
 
 
+def default_size(window: QWidget) -> tuple[int, int]:
+    """A first start's size: 90 % of a large screen, at least 1400×880, never more than the
+    screen (a small one is then filled)."""
+    area = available(window)
+    if area is None:
+        return 1400, 880
+    return (min(area.width(), max(1400, int(area.width() * 0.9))),
+            min(area.height(), max(880, int(area.height() * 0.9))))
+
+
+def side_widths(window: QWidget) -> tuple[int, int]:
+    """First-start widths of the left (passes, backend) and right (details, variants) dock
+    columns: about a quarter of the window each, so the graph and charts keep half."""
+    w = window.width()
+    return (max(260, min(380, int(w * 0.22))), max(260, min(440, int(w * 0.24))))
+
+
 def fit_to_screen(window: QMainWindow) -> None:
     """Shrink (never grow) the window to the available area of the screen it is on."""
     area = available(window)

@@ -326,6 +326,10 @@ class MainWindow(QMainWindow):
         self.ensure_charts()
         if self._charts_idle:  # no run yet: the graph gets the height, not empty axes
             self.resizeDocks([self.dock_charts], [CHARTS_IDLE_HEIGHT], Qt.Orientation.Vertical)
+            from app.gui.layout import side_widths
+
+            self.resizeDocks([self.dock_passes, self.dock_details], list(side_widths(self)),
+                             Qt.Orientation.Horizontal)  # first start: the graph gets the rest
         self._keep_on_screen()
         self.sig_ready.emit()
 
@@ -366,7 +370,9 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
         else:
-            self.resize(1400, 880)
+            from app.gui.layout import default_size
+
+            self.resize(*default_size(self))
         if isinstance(state, QByteArray):
             self.restoreState(state, STATE_VERSION)
         else:

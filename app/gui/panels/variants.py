@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.jobs import WorkerJob
 from app.gui.variant_store import VariantStore, to_record
+from app.gui.widgets import FlowLayout
 from app.gui.panels.node_details import human, human_bytes
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class VariantsPanel(QWidget):
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.table.cellDoubleClicked.connect(self._on_double_click)
         v.addWidget(self.table, 1)
-        buttons = QHBoxLayout()
+        buttons = FlowLayout()  # wraps in a narrow dock instead of widening the window
         self.open_button = QPushButton("Open")
         self.open_button.setToolTip("Show this variant's graph and make it the current model")
         self.profile_button = QPushButton("Profile")
@@ -131,7 +132,6 @@ class VariantsPanel(QWidget):
         self.export_button.setToolTip("Copy the variant's files (and lineage) to a folder")
         for b in (self.open_button, self.profile_button, self.compare_button, self.export_button):
             buttons.addWidget(b)
-        buttons.addStretch(1)
         v.addLayout(buttons)
         self.tabs.addTab(page, "Variants")
 

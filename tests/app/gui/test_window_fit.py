@@ -163,7 +163,7 @@ def test_budget_label_says_live_then_final_as_the_report(charts):
     text = charts.budget_label.text()
     assert "final p99 17.80 ms — PASS" in text and "broken live" in text
     line = charts._budget_lines["p99=20ms"]
-    assert "PASS" in line.label.format
+    assert line.label.format == "✓ p99 ≤ 20 ms PASS"
 
 
 def test_charts_and_time_colouring_reset_for_the_next_model(window, qtbot):
