@@ -95,7 +95,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from app.graph_diff import diff_graphs
+    from converters.graph_diff import diff_graphs
 
     loaded = []
     for path in (args.base, args.other):

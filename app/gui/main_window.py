@@ -292,6 +292,9 @@ class MainWindow(QMainWindow):
         self.variants.sig_compare.connect(self.compare)
         self.variants.sig_export.connect(self.export_variant_dialog)
         self.variants.sig_details.connect(self._show_variant_details)
+        from app.gui.graph.diff_view import start_graph_diff
+
+        self.variants.sig_diff.connect(lambda paths: start_graph_diff(self, paths))
         self.converter.sig_details.connect(self._show_queue_details)
         self.variants.set_runner_check(self.backend.can_run)  # Compare: one backend runs all
         from app.gui.variant_store import VariantStore

@@ -150,6 +150,21 @@ def job_graph(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool
     return {"graph": open_model(spec["model"], trust).to_dict()}
 
 
+def job_graph_diff(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:
+    """Two variants' graphs and their node matching (converters/graph_diff.py)."""
+    from converters.formats import Trust, open_model
+    from converters.graph_diff import diff_graphs
+
+    trust = Trust(allow_pickle=bool(spec.get("trust_code")))
+    graphs = []
+    for i, path in enumerate((spec["base"], spec["other"])):
+        emit({"event": "progress", "frac": i / 3, "message": f"reading {path}"})
+        graphs.append(open_model(path, trust))
+    emit({"event": "progress", "frac": 2 / 3, "message": "matching nodes"})
+    d = diff_graphs(graphs[0], graphs[1], spec.get("base_times"), spec.get("other_times"))
+    return {"base": graphs[0].to_dict(), "other": graphs[1].to_dict(), "diff": d.to_wire()}
+
+
 def job_profile(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], bool]) -> dict:
     from profilers.runner import RunConfig, run_profile
 
@@ -189,6 +204,7 @@ def job_optimize(spec: dict[str, Any], emit: Callable, cancelled: Callable[[], b
 JOBS: dict[str, Callable[[dict[str, Any], Callable, Callable[[], bool]], dict]] = {
     "inspect": job_inspect, "profile": job_profile, "devices": job_devices,
     "convert": job_convert, "compare": job_compare, "graph": job_graph,
+    "graph_diff": job_graph_diff,
     "optimize": job_optimize,
 }
 

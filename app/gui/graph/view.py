@@ -402,6 +402,10 @@ class GraphView(QWidget):
         self._widths: dict[tuple[str, bool], float] = {}
         self._value_seen: list[str] = []
         self._group_counts: dict[str, tuple[int, dict[str, int]]] = {}
+        self._status: dict[str, str] = {}
+        self._status_palette: dict[str, tuple[str, str]] = {}
+        self._status_title = ""
+        self._notes: dict[str, str] = {}
         self._theme = Theme(self.palette(), self.font())
 
         self._scene = QGraphicsScene(self)
@@ -508,6 +512,12 @@ class GraphView(QWidget):
         self._model = model
         self._costs = {k: _as_dict(v) for k, v in (costs or {}).items()}
         self._times, self._devices, self._precisions = {}, {}, {}
+        self._status, self._notes = {}, {}
+        i = self.mode_box.findData("status")
+        if i >= 0:
+            self.mode_box.removeItem(i)
+            if self._mode == "status":
+                self._mode = "op"
         self._selected = None
         self._matches, self._match_i = [], -1
         self._texts.clear()
@@ -552,9 +562,28 @@ class GraphView(QWidget):
         self._precisions = {k: str(v).upper() for k, v in (precisions or {}).items() if v}
         self._recolour()
 
+    def set_node_status(self, status: Mapping[str, str] | None,
+                        palette: Mapping[str, tuple[str, str]] | None = None,
+                        title: str = "Changes") -> None:
+        """Node id -> a status ("same", "changed", ...) and status -> (colour, legend label),
+        in order of importance: the "status" colour mode (the graph diff). A folded group
+        takes the colour of its most important status."""
+        self._status = dict(status or {})
+        self._status_palette = dict(palette or {})
+        self._status_title = title
+        if self.mode_box.findData("status") < 0 and self._status:
+            self.mode_box.insertItem(0, f"Colour: {title}", "status")
+        self._recolour()
+
+    def set_node_notes(self, notes: Mapping[str, str] | None) -> None:
+        """Node id -> one line added to its tooltip (the diff says what it matched)."""
+        self._notes = dict(notes or {})
+
     def set_colour_mode(self, mode: str) -> None:
-        """"op" (default), "time", "device" or "precision"."""
-        if mode not in COLOUR_MODES:
+        """"op" (default), "time", "device" or "precision" ("status" once statuses are set)."""
+        if mode == "status" and self.mode_box.findData("status") >= 0:
+            pass
+        elif mode not in COLOUR_MODES:
             raise ValueError(f"unknown colour mode {mode!r}; one of {', '.join(COLOUR_MODES)}")
         self._mode = mode
         i = self.mode_box.findData(mode)
@@ -965,6 +994,8 @@ class GraphView(QWidget):
             v = self._value_cat(it, table)
             if v:
                 rows.append((label, v))
+        if key in self._notes:
+            rows.append(("diff", self._notes[key]))
         body = "".join(f"<tr><td style='color:gray'>{html.escape(k)}</td>"
                        f"<td>{html.escape(str(v))}</td></tr>" for k, v in rows)
         hint = ("<br><i>double-click to open</i>" if it.is_group and not it.expanded else "")
@@ -1002,7 +1033,21 @@ class GraphView(QWidget):
         values: dict[str, Any] = {}
         targets = [(b, tree.items[b.key]) for b in self._nodes.boxes] + [
             (f, tree.items[f.key]) for f in self._frames.frames if f.owner]
-        if mode == "time":
+        if mode == "status":
+            rank = {st: i for i, st in enumerate(self._status_palette)}
+            for b, it in targets:
+                if it.kind in (INPUT, OUTPUT):
+                    b.fill = neutral
+                    continue
+                sts = {self._status.get(leaf.key) for leaf in tree.leaf_nodes(it)} - {None}
+                st = min(sts, key=lambda x: rank.get(x, 99)) if sts else None
+                if st is None or st not in self._status_palette:
+                    b.fill = neutral
+                    continue
+                colour, label = self._status_palette[st]
+                b.fill = QColor(colour)
+                entries[label] = b.fill
+        elif mode == "time":
             for b, it in targets:
                 values[b.key] = self._value_time(it)
             top = max((v for v in values.values() if v is not None), default=0.0)
@@ -1043,6 +1088,11 @@ class GraphView(QWidget):
             else:
                 self.legend.set_content("Time per box", [(neutral, "not measured")],
                                         ("0 ms", f"{top:.3g} ms"))
+        elif mode == "status":
+            order = [label for _, label in self._status_palette.values()]
+            items = sorted(entries.items(), key=lambda kv: order.index(kv[0]))
+            self.legend.set_content(self._status_title,
+                                    [(c, label) for label, c in items] or [(neutral, "no data")])
         else:
             title = {"op": "Op type", "device": "Device", "precision": "Precision"}[mode]
             items = sorted(entries.items())

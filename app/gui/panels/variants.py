@@ -94,6 +94,7 @@ class VariantsPanel(QWidget):
     sig_compare = Signal(list)
     sig_export = Signal(str)
     sig_details = Signal(object)  # Variant whose failure details to show
+    sig_diff = Signal(list)  # two variant paths, base first: Diff graphs
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -130,7 +131,11 @@ class VariantsPanel(QWidget):
                                        "are selected) on the same inputs, side by side")
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Copy the variant's files (and lineage) to a folder")
-        for b in (self.open_button, self.profile_button, self.compare_button, self.export_button):
+        self.diff_button = QPushButton("Diff graphs")
+        self.diff_button.setToolTip("Select two variants: their graphs side by side, nodes "
+                                    "matched, changes coloured (the upper row is the base)")
+        for b in (self.open_button, self.profile_button, self.compare_button, self.export_button,
+                  self.diff_button):
             buttons.addWidget(b)
         v.addLayout(buttons)
         self.tabs.addTab(page, "Variants")
@@ -154,6 +159,8 @@ class VariantsPanel(QWidget):
         self.profile_button.clicked.connect(lambda: self._emit_path(self.sig_profile))
         self.export_button.clicked.connect(lambda: self._emit_path(self.sig_export))
         self.compare_button.clicked.connect(self._emit_compare)
+        self.diff_button.clicked.connect(
+            lambda: self.sig_diff.emit([v.path for v in self._usable(self.selected())][:2]))
         self._update_buttons()
 
     # --- rows ------------------------------------------------------------------------------
@@ -410,6 +417,7 @@ class VariantsPanel(QWidget):
         self.open_button.setEnabled(len(sel) == 1)
         self.profile_button.setEnabled(len(sel) == 1)
         self.export_button.setEnabled(len(sel) == 1)
+        self.diff_button.setEnabled(len(sel) == 2)
         usable = self._usable(self.variants)
         ok, why = self.runner_check({v.format for v in usable if v.format})
         self.compare_button.setEnabled(len(usable) >= 2 and ok)
