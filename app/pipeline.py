@@ -341,6 +341,7 @@ def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
     t_start = time.perf_counter()
     src_path = Path(spec.model).resolve()  # passes may change directory (ORT quantization)
     source = ModelFile(src_path, detect_format(src_path).name)
+    steps_plan = plan(source.format, spec)  # an order the rules refuse: before anything else
     if source.format == "torch" and not spec.trust_code:
         raise ConsentRequired(
             f"{src_path.name} is a PyTorch model: converting it loads and runs the program "
@@ -348,7 +349,6 @@ def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
             "does this only with your consent")
     source_files = source.files()
     source_sha = sha256_of(source_files)
-    steps_plan = plan(source.format, spec)
     if not steps_plan:
         raise ModelDeckError("nothing to do: give --to FORMAT and/or --pass NAME")
     final_format = _format_after(steps_plan, source.format)
