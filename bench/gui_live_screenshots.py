@@ -89,8 +89,6 @@ def main() -> int:
     print(f"wrote {out / name} ({w.width()}x{w.height()}); overlapping docks: {overlaps(w)}")
     wait(lambda: finished, what="the run")
     pause(0.5)
-    w.grab().save(str(tmp / "done.png"))
-    shutil.copy(tmp / "done.png", out / name.replace(".png", "_done.png"))
     print(f"after the run: {w.width()}x{w.height()}; overlapping docks: {overlaps(w)}; "
           f"report p50 {(w.last_report or {}).get('latency_ms', {}).get('p50')} ms, budgets "
           f"{[(x['budget'], x['ok']) for x in (w.last_report or {}).get('budgets') or []]}; "
