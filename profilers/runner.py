@@ -174,7 +174,7 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
               "t_s": round(time.perf_counter() - t0, 4)})
 
     stage("inspect", f"reading {cfg.model}")
-    graph = open_model(cfg.model)
+    graph = open_model(cfg.model, input_shapes=_sizes_to_open_at(cfg))
     node_ids = _node_ids_by_name(graph)
 
     sampler_thread = None
@@ -324,7 +324,8 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
                   "inferences_per_joule": 1.0 / energy if energy else None},
         "gpu": {k: resources[k] for k in ("gpu_mem_mb", "gpu_power_w") if k in resources},
         "sampling": ({"period_s": cfg.sample_period_s, "ticks": sampler_thread.ticks,
-                      "busy_s": sampler_thread.busy_s,
+                      "busy_s": sampler_thread.busy_s, "cpu_s": sampler_thread.cpu_s,
+                      "cpu_fraction": sampler_thread.cpu_s / max(time.perf_counter() - t0, 1e-9),
                       "busy_fraction": sampler_thread.busy_s / max(time.perf_counter() - t0, 1e-9)}
                      if sampler_thread else None),
         "timelines": timelines,
@@ -352,6 +353,16 @@ def _refuse_what_cannot_fit(graph: Any, workload: Any) -> None:
             f"this model would need ~{human_bytes(need)} for these input sizes (inputs and the "
             f"constants it declares), more than this machine's {human_bytes(machine)} can give: "
             "set smaller input sizes")
+
+
+def _sizes_to_open_at(cfg: RunConfig) -> dict[str, list[int]] | None:
+    """A trusted TorchScript file learns its shapes by running on example inputs: at the sizes
+    set, when set, rather than at the (possibly much larger) example traced into the file."""
+    from converters.formats import detect_format
+
+    if not cfg.shapes or detect_format(Path(cfg.model)).name != "torch":
+        return None
+    return {k: list(v) for k, v in cfg.shapes.items()}
 
 
 def _graph_at(graph: Any, cfg: RunConfig, workload: Any) -> Any:

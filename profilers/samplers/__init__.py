@@ -63,6 +63,7 @@ class SamplerThread:
         self.batch_s = batch_s
         self.timelines = {s.name: Timeline(s.name, s.unit, s.source, s.note) for s in samplers}
         self.busy_s = 0.0
+        self.cpu_s = 0.0  # CPU time of the reads (the GIL is held about this long): load-proof
         self.ticks = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="samplers", daemon=True)
@@ -85,6 +86,7 @@ class SamplerThread:
 
     def _tick(self) -> None:
         start = time.perf_counter()
+        cpu_start = time.thread_time()
         t = start - self.t0
         for s in self.samplers:
             try:
@@ -100,6 +102,7 @@ class SamplerThread:
             with self._lock:
                 self._pending.setdefault(s.name, []).append([round(t, 4), v])
         self.busy_s += time.perf_counter() - start
+        self.cpu_s += time.thread_time() - cpu_start
         self.ticks += 1
 
     def hold(self, held: bool) -> None:

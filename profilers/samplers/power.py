@@ -63,15 +63,16 @@ class EstimatedPowerSampler(Sampler):
     def __init__(self, reason: str):
         self.note = (f"estimated, not measured: {WATTS_PER_BUSY_CORE:g} W per busy core x the "
                      f"worker's CPU use. {reason}")
-        import psutil
+        from profilers.samplers.cpu import ProcessCpu
 
-        self._proc = psutil.Process()
+        self._cpu = ProcessCpu()
 
     def start(self) -> None:
-        self._proc.cpu_percent(None)
+        self._cpu.start()
 
-    def read(self) -> float:
-        return self._proc.cpu_percent(None) / 100.0 * WATTS_PER_BUSY_CORE
+    def read(self) -> float | None:
+        pct = self._cpu.read()
+        return None if pct is None else pct / 100.0 * WATTS_PER_BUSY_CORE
 
 
 def best_power_sampler() -> Sampler:
