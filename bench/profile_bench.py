@@ -129,6 +129,9 @@ def bench_model(model: Path, args: argparse.Namespace) -> None:
     off = [x["throughput_ips"] for x in res["off"]]
     print(f"  throughput samplers on/off: {med(on):.1f} / {med(off):.1f} ips, ratio "
           f"{_ratio(list(zip(on, off)))} (target >= 0.99)")
+    cpu = [(x.get("sampling") or {}).get("cpu_fraction") or 0.0 for x in res["on"]]
+    print(f"  sampler thread CPU: {100 * med(cpu):.3f} % of the run (the most GIL time it can "
+          "take from the timed loop; a busy machine does not inflate it)")
     for label, runs in (("ORT", res["ort"]), ("OpenVINO", res["ov"])):
         lat = [x["latency_ms"] for x in runs]
         w50 = med([(x["p50_ci"][1] - x["p50_ci"][0]) / x["p50"] for x in lat])
