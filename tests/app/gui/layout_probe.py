@@ -49,7 +49,16 @@ def main() -> int:
                        "min": [max(hint.width(), w.minimumWidth()),
                                max(hint.height(), w.minimumHeight())],
                        "overlaps": overlaps(w), "charts_h": w.dock_charts.height(),
+                       "pass_rows": pass_rows(),
                        "central": [w.centralWidget().width(), w.centralWidget().height()]})
+
+    def pass_rows() -> float:
+        from PySide6.QtWidgets import QAbstractItemView
+
+        lst = w.passes.findChild(QAbstractItemView, "pass_list")
+        if lst is None or not lst.count():
+            return -1.0
+        return lst.viewport().height() / max(lst.sizeHintForRow(0), 1)
 
     record("start")
     opened: list[str] = []

@@ -290,6 +290,7 @@ def test_window_fits_the_screen_with_no_overlapping_docks(tmp_path, size):
         assert s["min"][0] <= 1366 and s["min"][1] <= 768, s
         assert s["overlaps"] == [], s
         assert s["central"][0] >= 400 and s["central"][1] >= 300, s
+        assert s["pass_rows"] == -1 or s["pass_rows"] >= 6, s  # not ~4 rows
     start, _, ran = stages
     assert start["charts_h"] < 0.2 * start["window"][1], start  # not half the height
     assert ran["charts_h"] > start["charts_h"]  # the run gets its charts
