@@ -7,7 +7,6 @@ antialiasing off, so a fast model (thousands of iterations a second) stays cheap
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -548,20 +547,18 @@ class LiveCharts(QWidget):
                 t_end = max(t_end, float(s.buffer.view()[0][-1]))
         if t_end > 0:
             self._set_range("latency", 0.0, nice_ceiling(t_end * 1.05), "x")
-        cpu_cap = 100.0 * (os.cpu_count() or 1)  # a process cannot use more than every core
         for key, names, robust in (("memory", ("rss_mb", "gpu_mem_mb"), False),
                                    ("cpu", ("cpu_percent",), True),
                                    ("power", ("power_w", "gpu_power_w"), True)):
-            # memory grows in steps that are real; CPU and power have sampler blips (a first
-            # CPU reading over a few ms, a power estimate's start) that must not set the axis
+            # memory grows in steps that are real; CPU and power have sampler blips (a CPU
+            # reading over a few ms counts whole 10 ms clock ticks: 1 tick in 1 ms reads
+            # 1000 %; the power estimate follows it) that must not set the axis
             top = 0.0
             for name in names:
                 b = self.series[name].buffer
                 if len(b):
                     vals = b.view()[1]
                     top = max(top, robust_top(vals, floor=1.0) if robust else float(vals.max()))
-            if key == "cpu":
-                top = min(top, cpu_cap)
             top = self._with_budgets(key, top)
             if top > 0:
                 self._set_range(key, 0.0, nice_ceiling_y(top * 1.1), "y")
