@@ -40,7 +40,8 @@ def box_content(tree: FoldTree, it: FoldItem,
         if short:
             lines.append((short, MUTED))
         if category(n.op_type) != "constant":  # a constant's shape says it all
-            weights = tree.weights(n)
+            # the largest first: a quantized op's scales and zero points come before its W
+            weights = sorted(tree.weights(n), key=lambda nw: -(nw[1].numel or 0))
             for name, w in weights[:2]:
                 lines.append((weight_text(name, w), NORMAL))
             if len(weights) > 2:
@@ -58,13 +59,15 @@ def weight_text(name: str, t: Any) -> str:
     """A weight row as Netron writes it: 'W ⟨16×3×3×3⟩', a small one's values 'B = 3'."""
     v = t.value
     if isinstance(v, bool) or v is None:
-        return f"{name} ⟨{shape_text(t) or '?'}⟩"
+        dtype = f" {t.dtype}" if t.dtype and t.dtype != "float32" else ""
+        return f"{name} ⟨{shape_text(t) or '?'}⟩{dtype}"
     if isinstance(v, (int, float)):
         return f"{name} = {v:g}" if isinstance(v, float) else f"{name} = {v}"
     if isinstance(v, list) and 0 < len(v) <= 4 and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
         return f"{name} = [{', '.join(f'{x:g}' if isinstance(x, float) else str(x) for x in v)}]"
-    return f"{name} ⟨{shape_text(t) or '?'}⟩"
+    dtype = f" {t.dtype}" if t.dtype and t.dtype != "float32" else ""  # int8 after quantizing
+    return f"{name} ⟨{shape_text(t) or '?'}⟩{dtype}"
 
 
 def short_name(name: str, op_type: str) -> str:

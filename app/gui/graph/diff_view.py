@@ -47,6 +47,10 @@ class _Side(QWidget):
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.title.setStyleSheet("font-weight: bold; padding: 2px 6px;")
         self.view = GraphView(self)
+        # one colour choice for both sides (above them), a narrower search: two fit 1366 px
+        self.view.mode_box.hide()
+        self.view.search_box.setMinimumWidth(100)
+        self.setMinimumWidth(360)
         lay.addWidget(self.title)
         lay.addWidget(self.view, 1)
 

@@ -42,6 +42,8 @@ MAX_CHILDREN = 200  # a group with more children is split into chunks of consecu
 
 NODE, GROUP, INPUT, OUTPUT = "node", "group", "input", "output"
 _CONST_OPS = {"Constant", "ConstantOfShape"}
+# ops that, fed by stored weights alone, still hold a weight: shown as a row of their consumer
+_WEIGHT_OPS = _CONST_OPS | {"DequantizeLinear", "Cast", "Identity"}
 
 
 @dataclass(eq=False, slots=True)
@@ -132,6 +134,7 @@ class FoldTree:
         # Constant nodes shown as weight rows in their consumers: node id -> first consumer id
         self.hidden: dict[str, str] = {}
         self.weight_like: set[str] = set()  # the tensors those Constants produce
+        self.weight_source: dict[str, str] = {}  # a dequantized weight -> its stored tensor
         self.root = FoldItem("", GROUP, model.meta.path or "model", expanded=True)
         self._build()
 
@@ -179,24 +182,41 @@ class FoldTree:
         rec(self.model.graph)
         stored = {k for k, t in self.tensors.items() if t.is_weight}
         candidates: dict[str, Node] = {}
-        for item in self.model.walk():
+        for item in self.model.walk():  # file order is topological: chains resolve in one pass
             n = item.node
-            if (n.op_type in _CONST_OPS and not n.subgraphs and n.outputs
+            ins = [i for i in n.inputs if i]
+            if (n.op_type in _WEIGHT_OPS and not n.subgraphs and n.outputs
                     and all(o and o not in outputs for o in n.outputs)
-                    and all(i in stored for i in n.inputs if i)):
+                    and all(i in stored for i in ins)
+                    and (ins or n.op_type in _CONST_OPS)):
                 candidates[n.id] = n
+                stored.update(n.outputs)
+                if ins and n.op_type not in _CONST_OPS:  # a quantized (or cast) weight
+                    src = self.weight_source.get(ins[0], ins[0])
+                    for o in n.outputs:
+                        self.weight_source[o] = src
         if not candidates:
             return
         produced = {o: nid for nid, n in candidates.items() for o in n.outputs}
+        feeds: dict[str, str] = {}  # candidate -> the first candidate reading it
         for item in self.model.walk():
             n = item.node
-            if n.id in candidates:
-                continue
             for i in n.inputs:
                 nid = produced.get(i)
-                if nid is not None and nid not in self.hidden:
+                if nid is None:
+                    continue
+                if n.id in candidates:
+                    feeds.setdefault(nid, n.id)
+                elif nid not in self.hidden:
                     self.hidden[nid] = n.id
-        # a Constant nothing reads stays a box: hiding it would hide it for good
+        # a Constant feeding a DequantizeLinear is hidden with it, under the same consumer;
+        # one nothing reads stays a box: hiding it would hide it for good
+        for nid in candidates:
+            hop, seen = nid, 0
+            while hop not in self.hidden and hop in feeds and seen < 16:
+                hop, seen = feeds[hop], seen + 1
+            if hop in self.hidden:
+                self.hidden.setdefault(nid, self.hidden[hop])
         for nid in self.hidden:
             self.weight_like.update(candidates[nid].outputs)
 
@@ -712,7 +732,8 @@ class FoldTree:
         """The weights a node reads, named by the op's input ('W', 'B', 'scale'...) as Netron."""
         out = []
         for i, name in enumerate(node.inputs):
-            t = self.tensors.get(name) if name else None
+            src = self.weight_source.get(name) if name else None
+            t = self.tensors.get(src or name) if name else None  # int8 behind a DQ
             if name in self.weight_like and t is None:
                 t = TensorInfo(name, is_weight=True)
             if t is not None and (t.is_weight or name in self.weight_like):
@@ -750,7 +771,7 @@ class FoldTree:
 
 # the ONNX schema's input names of common ops: what a weight is for
 _INPUT_NAMES: dict[str, tuple[str, ...]] = {
-    "Conv": ("X", "W", "B"), "ConvTranspose": ("X", "W", "B"), "ConvInteger": ("x", "w"),
+    "Conv": ("X", "W", "B"), "ConvTranspose": ("X", "W", "B"),
     "Gemm": ("A", "B", "C"), "MatMul": ("A", "B"), "MatMulInteger": ("A", "B"),
     "BatchNormalization": ("X", "scale", "B", "mean", "var"),
     "LayerNormalization": ("X", "scale", "B"), "InstanceNormalization": ("X", "scale", "B"),
@@ -759,6 +780,11 @@ _INPUT_NAMES: dict[str, tuple[str, ...]] = {
     "RNN": ("X", "W", "R", "B"), "Gather": ("data", "indices"), "Reshape": ("data", "shape"),
     "Resize": ("X", "roi", "scales", "sizes"), "Pad": ("data", "pads", "value"),
     "Slice": ("data", "starts", "ends", "axes", "steps"), "Clip": ("input", "min", "max"),
+    "QLinearConv": ("x", "x_scale", "x_zero_point", "W", "w_scale", "w_zero_point", "y_scale",
+                    "y_zero_point", "B"),
+    "QLinearMatMul": ("a", "a_scale", "a_zero_point", "B", "b_scale", "b_zero_point",
+                      "y_scale", "y_zero_point"),
+    "ConvInteger": ("x", "W", "x_zero_point", "w_zero_point"),
     "QuantizeLinear": ("x", "scale", "zero_point"),
     "DequantizeLinear": ("x", "scale", "zero_point"),
     "MatMulNBits": ("A", "B", "scales", "zero_points", "g_idx", "bias"),
