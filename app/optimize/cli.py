@@ -130,7 +130,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 def print_result(r: dict[str, Any]) -> None:
     base = r["baseline"]
-    print(f"{r['model']}: {r['objective']} with accuracy drop ≤ {r['budget']['max_drop']:.2%} "
+    budget = r["budget"]
+    constraint = (f"accuracy drop ≤ {budget['max_drop']:.2%}" if budget.get("labels")
+                  else f"cosine ≥ {budget.get('min_cosine')} (no labels)")
+    print(f"{r['model']}: {r['objective']} with {constraint} "
           f"(threads {r.get('threads') or 'default'}), {r['seconds']:.0f} s"
           + (f", stopped: {r['stopped']}" if r.get("stopped") else ""))
     print(f"  prediction  {r['prediction']['text']}")

@@ -99,26 +99,35 @@ def speedup_interval(base_rounds: list[np.ndarray], cand_rounds: list[np.ndarray
     return Interval(point, min(lo, point), max(hi, point))
 
 
-def interleaved_rounds(runners: list[Any], rounds: int, iterations: int,
+def interleaved_rounds(runners: list[Any], rounds: int, iterations: int, blocks: int = 4,
                        cancelled=lambda: False) -> list[list[np.ndarray]]:
-    """Time each runner (a callable doing one inference) in alternating order, round by round:
-    ABAB, then BABA, so drift (frequency, other load) falls on all of them alike. Returns per
-    runner a list of per-round latency arrays in ms."""
+    """Time each runner (a callable doing one inference) alternately, round by round.
+
+    Within a round each runner's iterations come in `blocks` short blocks, alternating A B A B
+    (and B A B A in the next round), so a burst of other load on a shared machine falls on all
+    runners alike instead of on whichever happened to run then. Returns per runner a list of
+    per-round latency arrays in ms."""
     import time
 
     out: list[list[np.ndarray]] = [[] for _ in runners]
+    blocks = max(1, min(blocks, iterations))
+    sizes = [len(b) for b in np.array_split(np.arange(iterations), blocks)]
     for r in range(rounds):
         if cancelled():
             break
         order = list(range(len(runners)))
         if r % 2:
             order.reverse()
-        for i in order:
-            run = runners[i]
-            t = np.empty(iterations)
-            for k in range(iterations):
-                t0 = time.perf_counter_ns()
-                run()
-                t[k] = (time.perf_counter_ns() - t0) / 1e6
-            out[i].append(t)
+        times = [np.empty(iterations) for _ in runners]
+        done = 0
+        for size in sizes:
+            for i in order:
+                run, t = runners[i], times[i]
+                for k in range(done, done + size):
+                    t0 = time.perf_counter_ns()
+                    run()
+                    t[k] = (time.perf_counter_ns() - t0) / 1e6
+            done += size
+        for i in range(len(runners)):
+            out[i].append(times[i])
     return out

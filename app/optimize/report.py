@@ -37,8 +37,14 @@ def pareto_svg(result: dict[str, Any], width: int = 720, height: int = 380) -> s
     xs = [p["latency_ms"]["p50"] for p in pts]
     ys = [_quality(p, labelled) for p in pts]
     x0, x1 = svg.nice_range(min(xs), max(xs))
-    y0, y1 = svg.nice_range(min(ys), max(ys), zero=False)
-    top, left, right, bottom = 28, svg._MARGIN_L, width - svg._MARGIN_R, height - svg._MARGIN_B
+    lo, hi = min(ys), max(ys)
+    if labelled and result.get("baseline", {}).get("accuracy") is not None:
+        lo = min(lo, (result["baseline"]["accuracy"] - result["budget"]["max_drop"]) * 100)
+    lo, hi = lo - max((hi - lo) * 0.15, 0.25), hi + max((hi - lo) * 0.15, 0.25)
+    y0, y1 = svg.nice_range(lo, hi, zero=False)
+    if labelled:
+        y0, y1 = max(y0, 0.0), min(y1, 100.0 + (y1 - y0) * 0.05)
+    top, left, right, bottom = 44, svg._MARGIN_L, width - svg._MARGIN_R, height - svg._MARGIN_B
     sx = svg._Scale(x0, x1, left, right)
     sy = svg._Scale(y0, y1, bottom, top)
     yt, ystep = svg.nice_ticks(y0, y1), svg.nice_step(y1 - y0)
@@ -76,7 +82,7 @@ def pareto_svg(result: dict[str, Any], width: int = 720, height: int = 380) -> s
                        f'{svg.esc(svg.shorten(p["name"], 24))}</text>')
     out.append(svg._legend([("dot", svg.PURPLE, "baseline"), ("dot", svg.GREEN, "best"),
                             ("dot", svg.BLUE, "kept"), ("dot", svg.GREY, "rejected"),
-                            ("dash", svg.ORANGE, "Pareto front")], left + 200, 16, right))
+                            ("dash", svg.ORANGE, "Pareto front")], left, 32, right))
     out.append("</svg>")
     return "".join(out)
 

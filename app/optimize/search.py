@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 SCHEMA = "modeldeck.optimize/1"
 Emit = Callable[[dict[str, Any]], None]
 OBJECTIVES = ("latency", "throughput", "size", "energy")
+# how measurements are taken (interleaving, rounds): a change here invalidates cached figures
+MEASURE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class OptimizeSpec:
     subset: int = 128  # samples for the screening stage
     screen_rounds: int = 4
     full_rounds: int = 8
-    final_rounds: int = 15
+    final_rounds: int = 30
     round_ms: float = 60.0  # time per runner per round (iterations follow from the latency)
     sensitivity_layers: int = 8  # heaviest quantized layers ranked by leave-one-out
     only: tuple[str, ...] = ()  # candidate names to try (empty: all)
@@ -348,7 +350,7 @@ class Search:
         """Accuracy (subset or all) and interleaved latency against the baseline."""
         full = stage != "screen"
         idx = None if full else self.subset
-        key = key_of("score", self.source_sha, c.run_key(), c.build_spec(), self.data_key,
+        key = key_of("score", MEASURE_VERSION, self.source_sha, c.run_key(), c.build_spec(), self.data_key,
                      stage, self.spec.screen_rounds, self.spec.full_rounds,
                      self.spec.round_ms, self.calib_key if c.needs_calibration else None)
         hit = self.cache.get(key)
@@ -501,7 +503,7 @@ class Search:
             path, fmt = src.path, src.format
         self.base_path, self.base_format = path, fmt
         self.cands["baseline"] = base_c
-        key = key_of("baseline", self.source_sha, self.data_key, self.spec.threads,
+        key = key_of("baseline", MEASURE_VERSION, self.source_sha, self.data_key, self.spec.threads,
                      self.spec.screen_rounds, self.spec.round_ms)
         hit = self.cache.get(key)
         outputs_file = self.cache.root / "runs" / self.cache.fingerprint / f"{key}.npy"
@@ -610,9 +612,8 @@ class Search:
     # --- the whole search --------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self.prepare()
-        self.baseline()
         todo = cands.generate(
-            self.base_format if self.source.format != "torch" else "torch", self.probe,
+            self.source.format, self.probe,
             self.prediction, backends=self.spec.backends, threads=self.spec.threads,
             has_calibration=bool(self.spec.calib), objective=self.spec.objective,
             exhaustive=self.spec.exhaustive)
@@ -624,6 +625,7 @@ class Search:
             todo = [c for c in todo if c.name in self.spec.only]
         if not self.spec.calib:
             self.notes.append("no calibration data: static INT8 candidates were not tried")
+        self.baseline()
         for c in todo:
             self.points[c.name] = Point(c.name, c.to_dict())
         self.planned = todo
@@ -756,7 +758,7 @@ class Search:
     def confirm(self, p: Point) -> dict[str, Any]:
         """The winner against the baseline once more, interleaved, more rounds."""
         c = self.cands[p.name]
-        key = key_of("confirm", self.source_sha, c.run_key(), c.build_spec(), self.data_key,
+        key = key_of("confirm", MEASURE_VERSION, self.source_sha, c.run_key(), c.build_spec(), self.data_key,
                      self.spec.final_rounds, self.spec.round_ms)
         hit = self.cache.get(key)
         if hit is not None:
