@@ -118,12 +118,14 @@ def interleaved_rounds(configs: list[RunConfig], rounds: int, per_round: int,
                        emit: Emit = lambda e: None,
                        cancelled: Callable[[], bool] = lambda: False) -> list[list[Any]]:
     """Per model, per round, the latencies (ms) of `per_round` iterations, the models taking
-    turns within every round. All models are loaded and warmed up (until settled) first."""
+    turns within every round. All models are loaded and warmed up (until settled) first, so
+    they are in memory together (the profiles before ran one at a time)."""
     import numpy as np
 
     from converters.errors import Cancelled
     from converters.formats import open_model
-    from profilers.runner import _default_threads, _load_backend, _prepare_inputs, _warm_up
+    from profilers.runner import (_default_threads, _load_backend, _prepare_inputs,
+                                  _sizes_to_open_at, _warm_up)
 
     def stage(name: str, msg: str = "") -> None:
         if cancelled():
@@ -133,7 +135,7 @@ def interleaved_rounds(configs: list[RunConfig], rounds: int, per_round: int,
     loaded = []
     try:
         for i, cfg in enumerate(configs):
-            graph = open_model(cfg.model)
+            graph = open_model(cfg.model, input_shapes=_sizes_to_open_at(cfg))
             options, _ = _default_threads(dataclasses.replace(cfg.options, profile_layers=False))
             backend, _ = _load_backend(cfg, graph.meta.format, options)
             loaded.append(backend)
