@@ -150,11 +150,12 @@ SPEC_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
 def spec_files(spec: dict[str, Any]) -> list[tuple[tuple[str, ...], int | None, Path]]:
     """(field path, list index or None, local file) for every local file a spec names."""
     kind = spec.get("job")
-    if kind not in SPEC_FILES:
+    extra = tuple(tuple(k) for k in spec.get("remote_files", ()))  # a caller's own file fields
+    if kind not in SPEC_FILES and not extra:
         raise TargetError(f"a {kind!r} job runs on this computer only (remote targets run "
                           f"{', '.join(SPEC_FILES)})")
     out = []
-    for keys in SPEC_FILES[kind] + tuple(tuple(k) for k in spec.get("remote_files", ())):
+    for keys in SPEC_FILES.get(kind, ()) + extra:
         node: Any = spec
         for k in keys:
             node = node.get(k) if isinstance(node, dict) else None
@@ -221,14 +222,32 @@ def describe_key(key) -> str:
     return f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
 
 
+def resolved_host(target: Target) -> tuple[str, int]:
+    """The host and port ssh would use after ~/.ssh/config (HostName, Port, HostKeyAlias):
+    known_hosts entries are looked up and pinned under these, as OpenSSH does."""
+    import asyncssh
+
+    cfg = Path(os.path.expanduser("~")) / ".ssh" / "config"
+    kw: dict[str, Any] = {"host": target.host}
+    if target.port:
+        kw["port"] = target.port
+    try:
+        o = asyncssh.SSHClientConnectionOptions(config=[str(cfg)] if cfg.is_file() else None,
+                                                **kw)
+        return str(o.host_key_alias or o.host), int(o.port or 22)
+    except (asyncssh.Error, OSError, ValueError) as e:
+        log.debug("could not resolve %s through ~/.ssh/config: %s", target.host, e)
+        return target.host, target.port or 22
+
+
 async def _host_key_problem(target: Target) -> tuple[str, Any]:
     """After asyncssh refused the host key: 'unknown' (nothing pinned) or 'changed'."""
     import asyncssh
 
     key = await server_key(target)
-    port = target.port or 22
+    host, port = resolved_host(target)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(target.host, port)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port)
         addr = infos[0][4][0]
     except OSError:
         addr = ""
@@ -236,7 +255,7 @@ async def _host_key_problem(target: Target) -> tuple[str, Any]:
     path = known_hosts_path()
     if path.is_file():
         try:
-            pinned = list(asyncssh.match_known_hosts(str(path), target.host, addr, port)[0])
+            pinned = list(asyncssh.match_known_hosts(str(path), host, addr, port)[0])
         except (ValueError, OSError) as e:
             log.warning("could not read %s: %s", path, e)
     return ("changed" if pinned else "unknown"), key
@@ -247,8 +266,9 @@ def pin_host_key(target: Target, key) -> Path:
     path = known_hosts_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     line = key.export_public_key("openssh").decode().split()
+    host, port = resolved_host(target)
     with open(path, "a") as f:
-        f.write(f"{host_pattern(target.host, target.port)} {line[0]} {line[1]}\n")
+        f.write(f"{host_pattern(host, port)} {line[0]} {line[1]}\n")
     return path
 
 
@@ -284,7 +304,7 @@ async def connect(target: Target, accept_new: bool = False,
                     f"{where}: the host key has CHANGED since it was pinned in "
                     f"{known_hosts_path()} (it now shows {fp}). Refused: someone may be "
                     "intercepting the connection. If the machine was reinstalled, remove the old "
-                    f"key with: ssh-keygen -R '{host_pattern(target.host, target.port)}'",
+                    f"key with: ssh-keygen -R '{host_pattern(*resolved_host(target))}'",
                     "changed", fp) from None
             if not (accept_new or (confirm is not None and confirm(fp))):
                 raise HostKeyError(f"{where}: its host key is not known yet ({fp}); confirm "

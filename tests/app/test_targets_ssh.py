@@ -295,3 +295,32 @@ def test_setup_makes_a_venv_with_only_the_chosen_backend(sshd, targets, capsys):
 
     outcome = run_on_target(_profile_spec(iterations=50), "bare")
     assert outcome.status == "ok", (outcome.error, outcome.stderr_tail[-2000:])
+
+
+def test_ssh_config_is_honoured(sshd, targets):
+    """An alias from ~/.ssh/config supplies host, port, user and key, as ssh users expect."""
+    from app.targets.probe import check_target
+    from app.targets.config import parse_url
+
+    cfg = Path(os.environ["HOME"]) / ".ssh" / "config"
+    cfg.parent.mkdir(exist_ok=True)
+    cfg.write_text(f"Host edge-alias\n  HostName 127.0.0.1\n  Port {sshd.ports[0]}\n"
+                   f"  User {sshd.user}\n  IdentityFile {sshd.user_key}\n")
+    try:
+        t = parse_url("ssh://edge-alias", name="alias").with_(python=sys.executable)
+        assert (t.port, t.user, t.identity) == (None, None, None)
+        # the host key was pinned under 127.0.0.1's address by the `targets` fixture
+        facts = check_target(t)  # no new key to accept: found under its real address
+        assert facts["reachable"] and facts["python"] == sys.version.split()[0]
+        # pinning through an alias records the real address and port, as OpenSSH does
+        known = cfg.parent / "known_hosts"
+        saved = known.read_text()
+        known.write_text("")
+        try:
+            check_target(t, accept_new=True)
+            assert known.read_text().startswith(f"[127.0.0.1]:{sshd.ports[0]} ssh-ed25519 ")
+            check_target(t)  # and it is found there next time
+        finally:
+            known.write_text(saved)
+    finally:
+        cfg.unlink()
