@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from converters.errors import ModelDeckError
@@ -64,8 +65,6 @@ def load_graph(path: str, args: argparse.Namespace):
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from app.gui.graph.headless import FORMATS, render_graph
 
     out = Path(args.output)
@@ -97,6 +96,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from converters.graph_diff import diff_graphs
 
+    if args.output and Path(args.output).suffix.lower() != ".svg":
+        raise ModelDeckError(f"diff draws SVG only: name the output .svg, not {args.output!r}")
     loaded = []
     for path in (args.base, args.other):
         g = load_graph(path, args)
@@ -107,7 +108,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.output:
         from app.gui.graph.diff_svg import write_diff_svg
 
-        write_diff_svg(d, args.output)
+        write_diff_svg(d, loaded[0], loaded[1], args.output)
+        print(f"wrote {args.output}", file=sys.stderr)
     if args.json:
         json.dump(d.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -32,6 +32,7 @@ COMPUTE_OPS = frozenset({
     "MultiHeadAttention", "MaxPool", "AveragePool", "Convolution", "GroupConvolution",
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 _UPSAMPLE_OPS = frozenset({"Resize", "Upsample"})
+_PASS_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Cast", "Identity"})
 _MERGE_KIND = {"Add": "Residual", "Sum": "Residual", "Concat": "Concat", "Mul": "Gate"}
 
 
@@ -130,7 +131,7 @@ def _units(infos: Sequence[ItemInfo], edges: Sequence[tuple[int, int]]) -> list[
     def flush() -> None:
         nonlocal chain, chain_kind
         if len(chain) > 1:
-            units.append(Part(chain_kind, "block", chain))
+            units.append(Part(chain_kind or "Block", "block", chain))
         elif chain:
             units.append(chain[0])
         chain, chain_kind = [], ""
@@ -146,8 +147,12 @@ def _units(infos: Sequence[ItemInfo], edges: Sequence[tuple[int, int]]) -> list[
             units.append(Part(kind, "block", seg))
             continue
         op = infos[solid[0]].op if solid else ""
-        if op in COMPUTE_OPS or not chain:
-            flush()
+        if op in _PASS_OPS:  # Q/DQ and casts go with the unit they feed
+            chain.extend(seg)
+            continue
+        if op in COMPUTE_OPS or not chain_kind:
+            if chain_kind:
+                flush()
             chain_kind = op or "Block"
         chain.extend(seg)
     flush()

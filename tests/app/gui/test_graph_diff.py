@@ -178,3 +178,22 @@ def test_cli_diff_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["summary"]["matched"] == out["summary"]["base_nodes"] > 200
     assert out["summary"]["changed"] == 0
+
+
+@pytest.mark.slow
+def test_cli_diff_draws_both_graphs(tmp_path, variants, capsys):
+    import xml.etree.ElementTree as ET
+
+    from app.cli import main
+
+    src, qdq, _ = variants
+    out = tmp_path / "d.svg"
+    assert main(["diff", str(src), str(qdq), "-o", str(out)]) == 0
+    assert "precision FP32 → INT8" in capsys.readouterr().out
+    root = ET.parse(out).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    sides = [g for g in root.findall(f"{ns}g") if g.get("transform", "").startswith("translate")]
+    assert len(sides) == 2
+    fills = {r.get("fill") for r in root.iter(f"{ns}path")}
+    assert "#e07b24" in fills  # changed nodes (folded groups take their most important status)
+    assert main(["diff", str(src), str(qdq), "-o", str(tmp_path / "d.png")]) == 2
