@@ -61,3 +61,12 @@ def test_format_refusal_names_the_pass_that_changed_the_format():
     assert p.rule == "format"
     assert "after int8-dynamic the model is ONNX" in p.message
     assert "put distill before int8-dynamic" in p.message
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8-dynamic", "int8-static", "weight-only"])
+def test_the_windows_list_order_runs_everything_it_can_on_a_torch_model(precision):
+    """Every non-precision pass plus one precision pass, in the list's default order: valid on
+    a PyTorch model (torch passes first, then the conversion, then the ONNX ones)."""
+    names = [n for n, c in PASSES.items() if c.stage != "precision"] + [precision]
+    assert check_pipeline("torch", canonical_order(names)) == []
+    assert check_pipeline("torch", names[::-1])  # and the reverse is refused
