@@ -532,6 +532,7 @@ class MainWindow(QMainWindow):
         self.graph_view.set_model(graph, self.costs)
         self.details.set_model(graph, result, self.costs)
         self.backend.set_model_format(result.get("format"))
+        self.passes.set_model_format(result.get("format"))  # grey what cannot apply
         if not as_variant or self.root_path is None:
             self.backend.inputs_table.set_workload(result.get("workload"))
         if not as_variant or self.root_path is None:
