@@ -94,8 +94,10 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
     configs = [dataclasses.replace(base, model=r["model"], backend=r["backend"],
                                    shapes=resolved if not base.inputs_npz else base.shapes)
                for r in rows]
-    per_round = max(5, math.ceil((base.iterations or 100) / base.rounds))
-    timed = interleaved_rounds(configs, base.rounds, per_round, emit, cancelled)
+    total = base.iterations or 100  # per model, split across the rounds
+    rounds = min(base.rounds, total)
+    per_round = math.ceil(total / rounds)
+    timed = interleaved_rounds(configs, rounds, per_round, emit, cancelled)
     first = rows[0]
     for i, (r, rounds) in enumerate(zip(rows, timed)):
         r["latency_ms_solo"] = r["latency_ms"]  # the model's own profile run, for reference
@@ -107,7 +109,7 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
         }
     return {"schema": "modeldeck.compare/2", "rows": rows, "verified_on": feeds_source,
             "config": base.to_dict(), "layer_deltas": layer_deltas(rows),
-            "interleaved": {"rounds": base.rounds, "iterations_per_round": per_round,
+            "interleaved": {"rounds": rounds, "iterations_per_round": per_round,
                             "order": "reversed every other round",
                             "interval": "95 % bootstrap over rounds (rounds and iterations "
                                         "resampled)"},
