@@ -24,26 +24,35 @@ _NARROW = set("iljtfI.,:;'|!()[]{} ")
 _WIDE = set("MWmw@%")
 
 
+def _char_em(ch: str) -> float:
+    return 0.34 if ch in _NARROW else 0.9 if ch in _WIDE else 0.7 if ch.isupper() else 0.6
+
+
 def text_width(text: str, px: float, bold: bool = False) -> float:
     """Width of `text` in a sans-serif face at `px`: per-character classes, a close upper
     estimate for DejaVu Sans / Arial."""
-    w = 0.0
-    for ch in text:
-        w += 0.34 if ch in _NARROW else 0.9 if ch in _WIDE else 0.7 if ch.isupper() else 0.6
-    return w * px * (1.2 if bold else 1.0)
+    return sum(_char_em(ch) for ch in text) * px * (1.2 if bold else 1.0)
 
 
 def _elide(text: str, px: float, width: float, bold: bool = False) -> str:
-    if text_width(text, px, bold) <= width:
+    """Cut the middle out of `text` so it fits `width` (one pass: exporters' names run long)."""
+    f = px * (1.2 if bold else 1.0)
+    ws = [_char_em(ch) * f for ch in text]
+    if sum(ws) <= width:
         return text
-    keep = len(text)
-    while keep > 2:
-        keep -= 1
-        head = (keep + 1) // 2
-        cand = text[:head] + "…" + text[len(text) - (keep - head):]
-        if text_width(cand, px, bold) <= width:
-            return cand
-    return "…"
+    budget = width - _char_em("…") * f
+    i, j, used = 0, len(text), 0.0
+    while i < j:
+        take_head = i <= len(text) - j
+        w = ws[i] if take_head else ws[j - 1]
+        if used + w > budget:
+            break
+        used += w
+        if take_head:
+            i += 1
+        else:
+            j -= 1
+    return text[:i] + "…" + text[j:]
 
 
 class SvgBoxes:
