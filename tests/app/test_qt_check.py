@@ -105,3 +105,20 @@ def test_make_run_calls_the_check_before_the_window():
     make = (REPO / "Makefile").read_text()
     run = make.split("\nrun:", 1)[1].split("\n\n", 1)[0]
     assert run.index("app.qt_check") < run.index("modeldeck $(SAMPLE)")
+
+
+def test_a_wayland_session_is_told_but_not_stopped(monkeypatch):
+    monkeypatch.setattr(qt_check, "xcb_plugin", lambda: Path("/fake/libqxcb.so"))
+    monkeypatch.setattr(qt_check.shutil, "which", lambda name: "/usr/bin/ldd")
+
+    class Done:
+        stdout = LDD_DEBIAN
+
+    monkeypatch.setattr(qt_check.subprocess, "run", lambda *a, **k: Done())
+    monkeypatch.setattr(qt_check, "distro_family", lambda: "debian")
+    status, text = qt_check.check({})
+    assert status == 1 and "sudo apt-get install -y libxcb-icccm4 libxcb-keysyms1" in text
+    status, text = qt_check.check({"WAYLAND_DISPLAY": "wayland-0"})
+    assert status == 0 and text.startswith("note:") and "libxcb-icccm4" in text
+    status, _ = qt_check.check({"WAYLAND_DISPLAY": "wayland-0", "QT_QPA_PLATFORM": "xcb"})
+    assert status == 1  # xcb asked for by name: it must load
