@@ -99,12 +99,12 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
     per_round = math.ceil(total / rounds)
     timed = interleaved_rounds(configs, rounds, per_round, emit, cancelled)
     first = rows[0]
-    for i, (r, rounds) in enumerate(zip(rows, timed)):
+    for i, (r, model_rounds) in enumerate(zip(rows, timed)):
         r["latency_ms_solo"] = r["latency_ms"]  # the model's own profile run, for reference
-        r["latency_ms"] = _interleaved_latency(rounds)
+        r["latency_ms"] = _interleaved_latency(model_rounds)
         r["relative"] = {
             "size": r["size_bytes"] / first["size_bytes"] if first["size_bytes"] else None,
-            **(ab_ratio(timed[0], rounds) if i else
+            **(ab_ratio(timed[0], model_rounds) if i else
                {"latency_p50": 1.0, "latency_p50_ci": [1.0, 1.0], "latency_verdict": "reference"}),
         }
     return {"schema": "modeldeck.compare/2", "rows": rows, "verified_on": feeds_source,
