@@ -50,12 +50,43 @@ class VariantStore:
 
     def load(self, root: str | os.PathLike[str]) -> dict[str, Any]:
         """{"original": {...figures}, "variants": [{...}, ...]} for the model at `root`;
-        variants whose file no longer exists are left out."""
+        variants whose file no longer exists are left out; variants made before the index
+        existed are found by their lineage files (fewer figures: size and recipe)."""
         entry = self._read().get(_key(root)) or {}
         variants = [v for v in entry.get("variants") or []
                     if isinstance(v, dict) and v.get("path") and os.path.exists(v["path"])]
+        known = {_key(v["path"]) for v in variants}
+        variants += [v for v in self._from_lineage(root) if _key(v["path"]) not in known]
         original = entry.get("original") if isinstance(entry.get("original"), dict) else {}
         return {"original": original, "variants": variants}
+
+    def _from_lineage(self, root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+        """Finished pipelines of `root` in the folder: each final output has a
+        <output>.lineage.json naming its source and passes (app.pipeline writes it)."""
+        out: list[dict[str, Any]] = []
+        try:
+            files = sorted(self.folder.glob("*.lineage.json"), key=lambda p: p.stat().st_mtime)
+        except OSError:
+            return out
+        for f in files:
+            try:
+                rec = json.loads(f.read_text())
+                source = (rec.get("source") or {}).get("path")
+                output = rec.get("output")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if not source or not output or _key(source) != _key(root):
+                continue
+            if not os.path.exists(output):
+                continue
+            passes = [str(p.get("name")) for p in rec.get("passes") or [] if isinstance(p, dict)]
+            name = "+".join(passes) or f"→ {rec.get('to')}"
+            if passes and rec.get("to"):
+                name += f" → {rec['to']}"
+            out.append({"name": name, "path": output, "format": FORMAT_OF.get(
+                Path(output).suffix.lower(), ""), "size_bytes": _size(output),
+                "message": "done (from its lineage file)", "steps": rec.get("steps") or []})
+        return out
 
     def save(self, root: str | os.PathLike[str], original: dict[str, Any],
              variants: list[dict[str, Any]]) -> None:
@@ -73,6 +104,19 @@ class VariantStore:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+FORMAT_OF = {".onnx": "onnx", ".xml": "openvino", ".pt2": "torch", ".tflite": "tflite"}
+
+
+def _size(path: str) -> int | None:
+    try:
+        p = Path(path)
+        return p.stat().st_size + (p.with_suffix(".bin").stat().st_size
+                                   if p.suffix.lower() == ".xml" and p.with_suffix(".bin").exists()
+                                   else 0)
+    except OSError:
+        return None
 
 
 def to_record(v: Any) -> dict[str, Any]:

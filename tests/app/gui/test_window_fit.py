@@ -414,3 +414,29 @@ def test_error_dialogs_always_have_details(window):
     box = window.last_error_dialog
     assert "Traceback" in box.detailedText() and "a bad value deep inside" in box.detailedText()
     box.close()
+
+
+def test_variants_made_before_the_index_come_back_from_their_lineage(tmp_path):
+    """A variant folder without variants.json (older versions): the lineage file each final
+    output has names its source, so the row still comes back."""
+    import json
+
+    from app.gui.variant_store import VariantStore
+
+    out = tmp_path / "digits_cnn.fp16.onnx"
+    shutil.copy(SAMPLE_ONNX, out)
+    (tmp_path / (out.name + ".lineage.json")).write_text(json.dumps({
+        "schema": "modeldeck.lineage/1", "source": {"path": str(SAMPLE_ONNX), "sha256": "x"},
+        "to": None, "passes": [{"name": "fp16", "options": {}}], "output": str(out)}))
+    other = tmp_path / "other.int8-dynamic.onnx"
+    shutil.copy(SAMPLE_ONNX, other)
+    (tmp_path / (other.name + ".lineage.json")).write_text(json.dumps({
+        "source": {"path": "/elsewhere/other.onnx"}, "passes": [{"name": "int8-dynamic"}],
+        "output": str(other)}))
+    loaded = VariantStore(tmp_path).load(SAMPLE_ONNX)["variants"]
+    assert [(v["name"], v["path"], v["format"]) for v in loaded] == [
+        ("fp16", str(out), "onnx")]
+    assert loaded[0]["size_bytes"] == SAMPLE_ONNX.stat().st_size
+    # once in the index, the row is not listed twice
+    VariantStore(tmp_path).save(SAMPLE_ONNX, {}, loaded)
+    assert len(VariantStore(tmp_path).load(SAMPLE_ONNX)["variants"]) == 1
