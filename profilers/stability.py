@@ -147,6 +147,19 @@ class LoadWatch:
         return out
 
 
+# What to do, one line per action: reasons name the actions, the verdict lists each once.
+ADVICE = {
+    "close": "close other work (builds, browsers, other runs) and run again",
+    "threads": "set threads to 1 (or fewer than the free cores)",
+    "longer": "measure longer (more iterations or seconds)",
+    "warm": "warm up longer, and repeat the run to see if the change holds",
+    "spinning": "turn ONNX Runtime's thread spinning off, or set threads to 1",
+    "cool": "let the machine cool down, check its cooling, and run again",
+    "governor": "for repeatable numbers set the CPU governor to performance "
+                "(cpupower frequency-set -g performance)",
+}
+
+
 def verdict(latencies_ms: np.ndarray, *, cv: float, spikes: int, threads: int | None,
             spinning: bool | None, load: dict[str, Any], state: dict[str, Any],
             settled_at: int | None, warmup_asked: int) -> dict[str, Any]:
@@ -154,16 +167,19 @@ def verdict(latencies_ms: np.ndarray, *, cv: float, spikes: int, threads: int | 
     v = np.asarray(latencies_ms, dtype=np.float64)
     cores = usable_cpus()
     reasons: list[dict[str, Any]] = []
+    few_threads = threads == 1 or (threads is not None and cores > FEW_CORES)
 
-    def add(kind: str, value: Any, limit: Any, text: str, advice: str, noisy: bool = True) -> None:
+    def add(kind: str, value: Any, limit: Any, text: str, actions: tuple[str, ...],
+            noisy: bool = True) -> None:
+        actions = tuple(a for a in actions if not (a == "threads" and few_threads
+                                                   and kind != "oversubscribed"))
         reasons.append({"kind": kind, "value": value, "limit": limit, "noisy": noisy,
-                        "text": text, "advice": advice})
+                        "text": text, "actions": list(actions),
+                        "advice": "; ".join(ADVICE[a] for a in actions)})
 
-    one_thread = threads == 1
-    fewer = "" if one_thread else " and set threads to 1"
     if cv > CV_LIMIT:
         add("cv", cv, CV_LIMIT, f"latency varies a lot: CV {cv:.0%} (above {CV_LIMIT:.0%})",
-            f"close other work{fewer}, or measure longer")
+            ("close", "threads", "longer"))
     drift = None
     if v.size >= 30:
         third = v.size // 3
@@ -172,53 +188,47 @@ def verdict(latencies_ms: np.ndarray, *, cv: float, spikes: int, threads: int | 
         if drift is not None and abs(drift) > DRIFT_LIMIT:
             add("drift", drift, DRIFT_LIMIT,
                 f"the median drifted {drift:+.1%} between the first and last third of the run",
-                "warm up longer and close other work; repeat the run to see if it holds")
+                ("warm", "close"))
     spike_frac = spikes / v.size if v.size else 0.0
     tail = float(np.percentile(v, 99) / np.percentile(v, 50)) if v.size else 1.0
     if spike_frac > SPIKE_LIMIT and tail > TAIL_LIMIT:  # many, and far enough to move p99
         add("spikes", spike_frac, SPIKE_LIMIT,
             f"{spikes} spikes ({spike_frac:.1%} of iterations) far above the median "
-            f"(p99 {tail:.1f}× p50)",
-            "close other work" + ("" if one_thread or cores > FEW_CORES
-                                  else "; with few cores set threads to 1"))
+            f"(p99 {tail:.1f}× p50)", ("close", "threads"))
     other = load.get("other_cores")
     if other is not None and other > OTHER_LOAD_LIMIT:
         add("load", other, OTHER_LOAD_LIMIT,
-            f"other processes kept {other:.1f} of {cores} cores busy during the run",
-            "close other work (builds, browsers, other runs) and run again")
+            f"other processes kept {other:.1f} of {cores} cores busy during the run", ("close",))
     busy_threads = (threads or cores) + (other or 0.0)
     if threads is not None and threads > 1 and busy_threads > cores + 0.5:
         add("oversubscribed", busy_threads, cores,
             f"{threads} inference threads plus {other or 0:.1f} cores of other work on "
-            f"{cores} usable cores: threads wait for each other",
-            "set threads to 1 (or fewer than the free cores)")
+            f"{cores} usable cores: threads wait for each other", ("threads",))
     if spinning and threads is not None and threads > 1 and cores <= FEW_CORES:
         add("spinning", threads, cores,
             f"ONNX Runtime's thread pool spins while idle with {threads} threads on {cores} "
-            "cores: it competes with the samplers and the window",
-            "set threads to 1, or turn spinning off")
+            "cores: it competes with the samplers and the window", ("spinning",))
     if load.get("throttle_events"):
         add("throttled", load["throttle_events"], 0,
             f"the CPU throttled {load['throttle_events']} times during the run (heat)",
-            "let the machine cool down, check its cooling, and run again")
+            ("cool",))
     gov = state.get("governor")
     if gov and gov not in ("performance",):
         add("governor", gov, "performance",
-            f"CPU governor is '{gov}': the frequency follows the load",
-            "for repeatable numbers set the governor to performance "
-            "(cpupower frequency-set -g performance)", noisy=False)
+            f"CPU governor is '{gov}': the frequency follows the load", ("governor",),
+            noisy=False)
     if warmup_asked > 0 and settled_at is None:
         add("unsettled", None, None,
-            "the latency did not settle during warm-up (the cap was reached)",
-            "warm up longer, or look for what keeps changing (other work, throttling)")
+            "the latency did not settle during warm-up (the cap was reached)", ("warm", "close"))
     noisy = any(r["noisy"] for r in reasons)
+    actions = dict.fromkeys(a for r in reasons if r["noisy"] for a in r["actions"])
     return {
         "verdict": "noisy" if noisy else "stable",
         "cv": cv,
         "drift": drift,
         "settled_at_iteration": settled_at,
         "warnings": [r["text"] for r in reasons],
-        "advice": list(dict.fromkeys(r["advice"] for r in reasons if r["noisy"])),
+        "advice": [ADVICE[a] for a in actions],
         "reasons": reasons,
         "load": load,
     }
