@@ -18,6 +18,8 @@ def attach(window: Any, menu: Any) -> None:
         if panel is None:
             panel = OptimizePanel(Path(window.work_dir))
             panel.sig_open_variant.connect(lambda p: window.open_model(p, as_variant=True))
+            if hasattr(window, "_trusted"):  # consent given when the model was opened
+                panel.trust_check = lambda path: window._trusted([path])
             dock = QDockWidget("Optimize", window)
             dock.setObjectName("dock_optimize")
             dock.setWidget(panel)

@@ -121,6 +121,7 @@ class OptimizePanel(QWidget):
         self.best: dict[str, Any] | None = None
         self.prediction = ""
         self.extra: dict[str, Any] = {}  # spec fields set by code (tests, a preset)
+        self.trust_check = lambda path: False  # the window's: did the user consent for it?
 
         self.eval_edit = QLineEdit(placeholderText="labelled .npz (inputs + labels)")
         self.calib_edit = QLineEdit(placeholderText=".npz of inputs for INT8 calibration")
@@ -196,7 +197,9 @@ class OptimizePanel(QWidget):
                 "calib": self.calib_edit.text().strip() or None,
                 "max_drop": self.drop_spin.value() / 100.0,
                 "objective": self.objective.currentText(),
-                "time_budget_s": self.budget_spin.value() * 60.0, **self.extra}
+                "time_budget_s": self.budget_spin.value() * 60.0,
+                "trust_code": bool(self.model_path and self.trust_check(self.model_path)),
+                **self.extra}
 
     def start(self) -> WorkerJob | None:
         if self.is_running():

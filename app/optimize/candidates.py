@@ -142,8 +142,9 @@ def generate(source_format: str, probe: MachineProbe, prediction: Prediction, *,
                           passes=(_step("int8-static", method="percentile", per_channel=True),),
                           to=onnx_to))
         if ort:  # the rest of the grid a sweep tries (remedies are skipped when not needed)
+            # per-tensor weights change which kernels ORT picks (measured: faster here), so
+            # this is a speed candidate, not only an accuracy remedy
             add(Candidate("ort-int8-pertensor", "int8", "onnxruntime", needs_calibration=True,
-                          remedy_for="ort-int8",
                           passes=(_step("int8-static", method="minmax", per_channel=False),),
                           to=onnx_to))
             add(Candidate("ort-int8-qop", "int8", "onnxruntime", needs_calibration=True,
@@ -172,6 +173,23 @@ def generate(source_format: str, probe: MachineProbe, prediction: Prediction, *,
     rank = {"int8": 0 if int8_first else 2, "int8-dynamic": 1, "bf16": 1, "fp32": 1,
             "fp16": 3, "pruned": 4, "int8-weights": 3}
     return sorted(out, key=lambda c: (c.cost > 30, rank.get(c.family, 2), c.cost))
+
+
+def ceiling(family: str, probe: MachineProbe) -> float | None:
+    """The most a family can plausibly gain over FP32 ONNX Runtime on this CPU (None: no bound
+    assumed). A runtime swap runs the same float math (~2× at most between good kernels); bf16
+    doubles the dot-product rate with AVX-512 BF16 and far more with AMX tiles; CPU float16
+    kernels mostly convert to float32; dynamic INT8 quantizes activations on every call.
+    Static INT8 and structural changes get no ceiling: they are what can win big."""
+    if family == "fp32":
+        return 2.0
+    if family == "bf16":
+        return 8.0 if "AMX-BF16" in probe.isa else 2.0
+    if family == "fp16":
+        return 2.0
+    if family in ("int8-dynamic", "int8-weights"):
+        return 2.0
+    return None
 
 
 def mixed(parent: Candidate, keep_float: tuple[str, ...]) -> Candidate:

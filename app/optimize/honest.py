@@ -1,9 +1,9 @@
 """The intervals the search's verdicts rest on: a paired bootstrap of the accuracy drop and
 interleaved latency rounds with a bootstrap interval of the speedup.
 
-profilers/stats.py is growing confidence intervals and interleaved comparison (the honest-numbers
-work); where its functions are present they are used, else these small equivalents (same
-definitions: percentile bootstrap, 95 %, fixed seed so a verdict is repeatable).
+The speedup's interval is profilers.stats.ratio_ci (the honest-numbers work) where present; the
+accuracy drop's paired bootstrap and the p50's round bootstrap live here (percentile bootstrap,
+95 %, fixed seed so a verdict is repeatable).
 """
 from __future__ import annotations
 
@@ -86,7 +86,16 @@ def median_interval(rounds: list[np.ndarray], resamples: int = BOOTSTRAP,
 def speedup_interval(base_rounds: list[np.ndarray], cand_rounds: list[np.ndarray],
                      resamples: int = BOOTSTRAP, confidence: float = CONFIDENCE,
                      seed: int = 0) -> Interval:
-    """Baseline p50 / candidate p50 from interleaved rounds, paired by round."""
+    """Baseline p50 / candidate p50 from interleaved rounds, paired by round. Uses the
+    honest-numbers ratio interval (profilers.stats.ratio_ci: rounds resampled as blocks, each
+    round's median jittered by its own bootstrap) where it is present."""
+    try:
+        from profilers.stats import ratio_ci
+    except ImportError:  # an older profilers: the plain round bootstrap below
+        ratio_ci = None
+    if ratio_ci is not None and len(base_rounds) == len(cand_rounds) and base_rounds:
+        value, low, high = ratio_ci(cand_rounds, base_rounds, resamples, confidence, seed)
+        return Interval(value, low, high)
     base = np.array([np.median(r) for r in base_rounds])
     cand = np.array([np.median(r) for r in cand_rounds])
     point = float(np.median(np.concatenate(base_rounds)) / np.median(np.concatenate(cand_rounds)))

@@ -46,7 +46,7 @@ SCHEMA = "modeldeck.optimize/1"
 Emit = Callable[[dict[str, Any]], None]
 OBJECTIVES = ("latency", "throughput", "size", "energy")
 # how measurements are taken (interleaving, rounds): a change here invalidates cached figures
-MEASURE_VERSION = 2
+MEASURE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,7 @@ class Search:
         self.stopped: str | None = None
         self.notes: list[str] = []
         self.sensitivity: list[dict[str, Any]] = []
+        self.spent = {"build_s": 0.0, "evaluate_s": 0.0, "time_s": 0.0}  # where time went
 
     # --- control -----------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -359,7 +360,9 @@ class Search:
                 setattr(p, k, v)
             p.cached = True
             return
+        t0 = time.monotonic()
         ev = self.evaluate(run, idx)
+        self.spent["evaluate_s"] += time.monotonic() - t0
         base = self.base_eval
         ref_out = base.outputs if full else base.outputs[self.subset]
         p.cosine = _cosine(ref_out, ev.outputs)
@@ -375,7 +378,9 @@ class Search:
                                                    seed=self.spec.seed).to_dict()
         rounds = self.spec.full_rounds if full else self.spec.screen_rounds
         iters = self.iterations_for(self.base_latency)
+        t0 = time.monotonic()
         b_rounds, c_rounds = self.interleave(run, rounds, iters)
+        self.spent["time_s"] += time.monotonic() - t0
         lat = median_interval(c_rounds, seed=self.spec.seed)
         sp = speedup_interval(b_rounds, c_rounds, seed=self.spec.seed)
         p.latency_ms = {"p50": lat.value, "low": lat.low, "high": lat.high,
@@ -434,6 +439,7 @@ class Search:
         t = time.monotonic()
         try:
             path, fmt, lineage, cached = self.build(c)
+            self.spent["build_s"] += time.monotonic() - t
         except _Stop:
             raise
         except Cancelled:
@@ -443,7 +449,8 @@ class Search:
             p.status, p.stage, p.reason = "failed", stage, f"build failed: {_short(e)}"
             self.publish(p)
             return p
-        p.build_s = None if cached else round(time.monotonic() - t, 2)
+        if not cached:
+            p.build_s = round(time.monotonic() - t, 2)
         from converters.passes import ModelFile
 
         p.path, p.format, p.lineage = str(path), fmt, list(lineage)
@@ -651,6 +658,12 @@ class Search:
                             "calibration method changes accuracy, not speed)")
                 self.publish(p)
                 continue
+            why = None if self.spec.exhaustive else self.cannot_win(c)
+            if why:
+                p = self.points[c.name]
+                p.status, p.reason = "skipped", why
+                self.publish(p)
+                continue
             self.progress(0.1 + 0.5 * i / max(len(todo), 1), f"screening {c.name}")
             self.run_candidate(c, screen_stage)
         self.fallback_if_needed(stage_done=screen_stage)
@@ -669,6 +682,25 @@ class Search:
                 self.progress(0.65 + 0.25 * j / max(len(keep), 1), f"full evaluation of {p.name}")
                 self.run_candidate(self.cands[p.name], "full")
             self.fallback_if_needed(stage_done="full")
+
+    def cannot_win(self, c: Candidate) -> str | None:
+        """Why `c` need not be built: the best variant so far is already faster than `c`'s
+        family can be on this CPU (its ceiling over FP32), by the lower end of its interval."""
+        if self.spec.objective not in ("latency", "throughput", "energy"):
+            return None
+        ceiling = cands.ceiling(c.family, self.probe)
+        if ceiling is None:
+            return None
+        ok = [p for p in self.points.values() if p.meets and p.status == "kept" and p.speedup
+              and p.name != "baseline"]
+        if not ok:
+            return None
+        best = max(ok, key=lambda p: p.speedup["low"])
+        if best.speedup["low"] <= ceiling:
+            return None
+        return (f"cannot beat {best.name} ({best.speedup['value']:.2f}×, at least "
+                f"{best.speedup['low']:.2f}×): {c.family} variants reach at most ~{ceiling:g}× "
+                "FP32 on this CPU")
 
     def fallback_if_needed(self, stage_done: str) -> None:
         """Run the accuracy-aware fallback on the INT8 candidate that would win on speed but
@@ -738,6 +770,7 @@ class Search:
             "tried": [_public(p) for p in self.points.values() if p.name != "baseline"],
             "sensitivity": self.sensitivity, "notes": self.notes,
             "outputs": out, "seconds": round(self.elapsed(), 2),
+            "spent": {k: round(v, 2) for k, v in self.spent.items()},
             "cache": {"dir": str(self.cache.root), "hits": self.cache.hits,
                       "misses": self.cache.misses, "enabled": spec.use_cache},
         }

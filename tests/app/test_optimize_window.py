@@ -41,7 +41,7 @@ def _panel(qtbot, tmp_path, **extra):
 
 @pytest.mark.slow
 def test_pareto_chart_fills_while_the_search_runs(qtbot, tmp_path):
-    panel = _panel(qtbot, tmp_path, only=["ort-int8-dynamic", "ort-int8", "ort-fp16"])
+    panel = _panel(qtbot, tmp_path, only=["ort-int8-dynamic", "ort-int8", "ort-int8-pertensor"])
     seen: list[tuple[int, bool]] = []  # (points on the chart, job still running) per event
 
     def on_event(e):
