@@ -50,6 +50,9 @@ def main() -> int:
                                max(hint.height(), w.minimumHeight())],
                        "overlaps": overlaps(w), "charts_h": w.dock_charts.height(),
                        "pass_rows": pass_rows(),
+                       "buttons_shown": all(not b.visibleRegion().isEmpty() for b in (
+                           w.variants.open_button, w.variants.compare_button,
+                           w.variants.export_button)),
                        "central": [w.centralWidget().width(), w.centralWidget().height()]})
 
     def pass_rows() -> float:
@@ -74,6 +77,9 @@ def main() -> int:
     w.run_profile()
     wait(lambda: bool(done))
     record("ran")
+    for width, height in ((1000, 600), (800, 400)):  # the user shrinks it (to its minimum)
+        w.resize(width, height)
+        record(f"shrunk to {width}x{height}")
     print(json.dumps(stages))
     w.close()
     return 0

@@ -283,7 +283,11 @@ def test_window_fits_the_screen_with_no_overlapping_docks(tmp_path, size):
     minimum sizes add up to less than a 1366×768 screen; no dock paints over another; the
     empty charts take little height before the first run."""
     stages = _probe(tmp_path, size, SAMPLE_ONNX)
-    assert [s["stage"] for s in stages] == ["start", "opened", "ran"]
+    assert [s["stage"] for s in stages] == ["start", "opened", "ran", "shrunk to 1000x600",
+                                            "shrunk to 800x400"]
+    for s in stages[3:]:  # shrunk: still no dock over another, the Variants buttons shown
+        assert s["overlaps"] == [] and s["buttons_shown"], s
+    stages = stages[:3]
     for s in stages:
         assert s["screen"] == list(size)
         assert s["frame"][0] <= size[0] and s["frame"][1] <= size[1], s
@@ -291,6 +295,7 @@ def test_window_fits_the_screen_with_no_overlapping_docks(tmp_path, size):
         assert s["overlaps"] == [], s
         assert s["central"][0] >= 400 and s["central"][1] >= 300, s
         assert s["pass_rows"] == -1 or s["pass_rows"] >= 6, s  # not ~4 rows
+        assert s["buttons_shown"], s
     start, _, ran = stages
     assert start["charts_h"] < 0.2 * start["window"][1], start  # not half the height
     assert ran["charts_h"] > start["charts_h"]  # the run gets its charts
