@@ -38,6 +38,7 @@ from converters.graph import Graph, ModelGraph, Node, TensorInfo
 log = logging.getLogger(__name__)
 
 FOLD_BUDGET = 300  # a model opens folded so that at most about this many boxes show
+STAGE_LEVEL = 40  # a top level with more boxes than this (scoped or not) is cut into stages
 MAX_CHILDREN = 200  # a group with more children is split into chunks of consecutive nodes
 
 NODE, GROUP, INPUT, OUTPUT = "node", "group", "input", "output"
@@ -449,8 +450,9 @@ class FoldTree:
             group.order = min(own + [c.order for c in kids])
         flat = [c for c in kids if c.kind == NODE or c.node is not None]
         scoped = [c for c in kids if c.is_group and c.node is None]
+        top = group.parent is None or group.body
         if (len(flat) >= STRUCT_MIN and len(scoped) * 10 <= len(flat)) or \
-                len(kids) > self.max_children:
+                len(kids) > self.max_children or (top and len(kids) > STAGE_LEVEL):
             self._structure(group)
         if len(group.children) > self.max_children:
             self._chunk(group)
@@ -505,8 +507,11 @@ class FoldTree:
 
     def _struct_info(self, item: FoldItem, floating: bool) -> ItemInfo:
         n = item.node
-        if n is None or item.is_group:
-            return ItemInfo("", floating=floating)
+        if n is None or item.is_group:  # a scope group: it down-samples if a node in it does
+            stride = 1
+            for leaf in self.leaf_nodes(item):
+                stride = max(stride, self._struct_info(leaf, False).stride)
+            return ItemInfo("", stride=stride, floating=floating)
         stride = 1
         if n.op_type in COMPUTE_OPS:
             st = n.attributes.get("strides")

@@ -139,7 +139,7 @@ def _units(infos: Sequence[ItemInfo], edges: Sequence[tuple[int, int]]) -> list[
     for seg in segments:
         solid = [i for i in seg if not floating[i]]
         if len(solid) >= 2:  # a branching block: what merges it names it
-            if chain and not any(infos[i].op in COMPUTE_OPS for i in solid):
+            if chain and not any(infos[i].op in COMPUTE_OPS or not infos[i].op for i in solid):
                 chain.extend(seg)  # hard-swish, a gate without weights: part of the unit
                 continue
             flush()
@@ -147,6 +147,10 @@ def _units(infos: Sequence[ItemInfo], edges: Sequence[tuple[int, int]]) -> list[
             units.append(Part(kind, "block", seg))
             continue
         op = infos[solid[0]].op if solid else ""
+        if solid and not op:  # a group (a scope, an If): a unit of its own already
+            flush()
+            units.extend(seg) if len(seg) == 1 else units.append(Part("Block", "block", seg))
+            continue
         if op in _PASS_OPS:  # Q/DQ and casts go with the unit they feed
             chain.extend(seg)
             continue
@@ -216,10 +220,13 @@ def structure(infos: Sequence[ItemInfo], edges: Sequence[tuple[int, int]]) -> li
     if len(stages) < 2 or len(units) < STAGE_MIN_UNITS:
         return _gather_repeats(units, infos) if len(units) > UNITS_PER_LEVEL else units
     out: list[Part | int] = []
-    for k, (members, (f, up)) in enumerate(zip(stages, factors), start=1):
+    k = 0
+    for members, (f, up) in zip(stages, factors):
         last = members[-1]
         idx = last.indices() if isinstance(last, Part) else [last]
         size = next((infos[i].spatial for i in reversed(idx) if infos[i].spatial), "")
+        if len(members) > 1:
+            k += 1
         label = f"Stage {k}"
         if f > 1:
             label += f" · /{f}"

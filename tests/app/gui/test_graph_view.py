@@ -282,7 +282,7 @@ def test_if_subgraph_is_an_expandable_group_of_its_branch_nodes(view, qtbot, tmp
 def test_double_click_opens_and_closes_a_scope_group(view, qtbot, densenet):
     view.set_model(densenet)
     tree = view.fold_tree()
-    group = next(c for c in tree.root.children if c.is_group and c.node is None)
+    group = next(c for c in tree.visible() if c.is_group and c.node is None and not c.expanded)
     count = view.visible_node_count()
     view.select_node(None)
     view.canvas.centerOn(view.item_scene_rect(group.key).center())
