@@ -525,6 +525,8 @@ class MainWindow(QMainWindow):
             self.show_error(f"Could not open {name}", f"the worker sent no usable graph: {e}",
                             outcome.stderr_tail)
             return
+        if path != self.model_path:
+            self._forget_run()  # the charts and time colouring were the previous model's
         self.model_path = path
         self.summary = result
         self.current_graph = graph
@@ -538,7 +540,9 @@ class MainWindow(QMainWindow):
         if not as_variant or self.root_path is None:
             self.root_path = path
             self.variants.set_original(result, path)
-            self._forget_results()
+            self.last_comparison = None  # the Comparison tab was cleared with the rows
+            if self._last_result_kind == "comparison":
+                self._last_result_kind = None
         settings.add_recent_file(path)
         self.setWindowTitle(f"ModelDeck — {name}")
         self.summary_label.setText(self._summary_text(result))
@@ -582,11 +586,12 @@ class MainWindow(QMainWindow):
         self.summary_label.setText(self._summary_text(self.summary))
         self.sig_recounted.emit()
 
-    def _forget_results(self) -> None:
-        """Another model: the last run's charts, its time colouring and the comparison belong
-        to the previous one."""
-        self.last_report = self.last_comparison = None
-        self._last_result_kind = None
+    def _forget_run(self) -> None:
+        """Another model (a variant too): the last run's charts and time colouring belong to
+        the previous one; a run still streaming keeps its charts until it ends."""
+        self.last_report = None
+        if self._last_result_kind == "run":
+            self._last_result_kind = None
         self.profile_layers = []
         if self.charts is not None and not self.charts.streaming:
             self.charts.clear()
