@@ -1243,9 +1243,14 @@ class GraphView(QWidget):
         self.canvas.viewport().update()
 
     def _export_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export graph", "graph.png",
-                                              "PNG image (*.png);;SVG drawing (*.svg)")
+        from app.gui.file_dialogs import remember, start_path
+
+        path = getattr(getattr(self._model, "meta", None), "path", "") or "graph"
+        stem = Path(path).name.split(".")[0] or "graph"
+        path, _ = QFileDialog.getSaveFileName(self, "Export graph", start_path(
+            "graph", f"{stem}.png"), "PNG image (*.png);;SVG drawing (*.svg)")
         if path:
+            remember("graph", path)
             try:
                 self.export_image(path)
             except OSError as e:

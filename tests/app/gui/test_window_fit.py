@@ -445,3 +445,17 @@ def test_variants_made_before_the_index_come_back_from_their_lineage(tmp_path):
     # once in the index, the row is not listed twice
     VariantStore(tmp_path).save(SAMPLE_ONNX, {}, loaded)
     assert len(VariantStore(tmp_path).load(SAMPLE_ONNX)["variants"]) == 1
+
+
+def test_the_graph_views_own_export_starts_in_documents(opened, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from app.gui.file_dialogs import documents_dir
+
+    if not hasattr(opened.graph_view, "_export_dialog"):
+        pytest.skip("no graph view")
+    seen = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a: (seen.append(a[2]), ("", ""))[1]))
+    opened.graph_view._export_dialog()
+    assert seen == [os.path.join(documents_dir(), "digits_cnn.png")]
