@@ -173,10 +173,21 @@ def test_charts_and_time_colouring_reset_for_the_next_model(window, qtbot):
     _open(window, qtbot, SAMPLE_ONNX)
     window.backend.iterations.setValue(200)
     window.backend.length_mode.setCurrentText("iterations")
+    window.backend.budgets.setText("p99=0.001ms, rss=100000MB")  # one fails, one passes
     with qtbot.waitSignal(window.sig_profile_finished, timeout=120_000) as blocker:
         window.run_profile()
     assert blocker.args[0].status == "ok"
     assert window.charts.point_count("latency_ms") > 0
+    # the label ends with the report's own verdicts, each said to be the final figure
+    from app.gui.charts import fmt_ms
+
+    label = window.charts.budget_label.text()
+    verdicts = {b["budget"]: b for b in window.last_report["budgets"]}
+    p99 = verdicts["p99=0.001ms"]
+    assert p99["ok"] is False and f"final p99 {fmt_ms(p99['value'])} — FAIL" in label
+    assert verdicts["rss=100000MB"]["ok"] is True and "final rss" in label and "PASS" in label
+    assert "pending" not in label
+    window.backend.budgets.setText("")
     _open(window, qtbot, light_model("squeezenet"))
     assert window.charts.point_count("latency_ms") == 0
     assert window.charts.p50_label.text() == ""
