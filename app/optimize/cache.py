@@ -4,7 +4,9 @@ Builds are keyed by the source model's sha256, the calibration data's and the re
 options, target format): a built model does not depend on the machine. Measurements are keyed
 by that and by the run (backend, precision, threads), the evaluation data and the machine's
 fingerprint (CPU, ISA, cores, runtime versions): a latency from another machine means nothing
-here. One JSON file per entry, written atomically; a damaged entry is ignored and rebuilt.
+here. One JSON file per entry, written atomically; a damaged entry is ignored and rebuilt. A
+disabled cache reads nothing from earlier runs but still shares what this run built (two
+candidates running one model on two runtimes build it once).
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ class Cache:
         self.enabled = enabled
         self.hits = 0
         self.misses = 0
+        self._memory: dict[str, dict[str, Any]] = {}  # disabled: this run's entries only
 
     def build_dir(self, key: str) -> Path:
         return self.root / "builds" / key
@@ -65,8 +68,8 @@ class Cache:
         self._write(self.root / "runs" / self.fingerprint / f"{key}.json", entry)
 
     def _read(self, path: Path) -> dict[str, Any] | None:
-        if not self.enabled:
-            return None
+        if not self.enabled:  # nothing from earlier runs; what this run built is shared
+            return self._memory.get(str(path))
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -80,6 +83,7 @@ class Cache:
 
     def _write(self, path: Path, value: dict[str, Any]) -> None:
         if not self.enabled:
+            self._memory[str(path)] = value
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
