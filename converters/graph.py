@@ -98,6 +98,9 @@ class ModelMeta:
     file_size: int = 0  # bytes, external data / .bin included
     sha256: str = ""
     notes: list[str] = field(default_factory=list)  # things the loader wants the user to know
+    # The input shapes are one example the file stores (torch.jit.trace's inputs), not sizes
+    # the model is fixed to: sizes the user sets replace them.
+    example_inputs: bool = False
 
 
 @dataclass

@@ -55,6 +55,9 @@ class InputDecl:
     name: str
     dtype: str
     shape: tuple[Dim, ...] | None  # None: the format stores no shape (TorchScript)
+    # The dims are an example stored with the model (torch.jit.trace's inputs), not fixed:
+    # they are used when nothing else sets the size, and the user's sizes or data replace them.
+    example: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,8 @@ def declared_inputs(model: ModelGraph) -> list[InputDecl]:
     for name in model.graph.inputs:
         t = model.graph.tensors.get(name)
         shape = None if t is None or t.shape is None else tuple(_clean_dim(d) for d in t.shape)
-        out.append(InputDecl(name, (t.dtype if t and t.dtype else "float32"), shape))
+        out.append(InputDecl(name, (t.dtype if t and t.dtype else "float32"), shape,
+                             example=model.meta.example_inputs))
     return out
 
 
@@ -396,7 +400,7 @@ def resolve_workload(model: ModelGraph | None, decls: Sequence[InputDecl] | None
             raise ValueError("resolve_workload needs a model or input declarations")
         decls = declared_inputs(model)
     decls = [InputDecl(d.name, d.dtype, None if d.shape is None else
-                       tuple(_clean_dim(x) for x in d.shape)) for d in decls]
+                       tuple(_clean_dim(x) for x in d.shape), d.example) for d in decls]
     user = {k: list(v) for k, v in (user_shapes or {}).items()}
     data = dict(data or {})
     names = [d.name for d in decls]
@@ -462,7 +466,9 @@ def resolve_workload(model: ModelGraph | None, decls: Sequence[InputDecl] | None
                 if s.input == idx:
                     shape[s.axis] = int(s.value or 1)
                     srcs.append(s.source)
-            src = "declared by the model" if not srcs else "; ".join(dict.fromkeys(srcs))
+            src = ("; ".join(dict.fromkeys(srcs)) if srcs else
+                   "the example input stored in the model file" if d.example else
+                   "declared by the model")
             out[idx] = (shape, src)
         return out
 
@@ -526,7 +532,7 @@ def _bind(dims: dict[str, int], sources: dict[str, str], symbol: str, value: int
 
 
 def _check_against_declared(d: InputDecl, shape: list[int], what: str) -> None:
-    if d.shape is None:
+    if d.shape is None or (d.example and len(shape) == len(d.shape)):
         return
     if len(shape) != len(d.shape):
         raise WorkloadError(f"{d.name}: {what} has rank {len(shape)} {shape}, the model expects "
@@ -541,7 +547,7 @@ def _shape_from_data(d: InputDecl, arr: np.ndarray, dims: dict[str, int]) -> lis
     """Data gives every size; the first axis is the sample axis: a free batch stays 1, a fixed
     batch takes the model's size (the data is cut to it later)."""
     shape = list(arr.shape)
-    if d.shape is None:
+    if d.shape is None or (d.example and len(shape) == len(d.shape)):
         return ([1] + shape[1:]) if len(shape) >= 2 else shape
     if len(shape) != len(d.shape):
         raise WorkloadError(f"the data for {d.name!r} has shape {shape}, the model expects rank "

@@ -30,14 +30,16 @@ def decls_of(specs: Sequence[InputSpec], graph: Any = None) -> list[InputDecl]:
     """The runtime's inputs, with the model file's dim names where the runtime dropped them
     (OpenVINO reports [?, ?]; the file says [batch, sequence]: one name, one size)."""
     tensors = graph.graph.tensors if graph is not None else {}
+    example = graph is not None and graph.meta.example_inputs
     out = []
     for s in specs:
         shape = None if s.shape is None else tuple(s.shape)
         t = tensors.get(s.name)
+        from_file = shape is None
         if t is not None and t.shape is not None and (shape is None or len(shape) == len(t.shape)):
             shape = tuple(d if isinstance(d, int) or not isinstance(f, str) else f
                           for d, f in zip(shape or t.shape, t.shape))
-        out.append(InputDecl(s.name, s.dtype, shape))
+        out.append(InputDecl(s.name, s.dtype, shape, example=example and from_file))
     return out
 
 

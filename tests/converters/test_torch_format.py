@@ -484,3 +484,82 @@ def test_sample_exported_program():
     assert _shape(m, m.graph.outputs[0]) == [batch, 10]
     assert _weight_numel(m) == _digits_stored_numel()
     _assert_roundtrip(m)
+
+
+class _Step(nn.Module):
+    def forward(self, x):
+        return torch.relu(x + 1.0)
+
+
+def _chain() -> nn.Module:
+    """Many cheap element-wise steps on a large activation: the sum of every intermediate is
+    gigabytes, one inference needs tens of megabytes. Scripted (a Sequential unrolls), so
+    making it runs nothing."""
+    return torch.jit.script(nn.Sequential(*[_Step() for _ in range(150)]))
+
+
+def test_shape_probe_needs_the_memory_of_one_inference(tmp_path):
+    path = tmp_path / "chain.ts.pt"
+    spec = {"inputs": [{"name": "x", "shape": [1, 64, 256, 256], "dtype": "float32"}]}  # 16.8 MB
+    _chain().save(str(path), _extra_files={"modeldeck.json": json.dumps(spec)})
+    code = ("import sys; sys.path.insert(0, sys.argv[2]);"
+            "from converters.formats import Trust;"
+            "from converters.formats.torch_format import load_torch_model;"
+            "g = load_torch_model(sys.argv[1], Trust(run_code=True));"
+            "print(sum(1 for n in g.graph.nodes if n.op_type == 'aten::relu'),"
+            " sum(1 for t in g.graph.tensors.values() if t.shape == [1, 64, 256, 256]));"
+            "print(open('/proc/self/status').read())")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code, str(path), str(Path(__file__).parents[2])],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    relus, shaped = (int(x) for x in out.split("\n", 1)[0].split())
+    peak_kb = int(next(line.split()[1] for line in out.splitlines()
+                       if line.startswith("VmHWM:")))
+    assert relus == 150 and shaped >= 300  # the probe ran and read every shape
+    # Keeping every intermediate alive, as the probe once did, takes 300 x 16.8 MB = 5 GB.
+    assert peak_kb < 1_500_000, f"the probe peaked at {peak_kb / 1e6:.1f} GB"
+
+
+class _Pool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.conv(x), 1), 1)
+
+
+def test_traced_example_is_a_default_not_a_fixed_size(tmp_path):
+    """A model traced at batch 8 of 64x64 runs at other sizes: the user's size replaces the
+    example, and the shapes inside come from running at the user's size."""
+    from converters.workload import resolve_workload
+
+    path = tmp_path / "pool.ts.pt"
+    with torch.no_grad():
+        torch.jit.trace(_Pool().eval(), torch.zeros(8, 3, 64, 64)).save(str(path))
+    trusted = Trust(run_code=True)
+    graph = open_model(path, trusted)
+    assert graph.meta.example_inputs
+    w = resolve_workload(graph)
+    assert w.inputs[0].shape == (8, 3, 64, 64)
+    assert "example" in w.inputs[0].shape_source
+    w = resolve_workload(graph, user_shapes={"x": [1, 3, 32, 32]})
+    assert w.inputs[0].shape == (1, 3, 32, 32)
+    at_size = open_model(path, trusted, input_shapes={"x": [1, 3, 32, 32]})
+    conv = next(n for n in at_size.graph.nodes if n.op_type == "aten::_convolution")
+    assert at_size.graph.tensors[conv.outputs[0]].shape == [1, 4, 32, 32]
+    assert not at_size.meta.example_inputs
+
+
+def test_traced_size_runs_at_the_size_set(tmp_path):
+    from profilers.runner import RunConfig, run_profile
+
+    path = tmp_path / "pool.ts.pt"
+    with torch.no_grad():
+        torch.jit.trace(_Pool().eval(), torch.zeros(8, 3, 64, 64)).save(str(path))
+    report = run_profile(RunConfig(model=str(path), backend="torch", iterations=5, warmup=1,
+                                   samplers=False, shapes={"x": [2, 3, 16, 16]},
+                                   trust_code=True), lambda e: None)
+    assert report["inputs"]["x"]["shape"] == [2, 3, 16, 16]
