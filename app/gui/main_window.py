@@ -799,6 +799,10 @@ class MainWindow(QMainWindow):
         if not self.model_path:
             self.show_error("Nothing to convert", "open a model first")
             return None
+        problems = self.passes.order_problems()
+        if problems:  # said before the consent question: nothing to consent to
+            self.show_error("Cannot apply the passes in this order", "\n\n".join(problems))
+            return None
         if not self._ask_consent([self.model_path], "convert", self.apply_passes):
             return None
         try:
