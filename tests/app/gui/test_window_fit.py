@@ -42,6 +42,7 @@ def test_pt2_opens_with_torch_and_onnx_goes_back(window, qtbot, tmp_path):
     assert window.backend.values()["backend"] == "torch"
 
 
+@pytest.mark.slow
 def test_a_user_choice_that_runs_the_format_is_kept(window, qtbot):
     _devices(window, qtbot)
     combo = window.backend.backend_combo
@@ -53,6 +54,7 @@ def test_a_user_choice_that_runs_the_format_is_kept(window, qtbot):
     assert window.backend.values()["backend"] == "openvino"
 
 
+@pytest.mark.slow
 def test_compare_disabled_with_why_when_the_backend_cannot_run_the_variants(window, qtbot):
     from app.gui.panels.variants import Variant
 
@@ -166,6 +168,7 @@ def test_budget_label_says_live_then_final_as_the_report(charts):
     assert line.label.format == "✓ p99 ≤ 20 ms PASS"
 
 
+@pytest.mark.slow
 def test_charts_and_time_colouring_reset_for_the_next_model(window, qtbot):
     from tests.conftest import light_model
 
