@@ -449,7 +449,8 @@ def _statuses(d: GraphDiff) -> None:
         d.notes_base[k] = f"folded into {d.other[host].name or host}"
     for k, host in d.fused_other.items():
         d.other_status[k] = "fused"
-        d.notes_other[k] = f"folded into {d.base[host].name or host}"
+        d.notes_other[k] = f"added around {d.base[host].name or host}'s counterpart " \
+                           "(a rescale, bias or activation of the new form)"
     for k in d.inserted:
         d.other_status[k] = "inserted"
         d.notes_other[k] = "inserted on the data path (quantization / cast)"

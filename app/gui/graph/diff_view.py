@@ -29,7 +29,7 @@ STATUS_PALETTE: dict[str, tuple[str, str]] = {
     "removed": ("#c0392b", "only in this graph (removed)"),
     "added": ("#2e8b57", "only in this graph (added)"),
     "changed": ("#e07b24", "matched, changed"),
-    "fused": ("#8e6bb8", "folded into a neighbour"),
+    "fused": ("#8e6bb8", "folded into (or split off) a neighbour"),
     "inserted": ("#b3a21b", "inserted Q/DQ or cast"),
     "same": ("#7b8794", "matched, unchanged"),
 }
