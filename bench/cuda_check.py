@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def main() -> int:
     print("devices:", text[:2000])
 
     runs = []
-    ts = make_torchscript(args.out)
+    ts = make_torchscript(Path(tempfile.mkdtemp(prefix="modeldeck-cuda-")))
     it = str(args.iterations)
     if ts is not None:
         runs += [("torch_cuda_convnet", [str(ts), "--backend", "torch", "--device", "CUDA",
@@ -100,7 +101,9 @@ def main() -> int:
                  ("torch_cpu_convnet_1it", [str(ts), "--backend", "torch", "--device", "CPU",
                                              "--shape", "input=1x3x64x64", "--trust",
                                              "--iterations", "20"])]
-    runs += [("ort_cuda_sample", [str(SAMPLE_ONNX), "--backend", "onnxruntime", "--device",
+    runs += [("torch_cuda_sample", [str(SAMPLE_ONNX.with_suffix(".ts.pt")), "--backend", "torch",
+                                    "--device", "CUDA", "--trust"]),
+             ("ort_cuda_sample", [str(SAMPLE_ONNX), "--backend", "onnxruntime", "--device",
                                   "CUDA", "--layers"]),
              ("ort_cpu_sample", [str(SAMPLE_ONNX), "--backend", "onnxruntime", "--device",
                                  "CPU", "--threads", "1"])]

@@ -73,6 +73,7 @@ class TorchBackend(Backend):
         self._specs: list[InputSpec] = []
         self._profiler: Any = None
         self._layers: list[LayerTime] | None = None
+        self._events: tuple[Any, Any] | None = None  # CUDA start/end events of the last call
 
     # --- discovery ---------------------------------------------------------------------
     @classmethod
@@ -151,6 +152,10 @@ class TorchBackend(Backend):
                    "interop_threads": torch.get_num_interop_threads(), "torch": torch.__version__}
         if dev.type == "cuda":
             details["gpu"] = torch.cuda.get_device_name(dev)
+            # CUDA events around the call time the GPU's own work, as Nsight reads it
+            self._events = (torch.cuda.Event(enable_timing=True),
+                            torch.cuda.Event(enable_timing=True))
+            self.measures_device_latency = True
         return LoadInfo(load_ms=load_ms, details=details)
 
     def input_specs(self) -> list[InputSpec]:
@@ -173,15 +178,26 @@ class TorchBackend(Backend):
         module = self._require_model()
         # The label lets layer_profile() keep the model's ops apart from the input copies.
         scope = torch.profiler.record_function(_SCOPE) if self._profiler else nullcontext()
+        events = self._events
         try:
             with torch.inference_mode(), scope:
+                if events is not None:
+                    events[0].record()
                 out = module(*args)
+                if events is not None:
+                    events[1].record()
             if self._device is not None and self._device.type == "cuda":
                 torch.cuda.synchronize(self._device)
         except Exception as e:
             first = _first_line(e)
             raise BackendError(f"torch inference failed: {first}") from e
         return out
+
+    def device_latency_ms(self) -> float | None:
+        """The GPU time between the events recorded around the last call (CUDA only)."""
+        if self._events is None:
+            return None
+        return float(self._events[0].elapsed_time(self._events[1]))
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> None:
         """Tensors on the device once, so the timed call is the module call (plus the sync)."""
