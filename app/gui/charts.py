@@ -309,6 +309,8 @@ class LiveCharts(QWidget):
             plot.getViewBox().sigRangeChangedManually.connect(self._manual_range)
             plot.hideButtons()
             plot.getAxis("left").setWidth(44)
+            for axis in ("left", "bottom"):  # "latency (ms) (x0.001)" reads as µs: plain ms
+                plot.getAxis(axis).enableAutoSIPrefix(False)
             plot.setMinimumWidth(90)
             self.plots[key] = plot
         self.plots["latency"].setLabel("left", "latency (ms)")
