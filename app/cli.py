@@ -640,6 +640,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.jobs.worker import main as worker_main
 
         return worker_main()
+    if argv[:1] == ["--relay"]:  # a frozen build's stand-in worker for a remote target
+        from app.targets.relay import main as relay_main
+
+        return relay_main(argv[1:])
     if argv[:1] == ["--self-test"]:  # headless install check; the bundle's `make installer-test`
         from app.selftest import main as selftest_main
 

@@ -65,6 +65,14 @@ for name in os.listdir(jobs):
         pass
     shutil.rmtree(d, ignore_errors=True)
     stale.append(name)
+# engine versions: keep the newest few (each is ~1 MB; every source change makes one)
+eng = os.path.join(cache, "engine")
+olds = sorted((d for d in os.listdir(eng) if os.path.isdir(os.path.join(eng, d))
+               and "engine/" + d not in req["keys"]),
+              key=lambda d: os.path.getmtime(os.path.join(eng, d)), reverse=True)
+for d in olds[req.get("keep_engines", 4):]:
+    if ".tmp-" not in d:
+        shutil.rmtree(os.path.join(eng, d), ignore_errors=True)
 try:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 except (ValueError, OSError, AttributeError):
