@@ -33,7 +33,15 @@ STATUS_PALETTE: dict[str, tuple[str, str]] = {
     "inserted": ("#b3a21b", "inserted Q/DQ or cast"),
     "same": ("#7b8794", "matched, unchanged"),
 }
-MODES = {"status": "Changes", "precision": "Precision", "op": "Op type", "time": "Time"}
+# time change of a matched node, when both variants were profiled per layer
+DELTA_PALETTE: dict[str, tuple[str, str]] = {
+    "slower": ("#c0392b", "slower (over +10 %)"),
+    "faster": ("#2e8b57", "faster (over −10 %)"),
+    "similar": ("#7b8794", "within ±10 %"),
+}
+DELTA_TOLERANCE = 0.10
+MODES = {"status": "Changes", "delta": "Time change", "precision": "Precision", "op": "Op type",
+         "time": "Time"}
 COLUMNS = ("Base node", "Other node", "Matched", "Changes")
 
 
@@ -63,6 +71,8 @@ class GraphDiffView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.diff: GraphDiff | None = None
+        self._delta: tuple[dict[str, str], dict[str, str]] = ({}, {})
+        self._mode = "status"
         self._to_other: dict[str, str] = {}
         self._to_base: dict[str, str] = {}
         self._syncing = False
@@ -137,13 +147,30 @@ class GraphDiffView(QWidget):
             view.set_node_times(times)
         i = self.mode_box.findData("time")
         self.mode_box.model().item(i).setEnabled(bool(base_times or other_times))
+        self._delta = _time_change(diff, base_times or {}, other_times or {})
+        i = self.mode_box.findData("delta")
+        self.mode_box.model().item(i).setEnabled(bool(self._delta[0]))
+        self._mode = ""
         self.set_colour_mode("status")
         self._fill_summary()
         self._fill_table()
 
     def set_colour_mode(self, mode: str) -> None:
+        """"status" (what happened to each node), "delta" (time change, when both variants
+        were profiled per layer), or a GraphView mode: "precision", "op", "time"."""
+        d = self.diff
+        if d is not None and mode in ("status", "delta") and mode != self._mode:
+            if mode == "delta":
+                pairs = ((self.base, self._delta[0]), (self.other, self._delta[1]))
+                palette, title = DELTA_PALETTE, "Time change"
+            else:
+                pairs = ((self.base, d.base_status), (self.other, d.other_status))
+                palette, title = STATUS_PALETTE, "Changes"
+            for v, status in pairs:
+                v.set_node_status(status, palette, title)
+        self._mode = mode
         for v in (self.base, self.other):
-            v.set_colour_mode(mode)
+            v.set_colour_mode("status" if mode == "delta" else mode)
         i = self.mode_box.findData(mode)
         if i != self.mode_box.currentIndex():
             self.mode_box.blockSignals(True)
@@ -214,6 +241,21 @@ class GraphDiffView(QWidget):
         item = self.table.item(rows.pop(), 0)
         base_id, other_id = item.data(Qt.ItemDataRole.UserRole)
         self.select_pair(base_id, other_id)
+
+
+def _time_change(diff: GraphDiff, base_times: Mapping[str, float],
+                 other_times: Mapping[str, float]) -> tuple[dict[str, str], dict[str, str]]:
+    """Per side, node id -> slower / faster / similar, for matched nodes timed on both."""
+    a: dict[str, str] = {}
+    b: dict[str, str] = {}
+    for m in diff.matches:
+        t0, t1 = base_times.get(m.base), other_times.get(m.other)
+        if t0 is None or t1 is None or t0 <= 0:
+            continue
+        r = t1 / t0 - 1.0
+        st = "slower" if r > DELTA_TOLERANCE else "faster" if r < -DELTA_TOLERANCE else "similar"
+        a[m.base] = b[m.other] = st
+    return a, b
 
 
 class GraphDiffWindow(QMainWindow):

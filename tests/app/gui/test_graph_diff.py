@@ -152,6 +152,22 @@ def test_diff_view_colours_changes_and_follows_selection(qtbot, graphs):
     v.set_colour_mode("precision")
     assert v.other.node_colour(other) != v.base.node_colour(conv)  # INT8 vs FP32
     assert "matched" in v.summary.text()
+    assert not v.mode_box.model().item(v.mode_box.findData("delta")).isEnabled()
+    # per-layer times on both sides: the time change of each matched node, coloured
+    from app.gui.graph.diff_view import DELTA_PALETTE
+
+    slow = next(m for m in d.matches if m.base != conv and d.base[m.base].op == "Conv")
+    v.set_diff(fp32, qdq, d, "FP32", "INT8", base_times={conv: 1.0, slow.base: 1.0},
+               other_times={other: 0.5, slow.other: 1.5})
+    assert v.mode_box.model().item(v.mode_box.findData("delta")).isEnabled()
+    v.set_colour_mode("delta")
+    assert v.base.node_colour(v.base.fold_tree().visible_owner(conv).key) == \
+        QColor(DELTA_PALETTE["faster"][0])
+    shown = v.other.fold_tree().visible_owner(slow.other).key  # it, or the group folding it
+    assert v.other.node_colour(shown) == QColor(DELTA_PALETTE["slower"][0])
+    v.set_colour_mode("status")
+    assert v.base.node_colour(v.base.fold_tree().visible_owner(conv).key) == \
+        QColor(STATUS_PALETTE["changed"][0])
 
 
 @pytest.mark.slow
