@@ -191,6 +191,11 @@ class Backend:
         are not fetched: the timed loop does not need them."""
         self.infer(self._prepared)
 
+    def prepared_details(self) -> dict[str, Any]:
+        """What prepare() changed in the runtime's setup (e.g. recompiled at static sizes), for
+        the report's runtime details."""
+        return {}
+
     def device_latency_ms(self) -> float | None:
         """The runtime's own time of the last request (None where it keeps none): it leaves
         out the Python call around it, which matters on sub-millisecond models."""

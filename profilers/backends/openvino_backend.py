@@ -89,6 +89,10 @@ class OpenVinoBackend(Backend):
         self._original_names: dict[str, list[str]] = {}
         self._runtime_precision: dict[str, str] = {}
         self._declared: dict[str, tuple[int | str | None, ...]] = {}  # ONNX output name -> dims
+        self._core: Any = None
+        self._ov_model: Any = None  # kept until prepare() compiles it at static sizes
+        self._config: dict[Any, Any] = {}
+        self._static: dict[str, Any] = {}
 
     # --- discovery -----------------------------------------------------------------------
     @classmethod
@@ -134,6 +138,11 @@ class OpenVinoBackend(Backend):
             raise BackendError(f"OpenVINO could not compile {Path(model).name} for {device}: "
                                f"{_first_useful_line(e)}") from e
         load_ms = (time.perf_counter_ns() - start) / 1e6
+        # the read model is kept only while a static compile may follow (dynamic inputs)
+        dynamic = any(p.get_partial_shape().is_dynamic for p in compiled.inputs)
+        self._core, self._config = core, config
+        self._ov_model = ov_model if dynamic else None
+        self._static = {}
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self._declared = _onnx_output_shapes(Path(model)) if fmt == "onnx" else {}
@@ -230,10 +239,15 @@ class OpenVinoBackend(Backend):
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> None:
         """Set the request's input tensors once, sharing the arrays' memory, as benchmark_app
-        does: converting a dict of arrays on every call costs more than a small model."""
+        does: converting a dict of arrays on every call costs more than a small model.
+
+        A model with dynamic dims is first compiled again at these inputs' sizes, as
+        benchmark_app does with -shape: OpenVINO specialises its kernels for static shapes and
+        skips shape inference on every request (the sample's 0.21 ms became 0.19 ms)."""
         import openvino as ov
 
         self._require_loaded()
+        self._compile_static(inputs)
         self._prepared_arrays = {k: np.asarray(v, order="C") for k, v in inputs.items()}
         try:
             for name, arr in self._prepared_arrays.items():
@@ -242,6 +256,46 @@ class OpenVinoBackend(Backend):
             raise
         except (RuntimeError, TypeError, ValueError, KeyError) as e:
             raise BackendError(f"OpenVINO refused the inputs: {_first_useful_line(e)}") from e
+
+    def _compile_static(self, inputs: dict[str, np.ndarray]) -> None:
+        import openvino as ov
+
+        ports = {_port_name(p): p for p in self._compiled.inputs}
+        if self._static or self._ov_model is None:
+            return  # static from the start, or already tried
+        if set(inputs) != set(ports) or not all(isinstance(a, np.ndarray) and a.dtype.kind in
+                                                 "biuf" for a in inputs.values()):
+            return  # strings, sequences or missing inputs: keep the dynamic model
+        shapes = {name: list(np.shape(arr)) for name, arr in inputs.items()}
+        start = time.perf_counter_ns()
+        try:
+            model = self._ov_model.clone()
+            model.reshape({ports[name].get_any_name(): ov.PartialShape(shape)
+                           for name, shape in shapes.items()})
+            compiled = self._core.compile_model(model, self._device, self._config)
+        except (RuntimeError, TypeError, ValueError) as e:  # the dynamic model still runs
+            log.info("OpenVINO could not compile at static sizes %s, keeping dynamic dims: %s",
+                     shapes, _first_useful_line(e))
+            self._static = {"shapes": None, "why_not": _first_useful_line(e)}
+            return
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._execution_devices = _execution_devices(compiled)
+        self._read_runtime_model()
+        self._total_runs = self._base_runs = self._profiled_runs = 0
+        self._layers = {}
+        self._static = {"shapes": shapes,
+                        "compile_ms": (time.perf_counter_ns() - start) / 1e6}
+        self._ov_model = None  # the compiled model holds what it needs
+
+    def prepared_details(self) -> dict[str, Any]:
+        """How the timed loop's model differs from the one loaded (static sizes, recompiled)."""
+        if not self._static:
+            return {}
+        return {"compiled_static_shapes": self._static.get("shapes"),
+                "static_compile_ms": self._static.get("compile_ms"),
+                **({"static_refused": self._static["why_not"]} if "why_not" in self._static
+                   else {})}
 
     def run_prepared(self) -> None:
         self._request.infer()
@@ -329,6 +383,8 @@ class OpenVinoBackend(Backend):
     def close(self) -> None:
         self._request = None
         self._compiled = None
+        self._ov_model = self._core = None
+        self._static = {}
         self._layers = {}
         self._profiled_runs = self._total_runs = self._base_runs = 0
 

@@ -243,3 +243,8 @@ def test_default_threads_leave_a_core_free_on_small_machines(monkeypatch):
     monkeypatch.setattr(runner, "usable_cpus", lambda: 64)
     big, why = runner._default_threads(BackendOptions())
     assert big.threads is None or big.threads <= 64
+
+
+def test_openvino_times_the_model_compiled_at_the_run_sizes(ov_report):
+    # the sample declares a dynamic batch; benchmark_app -shape compiles it static, so do we
+    assert ov_report["runtime"]["compiled_static_shapes"] == {"input": [1, 1, 8, 8]}
