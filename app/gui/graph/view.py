@@ -4,13 +4,17 @@ A QGraphicsView over three layer items (items.py) fed by the folded graph (fold.
 compound layout (layout.py). The view gets plain data only — a ModelGraph and dicts keyed by
 node id — never a framework object.
 
-Mouse: wheel zooms at the cursor, drag (left on empty space, or middle) pans, click selects,
-double-click opens a group box / closes a group frame (on its title). Keys: F fits,
+Mouse: wheel zooms toward the cursor (kept by hand: the scrollable rect is one viewport larger
+than the graph on every side, so this works when the graph is smaller than the window too),
+drag (left on empty space, or middle) pans, click selects, double-click opens a group box /
+closes a group frame (on its title). Keys: F fits — a readable overview: the deepest open
+groups close until the graph fits at FIT_MIN_SCALE, else the zoom stops there, centred —
 Ctrl+= / Ctrl+- zoom, Ctrl+0 is 100 %, Ctrl+F finds, F3 / Shift+F3 next / previous match,
-Esc clears.
+Esc clears. Weights, Constant-node ones included, are rows of the box that reads them.
 
 Speed (bench/gui_graph_bench.py, 2-core VM, offscreen): set_model -> first paint 90 ms for
-DenseNet-121 (1,746 nodes, opens folded to 137 boxes), 0.57 s for a 10,000-node graph;
+DenseNet-121 (1,746 nodes, opens folded to 137 boxes; 0.33 s for 252 boxes with stages, the
+machine loaded), 0.57 s for a 10,000-node graph;
 opening every group of the latter and painting takes about 2 s. Big models open folded
 (fold.py), and far-out zoom levels draw plain shapes without text (items.py).
 """
