@@ -4,8 +4,9 @@ Consent lets the file's code run; it does not have to let it write anywhere. On 
 restricts itself with Landlock before the job starts: reads stay allowed everywhere, writes
 (create, overwrite, truncate, delete, rename, link) only inside the job's folders: a private
 scratch folder (TMPDIR for everything the job writes on the side), the folder a conversion
-writes its output to, and /dev/null. The rule holds for the process and every thread or child
-it starts afterwards, and cannot be lifted.
+writes its output to, /dev/null and the accelerators' device files (CUDA, NVML and OpenVINO's
+GPU/NPU open them read-write to reach their drivers). The rule holds for the process and every
+thread or child it starts afterwards, and cannot be lifted.
 
 Landlock needs Linux 5.13+ with Landlock enabled (`lsm=...,landlock`); elsewhere the job runs
 without a write sandbox and the report says so. Either way the report records which protection
@@ -53,8 +54,17 @@ TRUNCATE = 1 << 14  # ABI 3
 _WRITES_V1 = (WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_CHAR | MAKE_DIR | MAKE_REG
               | MAKE_SOCK | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM)
 _FILE_RIGHTS = WRITE_FILE | TRUNCATE  # the write rights that apply to a file (not a folder)
-# Device files a job may write to whatever it runs (a write there lands nowhere).
-_DEVICE_FILES = ("/dev/null",)
+# Device files a job may write to whatever it runs: /dev/null (a write there lands nowhere)
+# and the accelerators' device nodes, which a runtime opens read-write to talk to its driver
+# (NVIDIA: CUDA and NVML; AMD ROCm; Intel GPU and NPU for OpenVINO). A write to them reaches
+# the driver, never a file, so they open no way around the rule.
+_DEVICE_PATTERNS = ("null", "nvidia*", "nvidia-caps/*", "dri/*", "accel/*", "kfd")
+
+
+def device_files(dev: Path = Path("/dev")) -> list[Path]:
+    """The device files present on this machine that a job may write to."""
+    return sorted({p for pattern in _DEVICE_PATTERNS for p in dev.glob(pattern)
+                   if not p.is_dir()})
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -127,7 +137,8 @@ def _handled(abi: int) -> int:
 
 
 def restrict_writes(writable: list[Path]) -> SandboxStatus:
-    """Allow writes only beneath `writable` (and to /dev/null), for this process from now on.
+    """Allow writes only beneath `writable` (and to /dev/null and accelerator device files),
+    for this process from now on.
 
     Call it before starting threads: Landlock binds the calling thread and what it starts
     later. Returns the status to record; never raises for a kernel without Landlock.
@@ -146,7 +157,7 @@ def restrict_writes(writable: list[Path]) -> SandboxStatus:
     allowed: list[str] = []
     try:
         targets = [(Path(p), handled) for p in writable]
-        targets += [(Path(p), handled & _FILE_RIGHTS) for p in _DEVICE_FILES]
+        targets += [(p, handled & _FILE_RIGHTS) for p in device_files()]
         for path, rights in targets:
             if _add_rule(libc, ruleset, path, rights):
                 allowed.append(str(path))

@@ -455,3 +455,20 @@ def test_damaged_file_through_the_cli(archives, tmp_path):
     src, member, change = NOISY["pt2 unknown op"]
     path = _mutate(archives / src, tmp_path / "bad.pt2", member, change)
     _one_clear_line(_run("inspect", str(path), "--trust"), "bad.pt2", "cannot read")
+
+
+def test_sandbox_lets_a_job_reach_accelerator_drivers(tmp_path):
+    """CUDA, NVML and OpenVINO's GPU/NPU plugins open their device files read-write: a trusted
+    model on a GPU must still reach them (found on a machine with an NVIDIA GPU, where every
+    trusted torch run on CUDA failed with 'no CUDA GPU visible')."""
+    from app.jobs.sandbox import device_files
+
+    dev = tmp_path / "dev"
+    for name in ("null", "nvidia0", "nvidiactl", "nvidia-uvm", "nvidia-caps/nvidia-cap1",
+                 "dri/renderD128", "accel/accel0", "kfd", "sda", "shm/x"):
+        (dev / name).parent.mkdir(parents=True, exist_ok=True)
+        (dev / name).touch()
+    names = {str(p.relative_to(dev)) for p in device_files(dev)}
+    assert names == {"null", "nvidia0", "nvidiactl", "nvidia-uvm", "nvidia-caps/nvidia-cap1",
+                     "dri/renderD128", "accel/accel0", "kfd"}
+    assert Path("/dev/null") in device_files()
