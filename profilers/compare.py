@@ -142,6 +142,7 @@ def interleaved_rounds(configs: list[RunConfig], rounds: int, per_round: int,
             backend, _ = _load_backend(cfg, graph.meta.format, options)
             loaded.append(backend)
             _, feeds = _prepare_inputs(cfg, backend, graph)
+            backend.fix_shapes(feeds)  # as the profile's timed loop does
             backend.infer(feeds)
             backend.prepare(feeds)
             _warm_up(cfg, backend, lambda name, msg, i=i: stage(

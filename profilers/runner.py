@@ -203,6 +203,7 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
             backend.infer(feeds)
             first_ms = (time.perf_counter_ns() - a) / 1e6
 
+            backend.fix_shapes(feeds)  # e.g. OpenVINO at static sizes, as benchmark_app -shape
             backend.prepare(feeds)
             load_info.details.update(backend.prepared_details())
             settle = _warm_up(cfg, backend, stage, cancelled)
@@ -417,7 +418,7 @@ def _layer_run(cfg: RunConfig, fmt: str, node_ids: dict[str, str],
                                                     "profile_layers": True}))
     backend, _ = _load_backend(cfg, fmt, options)
     try:
-        backend.prepare(feeds)  # the same static-size compilation as the clean run
+        backend.fix_shapes(feeds)  # the same static-size compilation as the clean run
         backend.infer(feeds)  # warm-up: compilation and first allocations stay out of the table
         backend.reset_layer_profile()
         times = []

@@ -191,9 +191,14 @@ class Backend:
         are not fetched: the timed loop does not need them."""
         self.infer(self._prepared)
 
+    def fix_shapes(self, inputs: dict[str, np.ndarray]) -> None:
+        """Commit to these inputs' sizes where the runtime runs faster for it (OpenVINO
+        compiles static kernels, as benchmark_app -shape does); a timed loop calls it before
+        prepare(). Other sizes may be refused afterwards."""
+
     def prepared_details(self) -> dict[str, Any]:
-        """What prepare() changed in the runtime's setup (e.g. recompiled at static sizes), for
-        the report's runtime details."""
+        """What fix_shapes() changed in the runtime's setup (e.g. recompiled at static sizes),
+        for the report's runtime details."""
         return {}
 
     def device_latency_ms(self) -> float | None:
