@@ -159,7 +159,8 @@ def bench_model(model: Path, args: argparse.Namespace) -> None:
               "(target 0.97-1.03)")
         # minima: what the method measures when nothing interrupts it (robust to a busy machine)
         ov_dev_min = [x["latency_device_ms"]["min"] for x in res["ov"]]
-        print(f"  minima: ORT ours/bare {_ratio(list(zip([x['latency_ms']['min'] for x in res['ort']], bare_min)))}; "
+        ort_min = [x["latency_ms"]["min"] for x in res["ort"]]
+        print(f"  minima: ORT ours/bare {_ratio(list(zip(ort_min, bare_min)))}; "
               f"OpenVINO device-side ours/benchmark_app {_ratio(list(zip(ov_dev_min, bapp_min)))}")
     same_ours, same_ref = ov_same_process(model, t)
     print(f"  OpenVINO device-side, same process, interleaved: ours {same_ours:.4f} ms, "

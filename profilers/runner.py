@@ -307,7 +307,8 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
         "inputs_source": cfg.inputs_npz or f"generated (seed {cfg.seed})",
         "workload": workload.to_dict(),
         "environment": {**environment(), **state_before, "load_before": state_before["loadavg"],
-                        "load_during": load, "frequency_mhz_after": machine_state()["frequency_mhz"]},
+                        "load_during": load,
+                        "frequency_mhz_after": machine_state()["frequency_mhz"]},
         "load_ms": load_info.load_ms,
         "runtime": load_info.details,
         "first_inference_ms": first_ms,
@@ -544,5 +545,6 @@ def _layers_summary(layers: list[dict[str, Any]], layer_run: tuple[float, str, s
                            "statistic": statistic, "source": source, "clean_p50_ms": p50_ms}
     if layer_run_ms is not None:
         out["unaccounted_ms"] = layer_run_ms - total
-        out["unaccounted_fraction"] = (layer_run_ms - total) / layer_run_ms if layer_run_ms else None
+        out["unaccounted_fraction"] = ((layer_run_ms - total) / layer_run_ms
+                                       if layer_run_ms else None)
     return out
