@@ -1,9 +1,15 @@
 """One profiling run, in stages: inspect -> load (timed) -> first inference (timed apart) ->
-warm-up -> measured loop (count or duration) -> optional per-layer run on a separate instance.
+warm-up until settled -> measured loop (count or duration) -> optional per-layer run on a
+separate instance.
 
 Only the backend call sits between the two perf_counter_ns reads; inputs are prepared before
-the loop, events are emitted between iterations. Per-layer profiling slows inference, so it runs
-on its own backend instance after the clean loop and never mixes into its latencies.
+the loop, events are emitted between iterations (the samplers' points go out with them). Per-layer
+profiling slows inference, so it runs on its own backend instance after the clean loop and never
+mixes into its latencies; its layer sum is reconciled with that run's end-to-end time.
+
+How far to trust the figures is part of the report: p50/p99 intervals (stats.py), the warm-up's
+settling point, a stable/noisy verdict with its measured reasons (stability.py), the runtime's
+own request latency where it keeps one, and the machine's state before and during the loop.
 """
 from __future__ import annotations
 
