@@ -22,6 +22,7 @@ MEM_CAP_MB = 8192  # never more than this by default, whatever the machine has
 TIMEOUT_S: dict[str, float | None] = {
     "inspect": 120.0, "devices": 120.0, "profile": 2 * 3600.0, "convert": 3 * 3600.0,
     "compare": 3 * 3600.0, "optimize": 3 * 3600.0,
+    "graph": 120.0, "graph_diff": 240.0,  # parse like inspect (the diff: two models)
 }
 # Longest time without progress (a stage, a progress event, a latency sample, a step):
 # one load, one inference or one pass that takes longer is stopped.
