@@ -255,3 +255,23 @@ def test_default_threads_leave_a_core_free_on_small_machines(monkeypatch):
 def test_openvino_times_the_model_compiled_at_the_run_sizes(ov_report):
     # the sample declares a dynamic batch; benchmark_app -shape compiles it static, so do we
     assert ov_report["runtime"]["compiled_static_shapes"] == {"input": [1, 1, 8, 8]}
+
+
+@pytest.mark.slow
+def test_cli_prints_intervals_verdict_and_ratio_lines(tmp_path):
+    from tests.conftest import REPO
+
+    def cli(*args: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    out = cli("profile", str(SAMPLE_ONNX), "--backend", "openvino", "--threads", "1",
+              "--iterations", "300", "--json", str(tmp_path / "r.json"))
+    assert "interval    p50 95 % CI" in out and "runtime's   p50" in out
+    assert "stability   STABLE" in out or "stability   NOISY" in out
+    out = cli("compare", str(SAMPLE_ONNX), str(SAMPLE_ONNX), "--threads", "1",
+              "--iterations", "60", "--rounds", "3")
+    assert "p50 relative to digits_cnn.onnx, timed interleaved (3 rounds of 20 iterations" in out
+    assert "× 1." in out or "× 0." in out
