@@ -134,6 +134,7 @@ class FoldTree:
         self.edges: list[tuple[str, str, str]] = []  # (producer key, consumer key, tensor)
         # Constant nodes shown as weight rows in their consumers: node id -> first consumer id
         self.hidden: dict[str, str] = {}
+        self.hidden_nodes: dict[str, Node] = {}
         self.weight_like: set[str] = set()  # the tensors those Constants produce
         self.weight_source: dict[str, str] = {}  # a dequantized weight -> its stored tensor
         self.root = FoldItem("", GROUP, model.meta.path or "model", expanded=True)
@@ -220,6 +221,7 @@ class FoldTree:
                 self.hidden.setdefault(nid, self.hidden[hop])
         for nid in self.hidden:
             self.weight_like.update(candidates[nid].outputs)
+            self.hidden_nodes[nid] = candidates[nid]
 
     def _collect_tensors(self, g: Graph) -> None:
         self.tensors.update(g.tensors)
@@ -700,6 +702,15 @@ class FoldTree:
         hits = [it for it in self.model_nodes()
                 if q in it.node.name.lower() or q in it.node.op_type.lower()  # type: ignore
                 or q == it.key.lower()]
+        # a weight Constant is found by its whole name (or its output's): its reader shows.
+        # Whole names only: "conv" must not find every BatchNorm reading a "conv2_1/..." weight
+        seen = {it.key for it in hits}
+        for nid, n in self.hidden_nodes.items():
+            if q in (n.name.lower(), nid.lower(), *(o.lower() for o in n.outputs)):
+                reader = self.items.get(self.hidden[nid])
+                if reader is not None and reader.key not in seen:
+                    seen.add(reader.key)
+                    hits.append(reader)
         hits.sort(key=lambda it: it.order)
         return [it.key for it in hits]
 

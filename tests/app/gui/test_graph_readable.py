@@ -71,6 +71,7 @@ def test_constants_become_weight_rows_and_scopeless_model_folds_by_structure(cls
     conv = next(it.node for it in cls_model.walk() if it.node.op_type == "Conv")
     assert [name for name, _ in tree.weights(conv)] == ["W"]
     assert tree.box_for(consts[0].id) in tree.items  # selecting a weight selects its reader
+    assert tree.search(consts[0].outputs[0]) == [tree.box_for(consts[0].id)]  # and search
     # top level: stages between down-samplings, not "Constant_172 … Constant_343" chunks
     groups = [c for c in tree.root.children if c.is_group]
     assert len(groups) >= 4
