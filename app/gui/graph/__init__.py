@@ -1,7 +1,10 @@
-"""The model graph view: folding (fold.py), layered layout (layout.py), the widget (view.py).
+"""The model graph view: folding (fold.py, structure.py for scope-less levels), layered layout
+(layout.py), box contents (content.py), the widget (view.py), the graph diff (diff_view.py,
+matching in converters/graph_diff.py) and drawing without a window (svg.py, diff_svg.py,
+headless.py).
 
-fold and layout are Qt-free; `GraphView` is imported from here lazily so that importing the
-package for them does not load Qt.
+fold, structure, layout, content, palette, svg and diff_svg are Qt-free; `GraphView` is
+imported from here lazily so that importing the package for them does not load Qt.
 """
 from __future__ import annotations
 

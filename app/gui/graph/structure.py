@@ -149,7 +149,10 @@ def _units(infos: Sequence[ItemInfo], edges: Sequence[tuple[int, int]]) -> list[
         op = infos[solid[0]].op if solid else ""
         if solid and not op:  # a group (a scope, an If): a unit of its own already
             flush()
-            units.extend(seg) if len(seg) == 1 else units.append(Part("Block", "block", seg))
+            if len(seg) == 1:
+                units.append(seg[0])
+            else:
+                units.append(Part("Block", "block", seg))
             continue
         if op in _PASS_OPS:  # Q/DQ and casts go with the unit they feed
             chain.extend(seg)

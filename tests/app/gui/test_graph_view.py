@@ -76,7 +76,9 @@ def test_fold_and_layout_are_qt_free():
     import subprocess
     import sys
 
-    code = ("import sys, app.gui.graph.fold, app.gui.graph.layout;"
+    code = ("import sys, app.gui.graph.fold, app.gui.graph.layout, app.gui.graph.structure,"
+            " app.gui.graph.content, app.gui.graph.svg, app.gui.graph.diff_svg,"
+            " converters.graph_diff;"
             "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph'))))")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                        timeout=60)
