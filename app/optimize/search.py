@@ -46,7 +46,7 @@ SCHEMA = "modeldeck.optimize/1"
 Emit = Callable[[dict[str, Any]], None]
 OBJECTIVES = ("latency", "throughput", "size", "energy")
 # how measurements are taken (interleaving, rounds): a change here invalidates cached figures
-MEASURE_VERSION = 3
+MEASURE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ class OptimizeSpec:
     screen_rounds: int = 4
     full_rounds: int = 8
     final_rounds: int = 30
-    round_ms: float = 60.0  # time per runner per round (iterations follow from the latency)
+    round_ms: float = 150.0  # time per runner per round (iterations follow from the latency)
+    min_iterations: int = 10  # per runner per round, however slow the model
     sensitivity_layers: int = 8  # heaviest quantized layers ranked by leave-one-out
     only: tuple[str, ...] = ()  # candidate names to try (empty: all)
     exhaustive: bool = False  # every candidate fully measured (the bench's reference sweep)
@@ -345,7 +346,8 @@ class Search:
         return _Eval(out, pred)
 
     def iterations_for(self, latency_ms: float) -> int:
-        return int(min(200, max(3, self.spec.round_ms / max(latency_ms, 1e-3))))
+        return int(min(400, max(self.spec.min_iterations,
+                                self.spec.round_ms / max(latency_ms, 1e-3))))
 
     def score(self, c: Candidate, p: Point, run: _Run, stage: str) -> None:
         """Accuracy (subset or all) and interleaved latency against the baseline."""
