@@ -7,11 +7,12 @@ then the worker runs as `python -m app.jobs.worker` in a job folder, speaking th
 protocol as a local one. Nothing listens on the target: it is a command of the ssh session.
 
 Known pitfalls designed around (asyncssh's tracker): without a PTY a remote process can outlive
-the connection, so the worker leads its own session, watches its parent and its stdin (both go
-when the connection does) and ends its whole group; its pid is in the job folder's worker.pid
-and the group is killed over the connection when a job ends without the worker exiting (killing
-by signal over the channel needs OpenSSH >= 7.9, so it is done with a `kill` command instead);
-keepalives find a dead link that TCP alone would not notice for hours.
+the connection, so the worker leads its own process group under a keeper (app.targets.shim)
+that ends the group when the connection closes, when its ssh session goes, or when the relay's
+heartbeats stop (a link that died silently: the target's sshd may not notice for hours); the
+pids are in the job folder's worker.pid, and the group is killed over the connection when a job
+ends without the worker exiting (a signal over the channel needs OpenSSH >= 7.9 on the target,
+so a `kill` command does it instead); keepalives find a dead link on the desktop's side.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 KEEPALIVE_S = 5.0  # a probe every 5 s; 3 unanswered ones and the link counts as dead
 KEEPALIVE_MAX = 3
 CONNECT_TIMEOUT_S = 20.0
+HEARTBEAT_EVERY_S = 5.0  # to the worker's keeper on the target (app.targets.shim)
+HEARTBEAT_TIMEOUT_S = 30.0  # the keeper ends the worker when heartbeats stop this long
 Emit = Callable[[dict[str, Any]], None]
 
 # Runs on the target with its own Python (nothing of ours needed): where the cache is, what it
@@ -356,6 +359,7 @@ class Session:
         self.mem_bytes = 0
         self.python_version = ""
         self.lost: BaseException | None = None
+        self._beats: list[asyncio.Task] = []
 
     @classmethod
     async def open(cls, target: Target, emit: Emit | None = None, accept_new: bool = False
@@ -467,20 +471,35 @@ class Session:
             await self.conn.run(f"rm -rf {shlex.quote(tmp)}", check=False)
 
     async def start_worker(self, job: RemoteJob):
-        """The remote worker process (stdin/stdout/stderr as text streams)."""
+        """The remote worker under its keeper (app.targets.shim), heartbeats going to it;
+        stdin/stdout/stderr as text streams."""
+        from app.targets.shim import HEARTBEAT, HEARTBEAT_ENV
+
         q = shlex.quote
-        cmd = (f"mkdir -p {q(job.job_dir)} && cd {q(job.job_dir)} && echo $$ > worker.pid && "
+        cmd = (f"mkdir -p {q(job.job_dir)} && cd {q(job.job_dir)} && "
                f"exec env PYTHONPATH={q(job.engine_dir)} PYTHONUNBUFFERED=1 "
                f"MODELDECK_LOG={q(os.environ.get('MODELDECK_LOG', 'WARNING'))} "
-               f"{q(self.target.python)} -m app.jobs.worker")
-        return await self.conn.create_process(cmd, encoding="utf-8", errors="replace")
+               f"{HEARTBEAT_ENV}={q(os.environ.get(HEARTBEAT_ENV, str(HEARTBEAT_TIMEOUT_S)))} "
+               f"{q(self.target.python)} -m app.targets.shim")
+        proc = await self.conn.create_process(cmd, encoding="utf-8", errors="replace")
+
+        async def beat() -> None:
+            line = HEARTBEAT.decode() + "\n"
+            while not proc.stdin.is_closing():
+                proc.stdin.write(line)
+                await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+        self._beats.append(asyncio.create_task(beat()))
+        return proc
 
     async def end_job(self, job: RemoteJob, exited: bool) -> None:
         """Kill the worker's group if it is still there; remove the job folder."""
         q = shlex.quote
         pidfile = q(f"{job.job_dir}/worker.pid")
-        kill = "" if exited else (f"pid=$(cat {pidfile} 2>/dev/null) && "
-                                  "{ kill -KILL -- -$pid 2>/dev/null; kill -KILL $pid "
+        for t in self._beats:
+            t.cancel()
+        kill = "" if exited else (f"read w k < {pidfile} 2>/dev/null && "
+                                  "{ kill -KILL -- -$w 2>/dev/null; kill -KILL $w $k "
                                   "2>/dev/null; }; ")
         try:
             await asyncio.wait_for(self.conn.run(f"{kill}rm -rf {q(job.job_dir)}", check=False),

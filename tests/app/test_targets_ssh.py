@@ -360,3 +360,43 @@ def test_ssh_config_is_honoured(sshd, targets):
             known.write_text(saved)
     finally:
         cfg.unlink()
+
+
+@pytest.mark.slow
+def test_silently_dead_link_is_found_by_keepalive_and_the_target_ends_the_worker(
+        sshd, targets, monkeypatch):
+    """A frozen ssh session (SIGSTOP: the TCP connection stays open, nothing answers) is what
+    a pulled cable looks like: keepalives tell the desktop, missing heartbeats the target."""
+    import signal
+
+    from app.targets.sweep import job_client
+
+    monkeypatch.setenv("MODELDECK_HEARTBEAT_S", "8")  # the keeper's limit, for a short test
+    frozen: list[int] = []
+
+    def on_event(e):
+        if (not frozen and e.get("event") == "samples"
+                and "latency_ms" in (e.get("series") or {})):
+            for pid in sshd.session_pids():
+                os.kill(pid, signal.SIGSTOP)
+                frozen.append(pid)
+
+    cache = Path(TargetStore().get("b").cache_dir)
+    client = job_client(_profile_spec(iterations=None, duration_s=300), "b", on_event)
+    try:
+        outcome = client.start().wait()
+        assert frozen
+        assert outcome.error_kind == "link", (outcome.status, outcome.error)
+        assert "connection to target b" in outcome.error
+        pids = [int(n) for p in glob.glob(str(cache / "jobs" / "*" / "worker.pid"))
+                for n in Path(p).read_text().split()]
+        assert pids
+        for pid in pids:  # ended on the target's side while its ssh session is still frozen
+            assert _wait_gone(pid, 30), f"remote process {pid} outlived the dead link"
+    finally:
+        for pid in frozen:
+            for sig in (signal.SIGKILL, signal.SIGCONT):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
