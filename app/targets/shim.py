@@ -6,18 +6,24 @@ hours, and the worker would go on measuring for nobody. So the relay sends a hea
 every few seconds and this keeper ends the worker's whole process group when heartbeats stop,
 when the connection closes, or when its own parent (the ssh session) goes. Commands other than
 heartbeats go on to the worker's stdin; its stdout and stderr are the session's, untouched.
+The keeper also holds the job to its memory cap (the worker's group RSS, polled from /proc), as
+the desktop's client does for a local worker: the desktop cannot see a remote process's memory.
 
 worker.pid in the job folder holds "<worker pid> <keeper pid>": the worker leads its own
 process group, so one `kill -- -<worker pid>` ends it and anything a runtime forked.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+
+from app.jobs.limits import group_rss_mb, memory_message
+from app.jobs.protocol import EXIT_BAD_INPUT
 
 HEARTBEAT = b'{"cmd":"heartbeat"}'
 HEARTBEAT_ENV = "MODELDECK_HEARTBEAT_S"
@@ -34,12 +40,22 @@ def _kill_group(pid: int, leader_too: bool = True) -> None:
             pass
 
 
+def _memory_cap(spec_line: bytes) -> int | None:
+    try:
+        mb = (json.loads(spec_line).get("limits") or {}).get("memory_mb")
+        return int(mb) if mb else None
+    except (ValueError, TypeError, AttributeError):
+        return None  # the worker says what is wrong with the spec
+
+
 def main() -> int:
     try:
         timeout = float(os.environ.get(HEARTBEAT_ENV) or DEFAULT_TIMEOUT_S)
     except ValueError:
         timeout = DEFAULT_TIMEOUT_S
     parent = os.getppid()
+    first = sys.stdin.buffer.readline()  # the job spec: its memory cap is watched from here
+    memory_mb = _memory_cap(first)
     worker = subprocess.Popen([sys.executable, "-m", "app.jobs.worker"], stdin=subprocess.PIPE,
                               start_new_session=True)
     with open("worker.pid.tmp", "w") as f:
@@ -47,6 +63,12 @@ def main() -> int:
     os.replace("worker.pid.tmp", "worker.pid")
     last = [time.monotonic()]
     closed_at: list[float] = []
+    assert worker.stdin is not None
+    try:
+        worker.stdin.write(first)
+        worker.stdin.flush()
+    except OSError:
+        pass
 
     def pump() -> None:
         assert worker.stdin is not None
@@ -68,6 +90,15 @@ def main() -> int:
     threading.Thread(target=pump, daemon=True).start()
     while worker.poll() is None:
         time.sleep(0.2)
+        if memory_mb:
+            rss = group_rss_mb(worker.pid)
+            if rss > memory_mb:  # as the desktop's client does for a local worker
+                _kill_group(worker.pid)
+                worker.wait()
+                sys.stdout.write(json.dumps({"event": "error", "kind": "memory",
+                                             "message": memory_message(memory_mb, rss)}) + "\n")
+                sys.stdout.flush()
+                return EXIT_BAD_INPUT
         now = time.monotonic()
         gone = (now - last[0] > timeout or os.getppid() != parent
                 or (closed_at and now - closed_at[0] > STDIN_CLOSED_GRACE_S))

@@ -23,13 +23,18 @@ def job_client(spec: dict[str, Any], target: str | None = None,
                on_event: Callable[[dict], None] | None = None, timeout_s: float | None = None,
                memory_mb: int | None = None) -> JobClient:
     """A JobClient for a spec on a target (None or 'local': this computer), not started yet."""
-    command = None
-    if target and target != LOCAL:
-        from app.targets.relay import relay_command
+    if not target or target == LOCAL:
+        return JobClient(spec, on_event=on_event, timeout_s=timeout_s, memory_mb=memory_mb)
+    from dataclasses import replace
 
-        command = relay_command(target)
-    return JobClient(spec, on_event=on_event, timeout_s=timeout_s, memory_mb=memory_mb,
-                     command=command)
+    from app.targets.relay import relay_command
+
+    client = JobClient(spec, on_event=on_event, timeout_s=timeout_s, memory_mb=memory_mb,
+                       command=relay_command(target))
+    # The memory cap travels in the spec and is held on the target (app.targets.shim); here it
+    # would only measure the relay. Time limits stay here: they end the relay, then the link.
+    client.limits = replace(client.limits, memory_mb=None)
+    return client
 
 
 def run_on_target(spec: dict[str, Any], target: str | None = None,

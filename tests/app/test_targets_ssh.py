@@ -400,3 +400,15 @@ def test_silently_dead_link_is_found_by_keepalive_and_the_target_ends_the_worker
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
+
+
+def test_memory_cap_is_held_on_the_target(sshd, targets):
+    """The desktop cannot see a remote worker's memory: the keeper on the target holds the
+    cap and says so in the same words as for a local job."""
+    from app.targets.sweep import run_on_target
+
+    outcome = run_on_target(_profile_spec(iterations=None, duration_s=60), "a", memory_mb=40)
+    assert outcome.status == "failed" and outcome.error_kind == "memory", outcome.error
+    assert "more than 40 MB of memory" in outcome.error
+    cache = Path(TargetStore().get("a").cache_dir)
+    assert not glob.glob(str(cache / "jobs" / "*"))  # ended and cleaned up

@@ -8,6 +8,7 @@ No SSH code runs in this process: the targets file is plain JSON.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -113,7 +114,8 @@ class TargetPicker(QWidget):
         """A WorkerJob (not started) on the chosen target, its link state shown here."""
         name = self.target()
         job = WorkerJob(spec, parent, command=self.command(), **kw)
-        if name:
+        if name:  # the memory cap is held on the target (in the spec): not on the relay here
+            job.limits = dataclasses.replace(job.limits, memory_mb=None)
             job.sig_event.connect(lambda e, n=name: self._on_event(n, e))
             job.sig_finished.connect(lambda o, n=name: self._on_finished(n, o))
         return job
