@@ -319,7 +319,7 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
         "runtime": load_info.details,
         "first_inference_ms": first_ms,
         "latency_ms": {**stats.to_dict(), **latency_intervals(np.asarray(latencies))},
-        "latency_device_ms": _device_summary(device_latencies, backend_name=cfg.backend),
+        "latency_device_ms": _device_summary(device_latencies, backend.device_latency_source),
         "stability": stability,
         "throughput_ips": len(latencies) / wall_s if wall_s > 0 else None,
         "iterations": len(latencies),
@@ -442,7 +442,7 @@ def _layer_run(cfg: RunConfig, fmt: str, node_ids: dict[str, str],
         rows = [asdict(lt) for lt in backend.layer_profile(node_ids)]
         own = backend.profiled_run_times_ms()  # the runtime's timestamps, where it keeps them
         source = (f"{cfg.backend} profiler timestamps" if own else
-                  f"{cfg.backend} request latency" if backend.measures_device_latency
+                  backend.device_latency_source if backend.measures_device_latency
                   else "host timer")
         times = own or times
         return rows, (float(stat(times)), backend.layer_statistic, source) if times else None
@@ -526,7 +526,7 @@ def _as_int(v: Any) -> int | None:
         return None
 
 
-def _device_summary(values: list[float | None], backend_name: str) -> dict[str, Any] | None:
+def _device_summary(values: list[float | None], source: str) -> dict[str, Any] | None:
     """The runtime's own per-request latency (OpenVINO measures it in C++ around the request),
     summarised like the host-side one; None when the runtime does not measure it."""
     v = np.asarray([x for x in values if x is not None], dtype=np.float64)
@@ -535,7 +535,7 @@ def _device_summary(values: list[float | None], backend_name: str) -> dict[str, 
     s = latency_stats(v)
     return {"p50": s.p50, "p90": s.p90, "p99": s.p99, "mean": s.mean, "min": s.min,
             "max": s.max, "cv": s.cv, "count": s.count, **latency_intervals(v),
-            "source": f"{backend_name} request latency"}
+            "source": source}
 
 
 def _layers_summary(layers: list[dict[str, Any]], layer_run: tuple[float, str, str] | None,

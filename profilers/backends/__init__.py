@@ -158,6 +158,7 @@ class Backend:
     description: ClassVar[str] = ""
     # the runtime times each request itself (OpenVINO in C++): device_latency_ms() has it
     measures_device_latency: ClassVar[bool] = False
+    device_latency_source: ClassVar[str] = "the runtime's own timer"  # named in the report
     # how layer_profile() summarises a layer over the profiled inferences: "mean" | "median"
     layer_statistic: ClassVar[str] = "mean"
 

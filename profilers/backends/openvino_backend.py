@@ -74,6 +74,7 @@ class OpenVinoBackend(Backend):
     formats = frozenset({"onnx", "openvino", "tflite"})
     description = "Intel OpenVINO runtime (CPU, GPU, NPU, AUTO)"
     measures_device_latency = True  # InferRequest.latency: timed in C++, as benchmark_app reads
+    device_latency_source = "OpenVINO InferRequest.latency (timed in C++, as benchmark_app)"
 
     def __init__(self) -> None:
         self._compiled: Any = None
