@@ -290,7 +290,7 @@ def _run_profile(cfg: RunConfig, emit: Emit, cancelled: Callable[[], bool]) -> d
             timelines[name] = {"t_s": tl.t_s, "values": tl.values, "unit": tl.unit,
                                "source": tl.source, "note": tl.note}
             resources[name] = _summarise_timeline(tl, rel_start, rel_end)
-    power = resources.get("power_w")
+    power = headline_power(resources)
     mean_w = power["mean"] if power else None
     energy = mean_w * wall_s / len(latencies) if mean_w is not None else None
     rss_peak = max(peak_rss_mb(), (resources.get("rss_mb") or {}).get("max") or 0.0)
@@ -362,6 +362,19 @@ def _refuse_what_cannot_fit(graph: Any, workload: Any) -> None:
             f"this model would need ~{human_bytes(need)} for these input sizes (inputs and the "
             f"constants it declares), more than this machine's {human_bytes(machine)} can give: "
             "set smaller input sizes")
+
+
+def headline_power(resources: dict[str, Any]) -> dict[str, Any] | None:
+    """The power figure a run reports. On an NVIDIA GPU the board's power measured by NVML
+    (energy per inference follows it), with the host's own figure, often an estimate, named
+    beside it; elsewhere the host's figure (RAPL or a labelled estimate)."""
+    power = resources.get("power_w")
+    gpu = resources.get("gpu_power_w")
+    if not gpu or gpu.get("mean") is None:
+        return power
+    host = (f"; host CPU {power['mean']:.1f} W ({power['source']})"
+            if power and power.get("mean") is not None else "")
+    return {**gpu, "note": f"GPU board power measured by NVML{host}"}
 
 
 def _sizes_to_open_at(cfg: RunConfig) -> dict[str, list[int]] | None:

@@ -227,11 +227,29 @@ def _scratch_folder() -> Path:
     return scratch
 
 
+# Devices whose runtimes talk to a driver through files besides the device nodes.
+_ACCELERATORS = ("CUDA", "GPU", "TENSORRT", "NPU", "AUTO", "HETERO", "MULTI")
+
+
+def on_accelerator(spec: dict[str, Any]) -> bool:
+    """Whether the job runs on a GPU or NPU (by the device it names)."""
+    devices = [spec.get("device"), (spec.get("config") or {}).get("device")]
+    return any(str(d).upper().startswith(_ACCELERATORS) for d in devices if d)
+
+
 def apply_for_job(spec: dict[str, Any]) -> SandboxStatus:
-    """Sandbox the worker when its job may run model code; the status for the report."""
+    """Sandbox the worker when its job may run model code; the status for the report.
+
+    A job on an accelerator may also write to its own /proc/PID: the CUDA driver writes there
+    when it starts, and without it cuInit fails under Landlock ('Error 304: OS call failed',
+    seen on an NVIDIA H200; /dev, /sys, /run, /var, /tmp and the home folder did not matter).
+    Files there change only this process."""
     if not runs_model_code(spec):
         return NOT_NEEDED
     folders = [_scratch_folder(), *job_folders(spec)]
+    own_proc = Path(f"/proc/{os.getpid()}")
+    if on_accelerator(spec) and own_proc.is_dir():
+        folders.append(own_proc)
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     return restrict_writes(folders)

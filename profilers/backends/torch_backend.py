@@ -156,6 +156,7 @@ class TorchBackend(Backend):
             self._events = (torch.cuda.Event(enable_timing=True),
                             torch.cuda.Event(enable_timing=True))
             self.measures_device_latency = True
+            self.device_latency_source = "CUDA events recorded around the call (GPU time)"
         return LoadInfo(load_ms=load_ms, details=details)
 
     def input_specs(self) -> list[InputSpec]:

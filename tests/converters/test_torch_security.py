@@ -472,3 +472,33 @@ def test_sandbox_lets_a_job_reach_accelerator_drivers(tmp_path):
     assert names == {"null", "nvidia0", "nvidiactl", "nvidia-uvm", "nvidia-caps/nvidia-cap1",
                      "dri/renderD128", "accel/accel0", "kfd"}
     assert Path("/dev/null") in device_files()
+
+
+@needs_landlock
+def test_a_job_on_an_accelerator_may_write_its_own_proc_files(tmp_path):
+    """The CUDA driver writes below /proc/PID as it starts (cuInit failed with 'Error 304: OS
+    call failed' under the sandbox on an H200): a job on a GPU may write there, and still
+    nowhere else; a job on the CPU may not."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from app.jobs.sandbox import apply_for_job;"
+            "spec = json.loads(sys.argv[1]); apply_for_job(spec); out = []\n"
+            "for path, text in (('/proc/self/comm', 'modeldeck-t'), (sys.argv[2], 'x')):\n"
+            "    try:\n"
+            "        open(path, 'w').write(text); out.append('written')\n"
+            "    except OSError as e:\n"
+            "        out.append(e.strerror)\n"
+            "print(json.dumps(out))")
+    root = str(Path(__file__).parents[2])
+    outside = tmp_path / "outside.txt"
+    results = {}
+    for device in ("CUDA", "CPU"):
+        spec = {"job": "profile", "config": {"device": device, "trust_code": True}}
+        r = subprocess.run([sys.executable, "-c", code, json.dumps(spec), str(outside)],
+                           capture_output=True, text=True, timeout=60, cwd=root,
+                           env={**os.environ, "PYTHONPATH": root})
+        results[device] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert results["CUDA"] == ["written", "Permission denied"]
+    assert results["CPU"] == ["Permission denied", "Permission denied"]
+    assert not outside.exists()

@@ -100,3 +100,17 @@ def _consent_to_run_models():
     with consent(True):
         yield
 
+
+
+def test_gpu_run_reports_the_boards_measured_power():
+    """On an H200 the report said 'estimate, 10 W' (the host CPU) while NVML measured the board
+    at 650 W: a GPU run's power is the board's, the host's estimate named beside it."""
+    from profilers.runner import headline_power
+
+    host = {"mean": 10.0, "max": 11.0, "source": "estimate", "note": "estimated"}
+    gpu = {"mean": 649.5, "max": 702.3, "source": "nvml", "note": "GPU board power from NVML"}
+    p = headline_power({"power_w": host, "gpu_power_w": gpu})
+    assert p["source"] == "nvml" and p["mean"] == 649.5
+    assert "host CPU 10.0 W (estimate)" in p["note"]
+    assert headline_power({"power_w": host}) is host
+    assert headline_power({}) is None
