@@ -89,3 +89,26 @@ def test_npz_inputs_cut_to_batch(tmp_path):
     np.savez(bad, input=np.zeros((4, 3, 8, 8), np.float32))
     with pytest.raises(InputError, match="shape"):
         from_npz(bad, spec)
+
+
+def test_cpu_percent_between_close_reads_stays_physical():
+    """One busy thread read every millisecond stays near 100 %: a clock counting 10 ms ticks
+    read 0 % or 1000 % (the window's CPU axis ran to 1000 %)."""
+    import time
+
+    from profilers.samplers.cpu import ProcessCpu
+
+    cpu = ProcessCpu()
+    cpu.start()
+    readings = []
+    end = time.perf_counter() + 0.3
+    while time.perf_counter() < end:
+        spin = time.perf_counter() + 0.001
+        while time.perf_counter() < spin:
+            pass
+        value = cpu.read()
+        if value is not None:
+            readings.append(value)
+    assert len(readings) > 100
+    assert max(readings) < 150  # one thread cannot use more than one core
+    assert sorted(readings)[len(readings) // 2] > 20  # and it was busy
