@@ -512,7 +512,8 @@ class FoldTree:
         if n is None or item.is_group:  # a scope group: it down-samples if a node in it does
             stride = 1
             for leaf in self.leaf_nodes(item):
-                stride = max(stride, self._struct_info(leaf, False).stride)
+                if leaf is not item:  # an If/Loop group is its own leaf: no recursing into it
+                    stride = max(stride, self._struct_info(leaf, False).stride)
             return ItemInfo("", stride=stride, floating=floating)
         stride = 1
         if n.op_type in COMPUTE_OPS:
