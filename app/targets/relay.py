@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from app.jobs.protocol import EXIT_BAD_INPUT, EXIT_INTERNAL
+from app.jobs.protocol import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL
 from app.targets.config import TargetError, TargetStore
 
 log = logging.getLogger("modeldeck.relay")
@@ -130,13 +130,22 @@ async def run_remote(target_name: str, spec: dict[str, Any], emit, commands: asy
                 event = {**event, "result": result}
             elif kind != "samples":  # messages name the model as the user knows it
                 event = remap_paths(event, job.local_of_remote)
+            emit(event)
             if kind in ("result", "error", "cancelled"):
                 terminal = True
-            emit(event)
-        await proc.wait_closed()
+                break  # the job is over: what is left of it ends at once, as a local one's
+        try:
+            await asyncio.wait_for(proc.wait_closed(), 0.2 if terminal else None)
+        except asyncio.TimeoutError:
+            pass
         for t in tasks:
             t.cancel()
         code = proc.exit_status
+        if terminal and code is None:
+            # Closing the connection is enough: the keeper ends what is left of the worker and
+            # removes the job folder (a cleanup command would cost a round trip per job).
+            job = None
+            return {"result": 0, "cancelled": EXIT_CANCELLED}.get(kind, EXIT_BAD_INPUT)
         exited = code is not None
         if not exited and not terminal:
             reason = proc.exit_signal[0] if proc.exit_signal else "the connection closed"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,6 +89,7 @@ def main() -> int:
             pass
 
     threading.Thread(target=pump, daemon=True).start()
+    over_memory = False
     while worker.poll() is None:
         time.sleep(0.2)
         if memory_mb:
@@ -98,7 +100,8 @@ def main() -> int:
                 sys.stdout.write(json.dumps({"event": "error", "kind": "memory",
                                              "message": memory_message(memory_mb, rss)}) + "\n")
                 sys.stdout.flush()
-                return EXIT_BAD_INPUT
+                over_memory = True
+                break
         now = time.monotonic()
         gone = (now - last[0] > timeout or os.getppid() != parent
                 or (closed_at and now - closed_at[0] > STDIN_CLOSED_GRACE_S))
@@ -107,7 +110,12 @@ def main() -> int:
             worker.wait()
             break
     _kill_group(worker.pid, leader_too=False)  # what a runtime forked and left behind
+    here = os.getcwd()
+    if os.path.basename(os.path.dirname(here)) == "jobs":  # the job folder: done with it
+        shutil.rmtree(here, ignore_errors=True)
     code = worker.returncode
+    if over_memory:
+        return EXIT_BAD_INPUT
     return 128 - code if code is not None and code < 0 else int(code or 0)
 
 

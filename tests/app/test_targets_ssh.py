@@ -77,6 +77,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _job_pids(cache: Path) -> list[int]:
+    """The pids in the target's worker.pid files: the worker and its keeper."""
+    return [int(n) for p in glob.glob(str(cache / "jobs" / "*" / "worker.pid"))
+            for n in Path(p).read_text().split()]
+
+
+def _wait_no_jobs(cache: Path, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while glob.glob(str(cache / "jobs" / "*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not glob.glob(str(cache / "jobs" / "*"))
+
+
 def _wait_gone(pid: int, seconds: float = 20.0) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -187,11 +200,14 @@ def test_profile_on_target_agrees_with_local_and_second_run_sends_nothing(sshd, 
 def test_link_killed_mid_run_is_clear_and_leaves_no_remote_process(sshd, targets):
     from app.targets.sweep import job_client
 
-    killed = []
+    killed: list[int] = []
+    cache = Path(TargetStore().get("a").cache_dir)
+    pids: list[int] = []
 
     def on_event(e):
         if (not killed and e.get("event") == "samples"
                 and "latency_ms" in (e.get("series") or {})):
+            pids.extend(_job_pids(cache))
             killed.append(sshd.kill_connections())
 
     client = job_client(_profile_spec(iterations=None, duration_s=120), "a", on_event)
@@ -200,19 +216,27 @@ def test_link_killed_mid_run_is_clear_and_leaves_no_remote_process(sshd, targets
     assert outcome.status == "failed" and outcome.error_kind == "link", outcome.error
     assert "connection to target a" in outcome.error and "lost" in outcome.error
     assert "measure" in outcome.error  # says where it was
-    cache = Path(TargetStore().get("a").cache_dir)
-    pids = [int(Path(p).read_text().split()[0])
-            for p in glob.glob(str(cache / "jobs" / "*" / "worker.pid"))]
-    assert pids, "the remote worker's pid file should be left by the cut-off run"
+    assert len(pids) == 2  # the worker and its keeper
     for pid in pids:
-        assert _wait_gone(pid), f"remote worker {pid} outlived its connection"
-    # the next connection clears what the cut-off run could not
-    from app.targets.sweep import run_on_target
+        assert _wait_gone(pid), f"remote process {pid} outlived its connection"
+    from app.targets.sweep import run_on_target  # the target is usable again at once
 
     out = run_on_target({"job": "devices"}, "a")
     assert out.status == "ok", out.error
-    assert out.result["target"]["stale_jobs_removed"] >= 1
-    assert not glob.glob(str(cache / "jobs" / "*"))
+    _wait_no_jobs(cache)
+
+
+def test_job_folders_of_dead_workers_are_cleared_on_connect(sshd, targets):
+    """What a keeper killed with SIGKILL could not remove, the next connection does."""
+    from app.targets.sweep import run_on_target
+
+    cache = Path(TargetStore().get("a").cache_dir)
+    dead = cache / "jobs" / "cut-off-run"
+    dead.mkdir(parents=True)
+    (dead / "worker.pid").write_text("999999999 999999998\n")  # no such processes
+    out = run_on_target({"job": "devices"}, "a")
+    assert out.status == "ok", out.error
+    assert out.result["target"]["stale_jobs_removed"] >= 1 and not dead.exists()
 
 
 @pytest.mark.slow
@@ -224,15 +248,13 @@ def test_cancel_reaches_the_remote_worker(sshd, targets):
 
     def on_event(e):
         if e.get("event") == "stage" and e.get("stage") == "measure" and not pids:
-            cache = Path(TargetStore().get("a").cache_dir)
-            pids.extend(int(Path(p).read_text().split()[0])
-                        for p in glob.glob(str(cache / "jobs" / "*" / "worker.pid")))
+            pids.extend(_job_pids(Path(TargetStore().get("a").cache_dir)))
             client.cancel()
 
     client.on_event = on_event
     outcome = client.start().wait()
     assert outcome.status == "cancelled", (outcome.status, outcome.error)
-    assert pids
+    assert len(pids) == 2  # the worker and its keeper
     for pid in pids:
         assert _wait_gone(pid)
 
@@ -373,24 +395,24 @@ def test_silently_dead_link_is_found_by_keepalive_and_the_target_ends_the_worker
 
     monkeypatch.setenv("MODELDECK_HEARTBEAT_S", "8")  # the keeper's limit, for a short test
     frozen: list[int] = []
+    cache = Path(TargetStore().get("b").cache_dir)
+    pids: list[int] = []
 
     def on_event(e):
         if (not frozen and e.get("event") == "samples"
                 and "latency_ms" in (e.get("series") or {})):
+            pids.extend(_job_pids(cache))
             for pid in sshd.session_pids():
                 os.kill(pid, signal.SIGSTOP)
                 frozen.append(pid)
 
-    cache = Path(TargetStore().get("b").cache_dir)
     client = job_client(_profile_spec(iterations=None, duration_s=300), "b", on_event)
     try:
         outcome = client.start().wait()
         assert frozen
         assert outcome.error_kind == "link", (outcome.status, outcome.error)
         assert "connection to target b" in outcome.error
-        pids = [int(n) for p in glob.glob(str(cache / "jobs" / "*" / "worker.pid"))
-                for n in Path(p).read_text().split()]
-        assert pids
+        assert len(pids) == 2
         for pid in pids:  # ended on the target's side while its ssh session is still frozen
             assert _wait_gone(pid, 30), f"remote process {pid} outlived the dead link"
     finally:
@@ -411,4 +433,4 @@ def test_memory_cap_is_held_on_the_target(sshd, targets):
     assert outcome.status == "failed" and outcome.error_kind == "memory", outcome.error
     assert "more than 40 MB of memory" in outcome.error
     cache = Path(TargetStore().get("a").cache_dir)
-    assert not glob.glob(str(cache / "jobs" / "*"))  # ended and cleaned up
+    _wait_no_jobs(cache)  # the keeper removes its job folder as it exits
