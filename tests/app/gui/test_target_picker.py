@@ -92,3 +92,33 @@ def test_remote_run_streams_samples_and_a_dropped_link_is_shown(server, qtbot):
     text = picker.state.text()
     assert text.startswith("Link to edge lost") and "measure" in text
     assert "--" not in text  # the window's words, no command-line flags
+
+
+@pytest.mark.slow
+def test_window_runs_the_profile_on_the_chosen_target(server, opened, qtbot):
+    """The backend dock's 'Run on': devices come from the target's probe and the run's live
+    samples reach the charts, the report naming the target."""
+    from app.targets.probe import check_target
+
+    check_target(TargetStore().get("edge"), accept_new=True)
+    w = opened
+    picker = w.backend.target_picker
+    picker.reload()
+    with qtbot.waitSignal(picker.sig_target_changed):
+        picker.set_target("edge")
+    qtbot.waitUntil(lambda: w.devices_job is None, timeout=120_000)  # the remote probe
+    assert picker.state.text() == "connected to edge"
+    b = w.backend
+    b.length_mode.setCurrentText("iterations")
+    b.iterations.setValue(300)
+    b.warmup.setValue(5)
+    samples = []
+    with qtbot.waitSignal(w.sig_profile_finished, timeout=120_000) as blocker:
+        job = w.run_profile()
+        assert job is not None and job.command is not None  # the relay, not a local worker
+        job.sig_event.connect(lambda e: e.get("event") == "samples" and samples.append(e))
+    outcome = blocker.args[0]
+    assert outcome.status == "ok", outcome.error
+    assert samples  # streamed live from the target
+    assert w.last_report["target"]["name"] == "edge"
+    picker.set_target(None)  # back to this computer for whatever runs next
