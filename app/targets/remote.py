@@ -80,7 +80,10 @@ try:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 except (ValueError, OSError, AttributeError):
     mem = 0
+import importlib.util
+missing = [m for m in req.get("modules", []) if importlib.util.find_spec(m) is None]
 print(json.dumps({"cache": cache, "have": have, "stale": stale, "mem_bytes": mem,
+                  "missing": missing, "version": list(sys.version_info[:2]),
                   "python": sys.version.split()[0], "executable": sys.executable}))
 """
 
@@ -156,6 +159,22 @@ SPEC_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
     "compare": (("models",), ("config", "model"), ("config", "inputs_npz"), ("eval",)),
     "devices": (),
 }
+
+
+MIN_PYTHON = (3, 10)
+BACKEND_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch"}
+
+
+def needed_modules(spec: dict[str, Any]) -> list[str]:
+    """What the worker will import for this job: checked on the target before anything is
+    sent, so a target that was never set up says so instead of failing inside the worker."""
+    if spec.get("job") == "devices":
+        return ["numpy"]
+    mods = ["numpy", "onnx"]
+    backend = (spec.get("config") or {}).get("backend")
+    if spec.get("job") == "profile" and backend in BACKEND_MODULES:
+        mods.append(BACKEND_MODULES[backend])
+    return mods
 
 
 def spec_files(spec: dict[str, Any]) -> list[tuple[tuple[str, ...], int | None, Path]]:
@@ -392,10 +411,19 @@ class Session:
                               f"{res.exit_status}): {' / '.join(err) or 'no message'}")
         return str(res.stdout)
 
-    async def hello(self, keys: list[str]) -> set[str]:
+    async def hello(self, keys: list[str], modules: list[str] | None = None) -> set[str]:
         t0 = time.perf_counter()
         out = json.loads(await self.py(HELLO, stdin=json.dumps(
-            {"cache": self.target.cache_dir, "keys": keys}) + "\n"))
+            {"cache": self.target.cache_dir, "keys": keys, "modules": modules or []}) + "\n"))
+        where = f"target {self.target.name}"
+        if tuple(out.get("version") or (3, 10)) < MIN_PYTHON:
+            raise TargetError(f"{where}: Python {out.get('python')} at {self.target.python} is "
+                              f"too old (the engine needs {'.'.join(map(str, MIN_PYTHON))} or "
+                              "newer): give the target a newer Python")
+        if out.get("missing"):
+            raise TargetError(f"{where}: {', '.join(out['missing'])} not installed for "
+                              f"{self.target.python}: set the target up with the backends it "
+                              "should run")
         self.cache = out["cache"]
         self.mem_bytes = int(out.get("mem_bytes") or 0)
         self.python_version = out.get("python", "")
@@ -409,7 +437,8 @@ class Session:
         files = spec_files(spec)
         blobs = {p: make_blob(p) for _, _, p in files}
         engine_key = f"engine/{engine.sha256}"
-        have = await self.hello([engine_key, *{b.key for b in blobs.values()}])
+        have = await self.hello([engine_key, *{b.key for b in blobs.values()}],
+                                needed_modules(spec))
         missing_blobs = {b.key: b for b in blobs.values() if b.key not in have}
         todo = (0 if engine_key in have else len(engine.data)) + sum(
             b.size for b in missing_blobs.values())

@@ -434,3 +434,16 @@ def test_memory_cap_is_held_on_the_target(sshd, targets):
     assert "more than 40 MB of memory" in outcome.error
     cache = Path(TargetStore().get("a").cache_dir)
     _wait_no_jobs(cache)  # the keeper removes its job folder as it exits
+
+
+def test_a_target_never_set_up_says_so_before_sending_anything(sshd, targets, capsys):
+    from app.cli import main
+
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    TargetStore().add(_target(sshd, "unset", python=base,
+                              cache_dir=str(sshd.root.parent / "cache-unset")),
+                      replace_existing=True)
+    assert main(["profile", str(SAMPLE_ONNX), "--target", "unset", "--iterations", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "onnx" in err and "not installed" in err and "set the target up" in err
+    assert not list((sshd.root.parent / "cache-unset" / "blobs").iterdir())  # nothing sent
