@@ -44,6 +44,9 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise ModelDeckError(f"{path} is not a ModelDeck report: invalid JSON ({e.msg} at line "
                              f"{e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise ModelDeckError(f"{path} is not a ModelDeck report: its JSON is nested too deeply "
+                             "to read") from None
     schema = data.get("schema") if isinstance(data, dict) else None
     if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
         found = f"schema {schema!r}" if schema is not None else "no 'schema' field"

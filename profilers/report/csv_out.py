@@ -126,7 +126,9 @@ def _honest_rows(report: dict[str, Any], lat: dict[str, Any]) -> list[tuple[str,
     for key in ("p50", "p99"):
         ci = lat.get(f"{key}_ci")
         if isinstance(ci, list) and len(ci) == 2:
-            how = f"{(lat.get('ci_confidence') or 0.95) * 100:.0f}% CI, {lat.get('ci_method')}"
+            conf = lat.get("ci_confidence")
+            conf = conf if isinstance(conf, (int, float)) and 0 < conf < 1 else 0.95
+            how = f"{conf * 100:.0f}% CI, {lat.get('ci_method')}"
             rows += [(f"latency_{key}_ci_low_ms", ci[0], "ms", how),
                      (f"latency_{key}_ci_high_ms", ci[1], "ms", how)]
     dev = _d(report.get("latency_device_ms"))

@@ -16,6 +16,15 @@ def _e(v: Any) -> str:
     return svg.esc(v)
 
 
+def _items(v: Any) -> list[Any]:
+    """A report field meant to be a list; [] for anything else (a hand-edited or hostile file)."""
+    return v if isinstance(v, list) else []
+
+
+def _dicts(v: Any) -> list[dict[str, Any]]:
+    return [x for x in _items(v) if isinstance(x, dict)]
+
+
 def _f(v: Any, sig: int = 4) -> str:
     try:
         x = float(v)
@@ -29,7 +38,8 @@ def ci_text(lat: dict[str, Any] | None, key: str) -> str:
     ci = (lat or {}).get(f"{key}_ci")
     if not isinstance(ci, (list, tuple)) or len(ci) != 2:
         return ""
-    conf = (lat or {}).get("ci_confidence") or 0.95
+    conf = (lat or {}).get("ci_confidence")
+    conf = conf if isinstance(conf, (int, float)) and 0 < conf < 1 else 0.95
     open_end = key == "p99" and (lat or {}).get("p99_ci_bounded") is False
     return (f"{conf * 100:.0f} % CI {_f(ci[0])}–{_f(ci[1])}{'+' if open_end else ''} ms"
             + (" (too few iterations to bound it above)" if open_end else ""))
@@ -37,7 +47,7 @@ def ci_text(lat: dict[str, Any] | None, key: str) -> str:
 
 def stability(r: dict[str, Any]) -> dict[str, Any]:
     s = r.get("stability")
-    return s if isinstance(s, dict) else {}
+    return s if isinstance(s, dict) and isinstance(s.get("verdict"), str) else {}
 
 
 def verdict_line(r: dict[str, Any]) -> str:
@@ -45,7 +55,7 @@ def verdict_line(r: dict[str, Any]) -> str:
     s = stability(r)
     if not s.get("verdict"):
         return ""
-    noisy = [x.get("text", "") for x in s.get("reasons") or [] if x.get("noisy")]
+    noisy = [str(x.get("text", "")) for x in _dicts(s.get("reasons")) if x.get("noisy")]
     return s["verdict"] + (": " + "; ".join(noisy) if noisy else "")
 
 
@@ -83,7 +93,7 @@ def environment_pairs(env: dict[str, Any]) -> list[tuple[str, Any]]:
               if freq.get("hw_max") else "")
         rows.append(("CPU frequency", f"{_f(freq.get('min'))}–{_f(freq.get('max'))} MHz "
                                       f"({freq.get('source')}){hw}"))
-    if env.get("load_before") is not None:
+    if isinstance(env.get("load_before"), list):
         rows.append(("Load average before", ", ".join(_f(x, 3) for x in env["load_before"])))
     if during:
         rows.append(("Load during the run", f"{_f(during.get('other_cores'), 2)} cores by other "
@@ -103,8 +113,8 @@ def stability_html(r: dict[str, Any]) -> str:
         return ""
     cls = "ok" if s["verdict"] == "stable" else "bad"
     reasons = "".join(f"<li>{_e(x.get('text'))}{'' if x.get('noisy') else ' (note)'}</li>"
-                      for x in s.get("reasons") or [])
-    advice = "".join(f"<li>{_e(a)}</li>" for a in s.get("advice") or [])
+                      for x in _dicts(s.get("reasons")))
+    advice = "".join(f"<li>{_e(a)}</li>" for a in _items(s.get("advice")))
     settled = s.get("settled_at_iteration")
     warm = (f"Warm-up: {s.get('warmup_iterations')} iterations; settled at iteration "
             f"{settled}" if settled is not None else
@@ -131,10 +141,10 @@ def text_lines(r: dict[str, Any]) -> list[str]:
         warm = (f"settled after {settled} warm-up iterations" if settled is not None
                 else f"did not settle in {s.get('warmup_iterations')} warm-up iterations")
         out.append(f"  stability   {s['verdict'].upper()}  (CV {_f(s.get('cv'), 3)}, {warm})")
-        for reason in s.get("reasons") or []:
+        for reason in _dicts(s.get("reasons")):
             out.append(f"              - {reason.get('text')}"
                        + ("" if reason.get("noisy") else " (note)"))
-        for advice in s.get("advice") or []:
+        for advice in _items(s.get("advice")):
             out.append(f"              → {advice}")
     if layers_line(r):
         out.append(f"  layers      {layers_line(r)}")

@@ -448,7 +448,7 @@ def _latency_range(p999: float, v: np.ndarray, lines: list[svg.HLine], spread: f
     lines stay in view when they are near."""
     lo, top = float(v.min()), float(v.max())
     hi, clipped = top, False
-    if top > spread * p999:
+    if top > spread * p999 and reach * p999 > lo:  # a p99.9 under the fastest: not a figure
         hi, clipped = reach * p999, True
     for h in lines:
         if hi < h.value <= 2 * hi:

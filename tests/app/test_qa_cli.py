@@ -1,0 +1,73 @@
+"""The new commands (`report`, `graph`, `diff`) given damaged or hostile input, run as a user
+runs them: a subprocess, one clear line and exit 2, never an internal error (exit 1), never the
+source overwritten."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+SAMPLE = REPO / "resources" / "samples" / "digits_cnn.onnx"
+
+
+def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+
+
+def one_clear_error(r: subprocess.CompletedProcess) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    assert r.stderr.strip().startswith("modeldeck: error:")
+
+
+@pytest.fixture(scope="module")
+def real_report(tmp_path_factory) -> dict:
+    """A real profile of the sample (ONNX Runtime, 60 iterations): every field a run writes."""
+    out = tmp_path_factory.mktemp("run") / "run.json"
+    r = run_cli("profile", str(SAMPLE), "--iterations", "60", "--threads", "1",
+                "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    return json.loads(out.read_text())
+
+
+def _render(tmp_path: Path, report: object | str) -> subprocess.CompletedProcess:
+    src = tmp_path / "run.json"
+    src.write_text(report if isinstance(report, str) else json.dumps(report))
+    return run_cli("report", str(src), "--html", str(tmp_path / "out.html"),
+                   "--csv", str(tmp_path / "csv"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("field,value", [
+    (("stability", "reasons"), [1, "text"]),  # was AttributeError: 'int' has no 'get'
+    (("stability", "reasons"), 7),  # was TypeError: not iterable
+    (("stability", "advice"), 3),
+    (("latency_ms", "ci_confidence"), "high"),  # was ValueError in the interval text
+    (("latency_ms", "ci_confidence"), [0.95]),
+    (("environment", "load_before"), 2.5),  # was TypeError: float is not iterable
+    (("latency_ms", "p999"), -1.0),  # was ValueError: histogram bins must increase
+])
+def test_report_with_hostile_field_values_renders_or_says_why(tmp_path, real_report, field,
+                                                               value):
+    bad = copy.deepcopy(real_report)
+    bad[field[0]][field[1]] = value
+    r = _render(tmp_path, bad)
+    assert r.returncode in (0, 2), r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    if r.returncode == 0:
+        assert "Stability" in (tmp_path / "out.html").read_text()
+
+
+def test_report_of_deeply_nested_json_is_one_clear_error(tmp_path):
+    r = _render(tmp_path, "[" * 100_000 + "]" * 100_000)  # was RecursionError, exit 1
+    one_clear_error(r)
+    assert "nested" in r.stderr
