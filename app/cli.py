@@ -173,6 +173,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise ModelDeckError(str(e)) from None
     from profilers.compare import backend_for
 
+    from app.outputs import check_outputs
+
+    check_outputs([args.model, args.inputs], [args.json, args.html], [args.csv])
     backend = args.backend or backend_for(args.model)
     cfg = RunConfig(model=args.model, backend=backend, device=args.device, options=options,
                     iterations=args.iterations, duration_s=args.duration, warmup=args.warmup,
@@ -289,6 +292,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from profilers.report import load_report
 
+    from app.outputs import check_outputs
+
+    check_outputs([args.run], [args.html, args.json], [args.csv])
     report = load_report(args.run)
     if not (args.html or args.csv or args.json):
         raise ModelDeckError("nothing to write: give --html OUT.html, --csv DIR or --json OUT")
@@ -419,7 +425,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from converters.workload import parse_shape_args
     from profilers.backends import BackendOptions
     from profilers.runner import RunConfig
+    from app.outputs import check_outputs
 
+    check_outputs([*args.models, args.eval, args.inputs], [args.html])
     cfg = RunConfig(model=args.models[0], backend=args.backend or "onnxruntime",
                     device=args.device, options=BackendOptions(threads=args.threads),
                     iterations=args.iterations, warmup=args.warmup, layers=args.layers,

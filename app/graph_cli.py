@@ -71,8 +71,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in FORMATS:  # before the model is read, not after
         raise ModelDeckError(f"cannot draw a graph as {out.suffix or 'a file without suffix'!r}"
                              ": name the output .svg or .png")
-    if not out.parent.is_dir():
-        raise ModelDeckError(f"folder {out.parent} does not exist")
+    from app.outputs import check_outputs
+
+    check_outputs([args.model], [args.output], parent_must_exist=True)
     t0 = time.perf_counter()
     loaded = load_graph(args.model, args)
     if isinstance(loaded, int):
@@ -98,6 +99,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     if args.output and Path(args.output).suffix.lower() != ".svg":
         raise ModelDeckError(f"diff draws SVG only: name the output .svg, not {args.output!r}")
+    from app.outputs import check_outputs
+
+    check_outputs([args.base, args.other], [args.output], parent_must_exist=True)
     loaded = []
     for path in (args.base, args.other):
         g = load_graph(path, args)
@@ -108,7 +112,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.output:
         from app.gui.graph.diff_svg import write_diff_svg
 
-        write_diff_svg(d, loaded[0], loaded[1], args.output)
+        try:
+            write_diff_svg(d, loaded[0], loaded[1], args.output)
+        except OSError as e:
+            raise ModelDeckError(f"could not write {args.output}: {e.strerror or e}") from None
         print(f"wrote {args.output}", file=sys.stderr)
     if args.json:
         json.dump(d.to_dict(), sys.stdout, indent=1)

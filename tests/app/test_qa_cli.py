@@ -71,3 +71,55 @@ def test_report_of_deeply_nested_json_is_one_clear_error(tmp_path):
     r = _render(tmp_path, "[" * 100_000 + "]" * 100_000)  # was RecursionError, exit 1
     one_clear_error(r)
     assert "nested" in r.stderr
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("cmd", [
+    lambda m, o: ("graph", m, "-o", o),  # ONNX is recognised by content, whatever its name
+    lambda m, o: ("diff", m, str(SAMPLE), "-o", o),
+    lambda m, o: ("diff", str(SAMPLE), m, "-o", o),
+    lambda m, o: ("profile", m, "--iterations", "5", "--json", o),
+    lambda m, o: ("profile", m, "--iterations", "5", "--html", o),
+    lambda m, o: ("compare", m, str(SAMPLE), "--rounds", "2", "--html", o),
+], ids=["graph", "diff-base", "diff-other", "profile-json", "profile-html", "compare-html"])
+def test_an_output_named_as_the_source_model_is_refused_and_the_model_kept(tmp_path, cmd):
+    model = tmp_path / "model.svg"
+    model.write_bytes(SAMPLE.read_bytes())
+    before = _sha(model)
+    r = run_cli(*cmd(str(model), str(model)))
+    one_clear_error(r)
+    assert "input of this command" in r.stderr
+    assert _sha(model) == before
+    # the same file reached by another spelling (a relative path) is the same file
+    r = run_cli(*cmd(str(model), str(model.parent / "." / model.name)))
+    one_clear_error(r)
+    assert _sha(model) == before
+
+
+@pytest.mark.slow
+def test_report_never_overwrites_its_run(tmp_path, real_report):
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps(real_report))
+    before = _sha(run)
+    one_clear_error(run_cli("report", str(run), "--html", str(run)))
+    one_clear_error(run_cli("report", str(run), "--csv", str(run)))  # was FileExistsError, exit 1
+    assert _sha(run) == before
+    other = tmp_path / "other.txt"
+    other.write_text("x")
+    r = run_cli("report", str(run), "--csv", str(other))
+    one_clear_error(r)
+    assert "not a folder" in r.stderr
+
+
+def test_diff_output_in_a_missing_folder_or_on_a_folder_is_one_clear_error(tmp_path):
+    # both were internal errors (FileNotFoundError / IsADirectoryError, exit 1) after parsing
+    r = run_cli("diff", str(SAMPLE), str(SAMPLE), "-o", str(tmp_path / "missing" / "d.svg"))
+    one_clear_error(r)
+    assert "does not exist" in r.stderr
+    (tmp_path / "d.svg").mkdir()
+    r = run_cli("diff", str(SAMPLE), str(SAMPLE), "-o", str(tmp_path / "d.svg"))
+    one_clear_error(r)
+    assert "is a folder" in r.stderr
