@@ -19,7 +19,8 @@ from app.targets.config import Target, TargetStore
 from tests.app.sshd import sshd_missing, start_sshd
 from tests.conftest import SAMPLE_ONNX
 
-pytestmark = pytest.mark.skipif(sshd_missing() is not None, reason=sshd_missing() or "")
+pytestmark = [pytest.mark.skipif(sshd_missing() is not None, reason=sshd_missing() or ""),
+              pytest.mark.slow]  # a real sshd and remote workers: seconds each
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import pytest
 from app.targets.config import TargetStore
 from tests.app.sshd import sshd_missing, start_sshd, target_for
 
-pytestmark = pytest.mark.skipif(sshd_missing() is not None, reason=sshd_missing() or "")
+pytestmark = [pytest.mark.skipif(sshd_missing() is not None, reason=sshd_missing() or ""),
+              pytest.mark.slow]  # a real sshd and remote workers: seconds each
 
 
 @pytest.fixture(scope="module")
