@@ -22,6 +22,8 @@ from converters.errors import ModelDeckError
 from profilers.runner import Emit, RunConfig, run_profile
 
 NO_DIFFERENCE = "no measurable difference"
+ONE_ROUND = ("one round cannot tell (the order is reversed from the second round on): "
+             "time 2 rounds or more")
 
 DEFAULT_BACKEND = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "openvino",
                    "torch": "torch"}
@@ -185,7 +187,9 @@ def ab_ratio(reference: list[Any], rounds: list[Any]) -> dict[str, Any]:
     from profilers.stats import ratio_ci
 
     ratio, low, high = ratio_ci(reference, rounds)
-    if low <= 1.0 <= high:
+    if len(rounds) < 2:  # no order reversed, no spread between rounds: nothing to claim
+        verdict = ONE_ROUND
+    elif low <= 1.0 <= high:
         verdict = NO_DIFFERENCE
     elif high < 1.0:
         verdict = f"faster: {1 - high:.1%} to {1 - low:.1%} less time"

@@ -1,0 +1,50 @@
+"""The window driven as a user would on real models: open, Fit, fold/unfold, Diff graphs, a
+profile run to its end; nothing may reach the log as an error or escape as an exception."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from tests.real_models import wheel_member  # noqa: E402
+
+VAD = ("openwakeword", "0.5.1", "openwakeword/resources/models/silero_vad.onnx")
+CLS = ("rapidocr", "3.10.0", "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx")
+DET = ("rapidocr", "3.10.0", "rapidocr/models/PP-OCRv6_det_small.onnx")
+
+
+@pytest.fixture
+def errors(monkeypatch, caplog):
+    """Exceptions raised in Qt slots (sys.excepthook) and error log records, collected."""
+    seen: list[str] = []
+    monkeypatch.setattr(sys, "excepthook", lambda t, e, tb: seen.append(f"{t.__name__}: {e}"))
+    caplog.set_level(logging.WARNING)
+    yield seen
+    seen += [f"log {r.name}: {r.getMessage()}" for r in caplog.records
+             if r.levelno >= logging.ERROR]
+
+
+def _open(window, qtbot, path: str) -> None:
+    failed: list = []
+    window.sig_error.connect(lambda *a: failed.append(a))
+    with qtbot.waitSignal(window.sig_model_opened, timeout=120_000):
+        window.open_model(path)
+    assert not failed, failed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("member", [VAD, CLS, DET], ids=["silero-vad", "ocr-cls", "ocr-det"])
+def test_open_fit_fold_unfold_real_models(window, qtbot, errors, member):
+    _open(window, qtbot, str(wheel_member(*member)))
+    view = window.graph_view
+    view.fit()
+    view.expand_all()
+    view.collapse_all()
+    view.fit()
+    qtbot.wait(50)
+    assert view._nodes.boxes
+    assert not errors, errors
