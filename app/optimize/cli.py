@@ -69,6 +69,9 @@ def add_parser(sub: Any, limit_args, trust_args) -> None:
                    help="folder for the winner, its recipe, optimize.json and optimize.html")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no per-candidate lines")
+    from app.cli_targets import add_target_arg
+
+    add_target_arg(p)  # the search measures on the target; OUTDIR/<target>/ with several
     trust_args(p)
     limit_args(p)
     p.set_defaults(func=cmd_optimize)
@@ -114,6 +117,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     limits = _limits(args)
     if limits["timeout_s"] is None:  # the search stops itself; the worker gets a margin
         limits["timeout_s"] = spec.time_budget_s * 2 + 600
+    from app.cli_targets import targets_of
+
+    if targets_of(args):  # the whole search on the target(s), OUTDIR fetched home
+        from app.targets.optimize_cli import optimize_on_targets
+
+        return optimize_on_targets(spec.to_dict(), targets_of(args), args, limits, _Lines)
     outcome = _run_job({"job": "optimize", "optimize": spec.to_dict(),
                         "trust_code": args.trust},
                        on_event=_Lines(not args.quiet and not args.json), **limits)

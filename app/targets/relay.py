@@ -127,6 +127,17 @@ async def run_remote(target_name: str, spec: dict[str, Any], emit, commands: asy
                             "/", 1)[-1][:12],
                         **session.stats.to_dict(), "worker_started_s": round(started_s, 4),
                         "first_event_s": round(first_event_s, 4)}
+                if job.outputs and isinstance(result, dict):
+                    # the job wrote its files on the target: home before the result is told
+                    from app.targets.fetch import fetch_outputs
+
+                    stage = "fetch"
+                    try:
+                        await fetch_outputs(session, job, result,
+                                            lambda o: remap_paths(o, job.local_of_remote), emit)
+                    except TargetError as e:
+                        emit({"event": "error", "kind": "target", "message": str(e)})
+                        return EXIT_BAD_INPUT
                 event = {**event, "result": result}
             elif kind != "samples":  # messages name the model as the user knows it
                 event = remap_paths(event, job.local_of_remote)

@@ -45,10 +45,10 @@ Emit = Callable[[dict[str, Any]], None]
 # holds, the machine's memory; removes job folders whose worker is gone (a run cut off by a
 # dropped link could not clean up after itself).
 HELLO = r"""
-import json, os, shutil, sys, signal
+import json, os, shutil, sys, signal, time
 req = json.loads(sys.stdin.readline())
 cache = os.path.abspath(os.path.expanduser(req["cache"]))
-for sub in ("engine", "blobs", "jobs"):
+for sub in ("engine", "blobs", "jobs", "outputs"):
     os.makedirs(os.path.join(cache, sub), exist_ok=True)
 have = [k for k in req["keys"] if os.path.exists(os.path.join(cache, k, ".complete"))]
 stale = []
@@ -68,6 +68,16 @@ for name in os.listdir(jobs):
         pass
     shutil.rmtree(d, ignore_errors=True)
     stale.append(name)
+# output folders a lost link left behind (a finished job's is fetched within seconds)
+outs = os.path.join(cache, "outputs")
+for name in os.listdir(outs):
+    d = os.path.join(outs, name)
+    try:
+        old = time.time() - os.path.getmtime(d) > req.get("outputs_max_age_s", 3600)
+    except OSError:
+        continue
+    if old and not os.path.isdir(os.path.join(jobs, name)):
+        shutil.rmtree(d, ignore_errors=True)
 # engine versions: keep the newest few (each is ~1 MB; every source change makes one)
 eng = os.path.join(cache, "engine")
 olds = sorted((d for d in os.listdir(eng) if os.path.isdir(os.path.join(eng, d))
@@ -123,11 +133,16 @@ class TransferStats:
     sent_bytes: int = 0
     sent_files: int = 0
     stale_jobs_removed: int = 0
+    fetch_s: float = 0.0  # an output folder brought back (optimize's winner)
+    fetched_bytes: int = 0
+    fetched_files: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"connect_s": round(self.connect_s, 4), "check_s": round(self.check_s, 4),
                 "transfer_s": round(self.transfer_s, 4), "sent_bytes": self.sent_bytes,
-                "sent_files": self.sent_files, "stale_jobs_removed": self.stale_jobs_removed}
+                "sent_files": self.sent_files, "stale_jobs_removed": self.stale_jobs_removed,
+                **({"fetch_s": round(self.fetch_s, 4), "fetched_bytes": self.fetched_bytes,
+                    "fetched_files": self.fetched_files} if self.fetched_files else {})}
 
 
 def companions(path: Path) -> list[Path]:
@@ -158,6 +173,7 @@ SPEC_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
     "inspect": (("model",), ("inputs",)),
     "compare": (("models",), ("config", "model"), ("config", "inputs_npz"), ("eval",)),
     "devices": (),
+    "optimize": (("optimize", "model"), ("optimize", "eval"), ("optimize", "calib")),
 }
 
 
@@ -174,6 +190,10 @@ def needed_modules(spec: dict[str, Any]) -> list[str]:
     backend = (spec.get("config") or {}).get("backend")
     if spec.get("job") == "profile" and backend in BACKEND_MODULES:
         mods.append(BACKEND_MODULES[backend])
+    if spec.get("job") == "optimize":  # the baseline is FP32 on ONNX Runtime
+        mods.append("onnxruntime")
+        mods += [BACKEND_MODULES[b] for b in (spec.get("optimize") or {}).get("backends") or ()
+                 if b in BACKEND_MODULES and BACKEND_MODULES[b] not in mods]
     return mods
 
 
@@ -193,6 +213,9 @@ def spec_files(spec: dict[str, Any]) -> list[tuple[tuple[str, ...], int | None, 
         for i, v in enumerate(values):
             if isinstance(v, str) and v and Path(v).is_file():
                 out.append((keys, i if isinstance(node, list) else None, Path(v)))
+            elif isinstance(v, str) and v and Path(v).is_dir():
+                raise TargetError(f"{v}: a folder is not sent to a target; give a file (for "
+                                  "calibration or evaluation data, an .npz)")
             elif isinstance(v, str) and v and (v.endswith((".onnx", ".xml", ".npz", ".pt",
                                                           ".pt2", ".tflite"))):
                 raise TargetError(f"{v}: no such file on this computer (it is sent to the "
@@ -364,6 +387,7 @@ class RemoteJob:
     engine_dir: str
     job_dir: str
     local_of_remote: dict[str, str] = field(default_factory=dict)
+    outputs: list[tuple[str, str]] = field(default_factory=list)  # (target's folder, local one)
 
 
 class Session:
@@ -467,6 +491,22 @@ class Session:
             remote = f"{self.cache}/{blobs[path].key}/{path.name}"
             _set(job.spec, keys, index, remote)
             job.local_of_remote[remote] = str(path)
+        job_id = job.job_dir.rsplit("/", 1)[-1]
+        for i, keys in enumerate(spec.get("remote_outputs") or ()):
+            # a fresh folder outside the job folder (the keeper removes that one when the
+            # worker exits, before the relay could fetch it); app.targets.fetch brings it home
+            node: Any = spec
+            for k in keys:
+                node = node.get(k) if isinstance(node, dict) else None
+            if not isinstance(node, str) or not node:
+                continue
+            remote = f"{self.cache}/outputs/{job_id}" + (f"-{i}" if i else "")
+            _set(job.spec, tuple(keys), None, remote)
+            job.outputs.append((remote, str(Path(node).expanduser().absolute())))
+            job.local_of_remote[remote] = job.outputs[-1][1]
+        if spec.get("job") == "optimize" and isinstance(job.spec.get("optimize"), dict):
+            # builds and measurements are kept with the target's cache, keyed by its machine
+            job.spec["optimize"]["cache_dir"] = f"{self.cache}/optimize"
         return job
 
     async def _send_engine(self, sftp, engine: Engine) -> None:

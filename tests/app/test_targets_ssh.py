@@ -448,3 +448,161 @@ def test_a_target_never_set_up_says_so_before_sending_anything(sshd, targets, ca
     err = capsys.readouterr().err
     assert "onnx" in err and "not installed" in err and "set the target up" in err
     assert not list((sshd.root.parent / "cache-unset" / "blobs").iterdir())  # nothing sent
+
+
+# --- optimize on a target ----------------------------------------------------------------------
+
+def _optimize_spec(tmp_path: Path, **kw) -> dict:
+    """A short search on the digits sample (as tests/app/test_optimize.py keeps it short)."""
+    from app.optimize.search import OptimizeSpec
+    from app.targets.optimize_cli import target_spec
+
+    eval_npz = SAMPLE_ONNX.parent / "digits_test.npz"
+    opt = OptimizeSpec(model=str(SAMPLE_ONNX), output_dir=str(tmp_path / "unused"),
+                       eval=str(eval_npz), calib=str(eval_npz), subset=96, screen_rounds=2,
+                       full_rounds=3, final_rounds=3, round_ms=10.0, threads=1,
+                       only=("ort-int8-dynamic",), time_budget_s=60, **kw)
+    return target_spec(opt.to_dict(), False, str(tmp_path / "out"))
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_optimize_on_a_target_fetches_the_winner_and_a_second_run_sends_no_model(
+        sshd, targets, tmp_path):
+    import json
+
+    from app.targets.sweep import run_on_target
+
+    cache = Path(TargetStore().get("a").cache_dir)
+    events: list[dict] = []
+    spec = _optimize_spec(tmp_path)
+    first = run_on_target(spec, "a", events.append)
+    assert first.status == "ok", (first.error, first.stderr_tail[-2000:])
+    r = first.result
+    out = tmp_path / "out"
+    assert r["outputs"]["dir"] == str(out) and r["model"] == str(SAMPLE_ONNX)
+    assert any(e.get("event") == "candidate" for e in events)  # streamed while it ran
+    assert any(e.get("event") == "stage" and e.get("stage") == "fetch" for e in events)
+    saved = json.loads((out / "optimize.json").read_text())
+    assert saved["target"]["name"] == "a" and saved["target"]["url"].startswith("ssh://")
+    assert saved["probe"]["cpu_model"] is not None  # the target's machine, probed there
+    assert str(cache) not in json.dumps(saved["outputs"])  # local paths only
+    winner = Path(saved["best"]["path"])
+    assert winner.parent == out and winner.is_file()
+    # the file the target built (still in its optimize cache) is the file that came home
+    built = next(t for t in saved["tried"] if t["name"] == saved["best"]["name"])["path"]
+    assert built.startswith(str(cache)) and Path(built).is_file()
+    assert _sha(winner) == _sha(Path(built))
+    fetched = {f["name"]: f["sha256"] for f in saved["target"]["fetched"]}
+    assert fetched[winner.name] == _sha(winner)
+    for name in ("optimize.json", "optimize.html", "recipe.lineage.json"):
+        assert (out / name).is_file(), name
+    assert str(cache / "outputs") not in (out / "recipe.lineage.json").read_text()
+    assert str(out) in (out / "optimize.html").read_text()
+    assert not list(out.parent.glob(".out.part-*"))  # nothing left aside
+    assert not list((cache / "outputs").iterdir())  # the target's copy removed
+    second = run_on_target(spec, "a")
+    assert second.status == "ok", second.error
+    t1, t2 = first.result["target"], second.result["target"]
+    assert t1["sent_bytes"] >= SAMPLE_ONNX.stat().st_size
+    # model and data cached by sha256 (an engine sent again only if the sources changed)
+    assert (t2["sent_bytes"], t2["sent_files"]) == (0, 0) or (
+        t2["engine"] != t1["engine"] and t2["sent_files"] == 1), (t1, t2)
+    assert second.result["cache"]["hits"] > 0  # the target's optimize cache answered
+    _wait_no_jobs(cache)
+
+
+@pytest.mark.slow
+def test_optimize_link_lost_leaves_no_process_and_nothing_half_copied(sshd, targets, tmp_path):
+    from app.targets.sweep import job_client
+
+    cache = Path(TargetStore().get("b").cache_dir)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("the user's own file")
+    pids: list[int] = []
+    killed: list[int] = []
+
+    def on_event(e):
+        if not killed and e.get("event") == "candidate":
+            pids.extend(_job_pids(cache))
+            killed.append(sshd.kill_connections())
+
+    spec = _optimize_spec(tmp_path, use_cache=False)
+    outcome = job_client(spec, "b", on_event).start().wait()
+    assert killed and killed[0] >= 1
+    assert outcome.status == "failed" and outcome.error_kind == "link", outcome.error
+    assert "connection to target b" in outcome.error and "lost" in outcome.error
+    assert len(pids) == 2  # the worker and its keeper
+    for pid in pids:
+        assert _wait_gone(pid), f"remote process {pid} outlived its connection"
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    assert not list(tmp_path.glob(".out.part-*"))
+
+
+@pytest.mark.slow
+def test_cli_optimize_on_two_targets_writes_a_folder_each(sshd, targets, tmp_path, capsys):
+    import json
+
+    from app.cli import main
+
+    eval_npz = SAMPLE_ONNX.parent / "digits_test.npz"
+    out = tmp_path / "opt"
+    code = main(["optimize", str(SAMPLE_ONNX), "--eval", str(eval_npz), "--only",
+                 "ort-int8-dynamic", "--time-budget", "20s", "--subset", "64",
+                 "--target", "a", "--target", "b", "-o", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    for name in ("a", "b"):
+        saved = json.loads((out / name / "optimize.json").read_text())
+        assert saved["target"]["name"] == name
+        assert saved["outputs"]["dir"] == str(out / name)
+    assert "== target a" in text and "== target b" in text
+    table = text.rsplit("target ", 1)[-1]
+    assert "best" in table and str(out / "a") in text and str(out / "b") in text
+
+
+@pytest.mark.slow
+def test_link_cut_while_fetching_leaves_the_local_folder_as_it_was(sshd, targets, tmp_path):
+    """The outputs come home aside and move in only when all arrived with the right sha256."""
+    import asyncio
+
+    import asyncssh
+
+    from app.targets.fetch import fetch_outputs
+    from app.targets.remote import RemoteJob, Session
+
+    target = TargetStore().get("a")
+    remote = Path(target.cache_dir) / "outputs" / "cut-while-fetching"
+    remote.mkdir(parents=True, exist_ok=True)
+    for name in ("model-optimized.onnx", "optimize.json"):
+        (remote / name).write_bytes(os.urandom(4 << 20) if name.endswith(".onnx") else b"{}")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "mine.txt").write_text("the user's own file")
+    cut: list[int] = []
+
+    def emit(e):
+        if e.get("event") == "progress" and not cut:
+            cut.append(sshd.kill_connections())  # mid-file: the rest never arrives
+
+    async def go():
+        session = await Session.open(target)
+        try:
+            await session.hello([])
+            job = RemoteJob(spec={"job": "optimize"}, engine_dir="", job_dir="",
+                            outputs=[(str(remote), str(dest))])
+            await fetch_outputs(session, job, {}, lambda o: o, emit)
+        finally:
+            await session.close()
+
+    with pytest.raises((OSError, asyncssh.Error)):
+        asyncio.run(go())
+    assert cut and cut[0] >= 1
+    assert sorted(p.name for p in dest.iterdir()) == ["mine.txt"]
+    assert not list(tmp_path.glob(".out.part-*"))
