@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,16 @@ def _expand(text: str) -> str | int:
     return n
 
 
+def _scale(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = math.nan
+    if not (math.isfinite(x) and x > 0):  # 0 or less drew a 1x1 pixel PNG
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return x
+
+
 def add_parsers(sub, limit_args, trust_args) -> None:
     """Register `graph` and `diff` on the CLI's subparsers."""
     p = sub.add_parser("graph", help="draw a model's graph to SVG or PNG, without a window")
@@ -34,7 +45,7 @@ def add_parsers(sub, limit_args, trust_args) -> None:
     p.add_argument("--expand", type=_expand, metavar="all|N",
                    help="open every group ('all') or the first N levels of groups "
                         "(default: folded as the window opens it, a few hundred boxes)")
-    p.add_argument("--scale", type=float, default=1.0,
+    p.add_argument("--scale", type=_scale, default=1.0,
                    help="PNG pixels per layout unit (default 1; capped at 16384 px a side)")
     trust_args(p)
     limit_args(p)

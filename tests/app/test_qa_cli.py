@@ -140,3 +140,13 @@ def test_one_interleaved_round_never_claims_a_difference():
     assert "round" in one["latency_verdict"]
     two = ab_ratio(ref * 2, other * 2)  # two rounds may say so
     assert two["latency_verdict"].startswith("faster"), two
+
+
+@pytest.mark.parametrize("scale", ["0", "-1", "nan", "inf"])
+def test_graph_scale_must_be_a_positive_number(tmp_path, scale):
+    # 0 and -1 wrote a 1x1 pixel PNG and said 'wrote'; nan said 'cannot convert float NaN'
+    out = tmp_path / "g.png"
+    r = run_cli("graph", str(SAMPLE), "-o", str(out), "--scale", scale)
+    assert r.returncode == 2, r.stderr
+    assert "--scale" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()

@@ -48,3 +48,42 @@ def test_open_fit_fold_unfold_real_models(window, qtbot, errors, member):
     qtbot.wait(50)
     assert view._nodes.boxes
     assert not errors, errors
+
+
+@pytest.mark.slow
+def test_diff_graphs_of_a_model_with_if_subgraphs(window, qtbot, errors, tmp_path):
+    """silero VAD (the network inside an If's two branches) against its int8-dynamic form, which
+    ONNX Runtime's quantizer also folds (250 -> 206 nodes)."""
+    from app.gui.graph.diff_view import start_graph_diff
+    from converters.passes import ModelFile, PassContext, get_pass, make_options
+
+    src = wheel_member(*VAD)
+    cls = get_pass("int8-dynamic")
+    r = cls().run(ModelFile(src, "onnx"), make_options(cls, {}), PassContext(work_dir=tmp_path))
+    job = start_graph_diff(window, [str(src), str(r.output.path)])
+    with qtbot.waitSignal(job.sig_finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: getattr(window, "graph_diff_window", None) is not None,
+                    timeout=10_000)
+    w = window.graph_diff_window
+    assert w.isVisible()
+    assert w.view.diff.summary()["matched"] > 150
+    assert not errors, errors
+
+
+@pytest.mark.slow
+def test_profile_of_a_constant_weight_model_finishes_with_its_verdict(window, qtbot, errors):
+    _open(window, qtbot, str(wheel_member(*CLS)))
+    b = window.backend
+    b.length_mode.setCurrentText("iterations")
+    b.iterations.setValue(100)
+    b.layers.setChecked(True)
+    with qtbot.waitSignal(window.sig_profile_finished, timeout=180_000) as blocker:
+        assert window.run_profile() is not None
+    outcome = blocker.args[0]
+    assert outcome.status == "ok", outcome.error
+    report = outcome.result
+    assert report["stability"]["verdict"] in ("stable", "noisy")
+    lo, hi = report["latency_ms"]["p50_ci"]
+    assert lo <= report["latency_ms"]["p50"] <= hi
+    assert not errors, errors
