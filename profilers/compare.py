@@ -72,7 +72,15 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
             if event.get("event") in ("samples", "progress", "budget"):
                 emit({**event, "model_index": i})
 
-        report = run_profile(cfg, sub, cancelled)
+        try:
+            report = run_profile(cfg, sub, cancelled)
+        except ModelDeckError as e:
+            if resolved is None or base.inputs_npz or base.shapes:
+                raise
+            sizes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in resolved.items())
+            raise ModelDeckError(
+                f"{mf.path.name} does not take the inputs of {files[0].path.name} ({sizes}): "
+                f"compare variants of one model, which share their inputs ({e})") from None
         if resolved is None:  # in the runtime's names; a re-export's other names map by order
             resolved = {k: v["shape"] for k, v in report["inputs"].items()}
         outputs = run_model(mf, feeds, backend=backend)[0]

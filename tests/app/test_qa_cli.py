@@ -150,3 +150,13 @@ def test_graph_scale_must_be_a_positive_number(tmp_path, scale):
     assert r.returncode == 2, r.stderr
     assert "--scale" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_compare_of_models_with_other_inputs_says_so_not_the_size_you_set():
+    # digits_cnn takes 1x1x8x8, digits_vgg 1x1x32x32: the user set no size, yet the message was
+    # "input: dim 2 is fixed to 32 in the model, the size you set has 8"
+    vgg = REPO / "resources" / "samples" / "digits_vgg.onnx"
+    r = run_cli("compare", str(SAMPLE), str(vgg), "--rounds", "2", "--iterations", "10")
+    one_clear_error(r)
+    assert "digits_vgg.onnx" in r.stderr and "inputs of digits_cnn.onnx" in r.stderr
