@@ -45,7 +45,10 @@ def run(model: str, eval_: str, calib: str, out: Path, exhaustive: bool, budget:
 
     t = time.perf_counter()
     result = run_optimize(spec, show)
-    return result, time.perf_counter() - t
+    took = time.perf_counter() - t
+    builds = {p["name"]: p["build_s"] for p in result["tried"] if p.get("build_s")}
+    print(f"  {took:.1f} s; spent {result.get('spent')}; builds {builds}", flush=True)
+    return result, took
 
 
 def head_to_head(paths: list[tuple[str, str, str, str | None]], feeds: dict, rounds: int

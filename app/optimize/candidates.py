@@ -192,6 +192,33 @@ def ceiling(family: str, probe: MachineProbe) -> float | None:
     return None
 
 
+ACCURACY_CONTROL = "nncf-accuracy-control"  # built by app.optimize.accuracy_control, not a pass
+
+
+def accuracy_controlled(parent: Candidate, metric: str, max_drop: float) -> Candidate:
+    """NNCF's accuracy-controlled INT8 of the parent's IR (OpenVINO only)."""
+    return replace(parent, name=f"{parent.name}-ac", family="int8-mixed",
+                   passes=((ACCURACY_CONTROL, _opts(metric=metric, max_drop=max_drop)),),
+                   parent=parent.name, remedy_for=None,
+                   note=f"NNCF accuracy control: quantizers returned to float until the "
+                        f"{metric} drop is at most {max_drop:g}")
+
+
+def screen_build(c: Candidate, samples: int) -> Candidate:
+    """`c` calibrated on its first `samples` calibration inputs: the same graph (the same speed)
+    built faster, for screening; unchanged when `c` does not calibrate or `samples` is 0."""
+    if not samples or not any(n == "int8-static" for n, _ in c.passes):
+        return c
+    passes = []
+    for name, opts in c.passes:
+        if name == "int8-static":
+            d = dict(opts)
+            d["samples"] = min(int(d.get("samples", 300)), samples)
+            opts = _opts(**d)
+        passes.append((name, opts))
+    return replace(c, passes=tuple(passes))
+
+
 def mixed(parent: Candidate, keep_float: tuple[str, ...]) -> Candidate:
     """The parent's INT8 recipe with these nodes kept in float (accuracy-aware fallback)."""
     passes = []

@@ -68,6 +68,7 @@ class OptimizeSpec:
     round_ms: float = 150.0  # time per runner per round (iterations follow from the latency)
     min_iterations: int = 10  # per runner per round, however slow the model
     sensitivity_layers: int = 8  # heaviest quantized layers ranked by leave-one-out
+    screen_calibration: int = 64  # calibration samples for screening builds (0: all)
     only: tuple[str, ...] = ()  # candidate names to try (empty: all)
     exhaustive: bool = False  # every candidate fully measured (the bench's reference sweep)
     cache_dir: str | None = None
@@ -272,7 +273,7 @@ class Search:
         self.cache = Cache(spec.cache_dir, self.probe.fingerprint(), enabled=spec.use_cache)
 
         self.emit({"event": "stage", "stage": "data", "message": "evaluation data"})
-        feeds, labels, _specs, feeds_source, _wl = verification_inputs(
+        feeds, labels, self.input_specs, feeds_source, _wl = verification_inputs(
             self.source, eval=spec.eval, calib=spec.calib if not spec.eval else None,
             samples=512)
         self.feeds, self.labels, self.feeds_source = feeds, labels, feeds_source
@@ -302,11 +303,14 @@ class Search:
         """The candidate's model file (cached by recipe), its format, lineage files, cached?"""
         if not c.builds:
             return self.source.path, self.source.format, [], True
+        ac = bool(c.passes) and c.passes[0][0] == cands.ACCURACY_CONTROL
         key = key_of(self.source_sha, c.build_spec(), self.calib_key if c.needs_calibration
-                     else None)
+                     else None, self.data_key if ac else None)
         hit = self.cache.get_build(key)
         if hit:
             return Path(hit["path"]), hit["format"], hit.get("lineage", []), True
+        if ac:
+            return self.build_accuracy_control(c, key)
         from app.pipeline import ConvertSpec, StepSpec, run_pipeline
 
         out_dir = self.cache.build_dir(key) if self.spec.use_cache else (
@@ -337,6 +341,34 @@ class Search:
                                    "files": files, "lineage": lineage,
                                    "candidate": c.to_dict()})
         return path, result["format"], lineage, False
+
+    def build_accuracy_control(self, c: Candidate, key: str) -> tuple[Path, str, list[str], bool]:
+        """NNCF's quantize_with_accuracy_control on the IR of `c.convert_first`, validated on
+        the evaluation data against the constraint the full INT8 missed."""
+        from app.optimize.accuracy_control import quantize_with_accuracy_control, write_lineage
+        from converters.passes import ModelFile
+        from profilers.verify import load_calibration
+
+        first = dataclasses.replace(c, name=c.name + "-base", passes=(), to=c.convert_first,
+                                    convert_first=None, needs_calibration=False)
+        ir, _fmt, lineage, _ = self.build(first)
+        opts = dict(c.passes[0][1])
+        calib = load_calibration(self.spec.calib, self.input_specs)
+        out_dir = self.cache.build_dir(key) if self.spec.use_cache else (
+            Path(self.spec.output_dir) / ".builds" / key)
+        out = out_dir / f"{self.source.path.stem}-{c.name}.xml"
+        self.emit({"event": "stage", "stage": "accuracy-control",
+                   "message": f"NNCF accuracy control on {c.parent} ({opts['metric']})"})
+        details = quantize_with_accuracy_control(
+            ir, out, calib.arrays, self.feeds, self.base_eval.outputs, self.labels,
+            opts["metric"], float(opts["max_drop"]), cancelled=self._cancelled)
+        lineage = list(lineage) + [str(write_lineage(out_dir / "accuracy-control.json", ir,
+                                                     details))]
+        files = [str(p) for p in ModelFile(out, "openvino").files()]
+        self.cache.put_build(key, {"path": str(out), "format": "openvino", "files": files,
+                                   "lineage": lineage, "candidate": c.to_dict(),
+                                   "details": details})
+        return out, "openvino", lineage, False
 
     # --- measuring ---------------------------------------------------------------------------
     def evaluate(self, run: _Run, idx: np.ndarray | None) -> _Eval:
@@ -438,9 +470,13 @@ class Search:
         self.points[c.name] = p
         self.cands[c.name] = c
         self.emit({"event": "stage", "stage": stage, "message": f"{stage}: {c.name}"})
+        # screening builds calibrate on a subset: the graph (hence the speed) is the same, and
+        # only the survivors are built on the whole calibration set for the full stage
+        bc = cands.screen_build(c, self.spec.screen_calibration) if (
+            stage == "screen" and not self.spec.exhaustive) else c
         t = time.monotonic()
         try:
-            path, fmt, lineage, cached = self.build(c)
+            path, fmt, lineage, cached = self.build(bc)
             self.spent["build_s"] += time.monotonic() - t
         except _Stop:
             raise
@@ -465,7 +501,7 @@ class Search:
             self.publish(p)
             return p
         try:
-            self.score(c, p, run, stage)
+            self.score(bc, p, run, stage)
         except _Stop:
             raise
         except Exception as e:
@@ -558,6 +594,8 @@ class Search:
 
     def fallback(self, parent: Candidate) -> Point | None:
         """Keep the most sensitive layers of `parent` in float until the budget is met."""
+        if parent.backend == "openvino" and parent.convert_first == "openvino":
+            return self.fallback_nncf(parent)
         ranking = self.rank_layers(parent)
         if not ranking:
             return None
@@ -573,6 +611,24 @@ class Search:
                 if last.meets:
                     return last
         return last
+
+    def fallback_nncf(self, parent: Candidate) -> Point | None:
+        """NNCF on the OpenVINO IR: its accuracy control returns the quantizers that cost the
+        most to float until the missed constraint is met on the evaluation data. NNCF's target
+        is a point estimate, so it gets half the accuracy budget (room for the interval the
+        verdict asks for) or 90 % of the cosine margin."""
+        p = self.points.get(parent.name)
+        metric = ("cosine" if self.labels is None or (p is not None and "cosine" in p.reason)
+                  else "accuracy")
+        if metric == "cosine":
+            if self.min_cosine is None:
+                return None
+            max_drop = round((1.0 - self.min_cosine) * 0.9, 8)
+        else:
+            max_drop = round(self.spec.max_drop / 2, 8)
+        c = cands.accuracy_controlled(parent, metric, max_drop)
+        self.cands[c.name] = c
+        return self.run_candidate(c, "full")
 
     def rank_layers(self, parent: Candidate) -> list[dict[str, Any]]:
         """Leave-one-out sensitivity of the heaviest quantizable layers: the fidelity the model
@@ -638,9 +694,12 @@ class Search:
         for c in todo:
             self.points[c.name] = Point(c.name, c.to_dict())
         self.planned = todo
+        from converters.passes.int8_static import shared_calibration
+
         try:
             try:
-                self._search(todo)
+                with shared_calibration():  # INT8 variants of one model calibrate once
+                    self._search(todo)
             except _Stop:
                 log.info("search stopped: %s", self.stopped)
             return self.finish()
@@ -872,7 +931,11 @@ class Search:
             recipes.append(str(target))
         model = _q(self.spec.model)
         cmds = []
-        if c.convert_first and recipes:
+        if c.passes and c.passes[0][0] == cands.ACCURACY_CONTROL:
+            # NNCF picks the layers it returns to float from the evaluation data: rebuilt by
+            # optimize itself, not by a convert recipe (recipe files record the steps)
+            cmds.append(self.cli_line() + f" --only {c.parent}")
+        elif c.convert_first and recipes:
             first = out_dir / f"{self.source.path.stem}-{c.convert_first}.xml"
             cmds.append(f"modeldeck convert {model} --to {c.convert_first} -o {_q(first)}")
             cmds.append(f"modeldeck convert {_q(first)} --recipe {_q(recipes[-1])} "

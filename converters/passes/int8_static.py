@@ -173,7 +173,7 @@ def _run_onnx(model: ModelFile, opts: Int8Static.Options, ctx: PassContext,
     try:
         check_node_names(opts.exclude, node_names(load_onnx(src, with_weights=False)), "exclude",
                          " after pre-processing (folded BatchNormalization nodes are gone)")
-        _quantize_onnx(src, out, opts, feeder, reduce_range)
+        reused = _quantize_onnx(src, out, opts, feeder, reduce_range)
         ctx.progress(CALIB_SPAN[1], "checking the result opens in ONNX Runtime")
         messages += check_onnx_runs(out, model.path, "int8-static")
         quantized = load_onnx(out, with_weights=False)
@@ -199,6 +199,8 @@ def _run_onnx(model: ModelFile, opts: Int8Static.Options, ctx: PassContext,
         "model_type": _model_type_detail(opts, transformer=False),
         "engine": "onnxruntime quantize_static",
         "samples_used": feeder.samples,
+        "ranges": ("reused: the same model and data were calibrated earlier in this process"
+                   if reused else "calibrated"),
         "excluded": list(opts.exclude),
         "op_changes": op_count_changes(before, after),
     }
@@ -221,7 +223,8 @@ def _onnx_batch(inputs, samples: int, method: str) -> tuple[int, bool]:
 
 
 def _quantize_onnx(src: Path, out: Path, opts: Int8Static.Options, feeder: _Feeder,
-                   reduce_range: bool) -> None:
+                   reduce_range: bool) -> bool:
+    """Quantize `src` into `out`; True when the activation ranges came from the memo."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -233,10 +236,17 @@ def _quantize_onnx(src: Path, out: Path, opts: Int8Static.Options, feeder: _Feed
         with contextlib.redirect_stdout(chatter), in_directory(Path(out).parent), \
                 tempfile.TemporaryDirectory(dir=Path(out).parent.resolve(),
                                             prefix=".calibration-") as tmp:
-            cache = (_entropy_ranges(Path(src).resolve(), feeder, Path(tmp), large)
-                     if method == CalibrationMethod.Entropy else None)
+            memo_key = (_ranges_key(Path(src), feeder, opts.method)
+                        if _SHARING and not large else None)
+            cache = Path(tmp) / "ranges.json"
+            reused = memo_key in _RANGES
+            if reused:  # the same model and data were calibrated in this process
+                cache.write_text(_RANGES[memo_key], encoding="utf-8")
+            elif method == CalibrationMethod.Entropy:
+                cache = _entropy_ranges(Path(src).resolve(), feeder, Path(tmp), large)
             quantize_static(
-                str(Path(src).resolve()), str(Path(out).resolve()), None if cache else feeder,
+                str(Path(src).resolve()), str(Path(out).resolve()),
+                None if cache.is_file() else feeder,
                 quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
                 per_channel=opts.per_channel,
                 reduce_range=reduce_range,
@@ -247,6 +257,9 @@ def _quantize_onnx(src: Path, out: Path, opts: Int8Static.Options, feeder: _Feed
                 calibrate_method=method,
                 calibration_cache_path=cache,
                 use_external_data_format=large)
+            if memo_key is not None and memo_key not in _RANGES and cache.is_file():
+                _remember_ranges(memo_key, cache.read_text(encoding="utf-8"))
+        return reused
     except Cancelled:
         raise
     except Exception as e:  # ORT raises ValueError / RuntimeError naming the node it failed on
@@ -254,6 +267,55 @@ def _quantize_onnx(src: Path, out: Path, opts: Int8Static.Options, feeder: _Feed
                         f"model in ONNX Runtime): {ort_error(e, src)}") from e
     finally:
         log.debug("quantize_static said: %s", chatter.getvalue().strip())
+
+
+# Activation ranges by (pre-processed model, calibration batches, method): variants that
+# differ only in how they quantize (per-channel or per-tensor weights, QDQ or QOperator, nodes
+# kept in float) calibrate the same tensors on the same data, so a caller that builds several
+# (optimize's search, its sensitivity ranking) runs the calibration once, inside
+# shared_calibration(). Keyed by content: a changed model, data set or method calibrates anew.
+# The quantized model is byte-identical to one calibrated afresh.
+_RANGES: dict[str, str] = {}
+_RANGES_KEEP = 16
+_SHARING = 0
+
+
+@contextlib.contextmanager
+def shared_calibration() -> Iterator[None]:
+    """Within this block, ONNX builds of the same model on the same data share one calibration
+    (ranges are forgotten when the outermost block ends)."""
+    global _SHARING
+    _SHARING += 1
+    try:
+        yield
+    finally:
+        _SHARING -= 1
+        if not _SHARING:
+            _RANGES.clear()
+
+
+def _ranges_key(src: Path, feeder: _Feeder, method: str) -> str:
+    import hashlib
+
+    import onnxruntime
+
+    h = hashlib.sha256()
+    h.update(f"{onnxruntime.__version__}|{method}|{ENTROPY_BINS}|{feeder.samples}|"
+             f"{feeder._batch}|{sorted(feeder._names.items())}".encode())
+    with open(src, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    for name in sorted(feeder._calib.arrays):
+        a = feeder._calib.arrays[name][:feeder.samples]
+        h.update(name.encode() + str(a.shape).encode() + str(a.dtype).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _remember_ranges(key: str, text: str) -> None:
+    while len(_RANGES) >= _RANGES_KEEP:
+        _RANGES.pop(next(iter(_RANGES)))
+    _RANGES[key] = text
 
 
 def _entropy_ranges(src: Path, feeder: _Feeder, tmp: Path, large: bool) -> Path:

@@ -165,6 +165,66 @@ def test_accuracy_aware_fallback_meets_a_budget_full_int8_misses(tmp_path):
 
 
 @pytest.mark.slow
+def test_int8_variants_share_one_calibration_and_give_the_same_model(tmp_path):
+    """Inside shared_calibration, a per-tensor build reuses the per-channel build's activation
+    ranges (no second calibration) and writes the same bytes as one calibrated afresh."""
+    import hashlib
+
+    from app.pipeline import ConvertSpec, StepSpec, run_pipeline
+    from converters.passes.int8_static import shared_calibration
+
+    def build(name, **opts):
+        spec = ConvertSpec(model=str(CNN), output=str(tmp_path / f"{name}.onnx"),
+                           passes=(StepSpec("int8-static", opts),), calib=str(EVAL),
+                           verify_samples=8)
+        r = run_pipeline(spec, emit=lambda e: None)
+        step = next(s for s in r["steps"] if s.get("pass") == "int8-static")
+        return hashlib.sha256(Path(r["output"]).read_bytes()).hexdigest(), step
+
+    with shared_calibration():
+        _, first = build("pc", per_channel=True)
+        shared, second = build("pt", per_channel=False)
+        _, third = build("pc-entropy", per_channel=True, method="entropy")
+    fresh, alone = build("pt-fresh", per_channel=False)
+    assert first["details"]["ranges"] == "calibrated"
+    assert second["details"]["ranges"].startswith("reused")
+    assert third["details"]["ranges"] == "calibrated"  # another method calibrates anew
+    assert alone["details"]["ranges"] == "calibrated"  # outside the block: nothing kept
+    assert shared == fresh
+
+
+@pytest.mark.slow
+def test_nncf_accuracy_control_meets_a_budget_full_openvino_int8_misses(tmp_path):
+    """On OpenVINO, full INT8 (NNCF) misses a fidelity floor set between its cosine and 1;
+    NNCF's quantize_with_accuracy_control returns quantizers to float until it is met."""
+    from app.optimize.search import run_optimize
+
+    first = run_optimize(_spec(tmp_path, only=("ov-int8",), subset=450))
+    full = next(t for t in first["tried"] if t["name"] == "ov-int8")
+    assert full["cosine"] < 0.99999, "full INT8 must lose some fidelity for this test to mean it"
+    floor = 1 - (1 - full["cosine"]) / 3
+    r = run_optimize(_spec(tmp_path, only=("ov-int8",), min_cosine=floor, subset=450,
+                           output_dir=str(tmp_path / "out2")))
+    tried = {t["name"]: t for t in r["tried"]}
+    assert tried["ov-int8"]["status"] == "rejected" and "cosine" in tried["ov-int8"]["reason"]
+    assert "ov-int8-ac" in tried, list(tried)
+    assert r["best"] is not None, r.get("why_no_winner")
+    assert r["best"]["name"] == "ov-int8-ac" and r["best"]["backend"] == "openvino"
+    assert r["best"]["cosine"] >= floor > full["cosine"]
+    step = r["best"]["config"]["passes"][0]
+    assert step["name"] == "nncf-accuracy-control" and step["options"]["metric"] == "cosine"
+    assert Path(r["best"]["path"]).exists()
+    record = json.loads(Path(r["outputs"]["recipes"][-1]).read_text())
+    assert record["step"]["engine"] == "nncf.quantize_with_accuracy_control"
+    import openvino as ov
+
+    full_fq = sum(o.get_type_name() == "FakeQuantize"
+                  for o in ov.Core().read_model(full["path"]).get_ops())
+    assert 0 < record["step"]["fake_quantize"] <= full_fq  # some layers stay INT8
+    assert any("--only ov-int8" in c for c in r["best"]["commands"])
+
+
+@pytest.mark.slow
 def test_second_run_comes_from_the_cache(tmp_path):
     from app.optimize.search import run_optimize
 
