@@ -55,13 +55,39 @@ class _Tagged:
                 self.lines(e)
 
 
+def wait_all(clients: list) -> list:
+    """Start the searches side by side (one per target) and wait for all; Ctrl-C stops every
+    one of them, and each still brings its best so far home."""
+    outcomes: list[Any] = [None] * len(clients)
+
+    def wait(i: int) -> None:
+        outcomes[i] = clients[i].wait()
+
+    threads = [threading.Thread(target=wait, args=(i,), daemon=True)
+               for i, _ in enumerate(clients)]
+    for c in clients:
+        c.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            try:
+                t.join(0.2)
+            except KeyboardInterrupt:
+                print("modeldeck: stopping the search on every target (their best so far is "
+                      "kept)", file=sys.stderr)
+                for c in clients:
+                    c.cancel()
+    return outcomes
+
+
 def optimize_on_targets(opt: dict[str, Any], targets: list[str], args: argparse.Namespace,
                         limits: dict[str, Any], lines_cls) -> int:
     """Run the search on each target; print (or --json) the results; the exit code."""
     from app.cli import _job_or_raise
     from app.cli_targets import print_target_line
     from app.optimize.cli import print_result
-    from app.targets.sweep import run_on_target
+    from app.targets.sweep import job_client, label_outcome
     from converters.errors import ModelDeckError
 
     several = len(targets) > 1
@@ -72,23 +98,15 @@ def optimize_on_targets(opt: dict[str, Any], targets: list[str], args: argparse.
             raise ModelDeckError("each --target is named once (their results go to "
                                  "OUTDIR/<target>/)")
     show = not args.quiet and not args.json
-    outcomes: list[Any] = [None] * len(targets)
-
-    def one(i: int, target: str) -> None:
+    clients = []
+    for target in targets:
         dest = out_root / folder_name(target) if several else out_root
         spec = target_spec(opt, args.trust, str(dest))
-        outcomes[i] = run_on_target(spec, target, _Tagged(lines_cls(True), target, several,
-                                                          show), **limits)
-
-    if several:  # one search per target, the targets side by side
-        threads = [threading.Thread(target=one, args=(i, t), daemon=True)
-                   for i, t in enumerate(targets)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    else:
-        one(0, targets[0])
+        clients.append(job_client(spec, target, _Tagged(lines_cls(True), target, several, show),
+                                  **limits))
+    outcomes = wait_all(clients)
+    for outcome, target in zip(outcomes, targets):
+        label_outcome(outcome, target)
     results, failed = [], 0
     for target, outcome in zip(targets, outcomes):
         try:

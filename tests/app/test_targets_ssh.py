@@ -606,3 +606,23 @@ def test_link_cut_while_fetching_leaves_the_local_folder_as_it_was(sshd, targets
     assert cut and cut[0] >= 1
     assert sorted(p.name for p in dest.iterdir()) == ["mine.txt"]
     assert not list(tmp_path.glob(".out.part-*"))
+
+
+@pytest.mark.slow
+def test_optimize_stopped_on_a_target_brings_its_best_so_far_home(sshd, targets, tmp_path):
+    from app.targets.sweep import job_client
+
+    spec = _optimize_spec(tmp_path, use_cache=False)
+    spec["optimize"]["only"] = ["ort-int8-dynamic", "ort-fp16"]
+    client = job_client(spec, "b")
+
+    def on_event(e):
+        if e.get("event") == "candidate" and e["point"]["name"] != "baseline":
+            client.cancel()
+
+    client.on_event = on_event
+    outcome = client.start().wait()
+    assert outcome.status == "ok", (outcome.status, outcome.error)
+    assert outcome.result["status"] == "stopped" and outcome.result["stopped"]
+    assert (tmp_path / "out" / "optimize.json").is_file()
+    assert outcome.result["target"]["fetched_files"] >= 2
