@@ -50,8 +50,36 @@ _DTYPE_PRECISION = {"float32": "FP32", "float16": "FP16", "bfloat16": "BF16", "f
                     "int16": "INT16", "uint16": "UINT16", "float8e4m3fn": "FP8"}
 
 
+# the ONNX op another format's op stands for (TorchScript / torch.export aten ops, OpenVINO IR
+# opset names), so a variant converted between formats matches its source
+_CROSS = {"conv1d": "Conv", "conv2d": "Conv", "conv3d": "Conv", "_convolution": "Conv",
+          "convolution": "Conv", "groupconvolution": "Conv", "batch_norm": "BatchNormalization",
+          "_native_batch_norm_legit_no_training": "BatchNormalization", "relu": "Relu",
+          "relu_": "Relu", "max_pool2d": "MaxPool", "max_pool1d": "MaxPool",
+          "avg_pool2d": "AveragePool", "avgpool": "AveragePool",
+          "adaptive_avg_pool2d": "GlobalAveragePool", "linear": "Gemm", "addmm": "Gemm",
+          "fullyconnected": "Gemm", "mm": "MatMul", "bmm": "MatMul", "matmul": "MatMul",
+          "flatten": "Flatten", "view": "Reshape", "reshape": "Reshape", "add": "Add",
+          "add_": "Add", "mul": "Mul", "multiply": "Mul", "sub": "Sub", "subtract": "Sub",
+          "div": "Div", "divide": "Div", "sigmoid": "Sigmoid", "tanh": "Tanh",
+          "softmax": "Softmax", "cat": "Concat", "concat": "Concat", "gelu": "Gelu",
+          "layer_norm": "LayerNormalization", "hardswish": "HardSwish", "hswish": "HardSwish",
+          "hardsigmoid": "HardSigmoid", "hsigmoid": "HardSigmoid", "transpose": "Transpose",
+          "permute": "Transpose", "embedding": "Gather", "lstm": "LSTM", "gru": "GRU"}
+
+
+def _cross(op: str) -> str:
+    """'aten::conv2d', 'aten.conv2d.default', 'Convolution' -> 'Conv'; ONNX ops unchanged."""
+    key = op
+    for prefix in ("aten::", "aten."):
+        if key.startswith(prefix):
+            key = key[len(prefix):].split(".")[0]
+    return _CROSS.get(key.lower(), op)
+
+
 def family(op: str) -> str:
-    """The float op a quantized or fused op stands for."""
+    """The float op a quantized or fused op (or another format's op) stands for."""
+    op = _cross(op)
     return _FAMILY.get(op, op)
 
 
@@ -333,11 +361,11 @@ def diff_graphs(base: ModelGraph, other: ModelGraph,
                 fams_a = {family(fa[c].op) for c in ca}
                 fams_b = {family(fb[c].op) for c in cb}
                 for xa in ca:
-                    if fa[xa].op in FUSABLE_OPS and family(fa[xa].op) not in fams_b:
+                    if _cross(fa[xa].op) in FUSABLE_OPS and family(fa[xa].op) not in fams_b:
                         fused_a[xa] = _host(fa[xa], fwd, y)
                         progress = True
                 for yb in cb:
-                    if fb[yb].op in FUSABLE_OPS and family(fb[yb].op) not in fams_a:
+                    if _cross(fb[yb].op) in FUSABLE_OPS and family(fb[yb].op) not in fams_a:
                         fused_b[yb] = _host(fb[yb], back, x)
                         progress = True
                 if not progress:
@@ -418,7 +446,7 @@ def _candidates(facts: dict[str, NodeFacts], x: str, side: str, matched: Mapping
 
 def _changes(x: NodeFacts, y: NodeFacts) -> list[str]:
     out = []
-    if x.op != y.op:
+    if _cross(x.op) != _cross(y.op):  # aten::conv2d and Conv are one op in two formats
         out.append(f"op {x.op} → {y.op}")
     if x.precision != y.precision and x.precision and y.precision:
         out.append(f"precision {x.precision} → {y.precision}")
