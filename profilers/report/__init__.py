@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_PREFIX = "modeldeck.report/"
 SCHEMA = "modeldeck.report/2"  # 2: intervals, stability verdict, device-side latency
+MAX_REPORT_BYTES = 4 * 2**30  # a 2-hour run of sub-millisecond iterations writes ~0.3 GiB
 
 __all__ = ["SCHEMA", "SCHEMA_PREFIX", "load_report", "write_csv", "write_html", "write_json"]
 
@@ -28,7 +30,14 @@ __all__ = ["SCHEMA", "SCHEMA_PREFIX", "load_report", "write_csv", "write_html", 
 def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a report saved by write_json; a clear ModelDeckError for anything else."""
     path = Path(path)
-    try:
+    try:  # a FIFO would block forever and a link to /dev/zero fill the memory
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+            raise ModelDeckError(f"{path} is not a regular file: a report is a JSON file that "
+                                 "`modeldeck profile --json` wrote")
+        if st.st_size > MAX_REPORT_BYTES:
+            raise ModelDeckError(f"{path} is {st.st_size / 2**30:.1f} GiB: no report is that "
+                                 f"large (at most {MAX_REPORT_BYTES // 2**30} GiB read)")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ModelDeckError(f"report {path} does not exist") from None

@@ -160,3 +160,18 @@ def test_compare_of_models_with_other_inputs_says_so_not_the_size_you_set():
     r = run_cli("compare", str(SAMPLE), str(vgg), "--rounds", "2", "--iterations", "10")
     one_clear_error(r)
     assert "digits_vgg.onnx" in r.stderr and "inputs of digits_cnn.onnx" in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_report_of_a_fifo_or_a_device_is_refused_without_reading(tmp_path, kind):
+    # `report /dev/zero-link --html x` read until the kernel killed it; a FIFO waited forever
+    import os
+
+    run = tmp_path / "run.json"
+    if kind == "fifo":
+        os.mkfifo(run)
+    else:
+        run.symlink_to("/dev/zero")
+    r = run_cli("report", str(run), "--html", str(tmp_path / "x.html"), timeout=60)
+    one_clear_error(r)
+    assert "not a regular file" in r.stderr
