@@ -357,8 +357,10 @@ class Search:
         out_dir = self.cache.build_dir(key) if self.spec.use_cache else (
             Path(self.spec.output_dir) / ".builds" / key)
         out = out_dir / f"{self.source.path.stem}-{c.name}.xml"
-        self.emit({"event": "stage", "stage": "accuracy-control",
-                   "message": f"NNCF accuracy control on {c.parent} ({opts['metric']})"})
+        msg = (f"NNCF accuracy control on {c.parent}: returning its most costly quantizers "
+               f"to float ({opts['metric']})")
+        self.emit({"event": "stage", "stage": "accuracy-control", "message": msg})
+        self.progress(0.6, msg)
         details = quantize_with_accuracy_control(
             ir, out, calib.arrays, self.feeds, self.base_eval.outputs, self.labels,
             opts["metric"], float(opts["max_drop"]), cancelled=self._cancelled)
