@@ -478,10 +478,11 @@ def test_optimize_on_a_target_fetches_the_winner_and_a_second_run_sends_no_model
 
     from app.targets.sweep import run_on_target
 
-    cache = Path(TargetStore().get("a").cache_dir)
+    cache = sshd.root.parent / "cache-opt-fresh"  # nothing sent to it by other tests
+    TargetStore().add(_target(sshd, "opt", cache_dir=str(cache)), replace_existing=True)
     events: list[dict] = []
     spec = _optimize_spec(tmp_path)
-    first = run_on_target(spec, "a", events.append)
+    first = run_on_target(spec, "opt", events.append)
     assert first.status == "ok", (first.error, first.stderr_tail[-2000:])
     r = first.result
     out = tmp_path / "out"
@@ -489,7 +490,7 @@ def test_optimize_on_a_target_fetches_the_winner_and_a_second_run_sends_no_model
     assert any(e.get("event") == "candidate" for e in events)  # streamed while it ran
     assert any(e.get("event") == "stage" and e.get("stage") == "fetch" for e in events)
     saved = json.loads((out / "optimize.json").read_text())
-    assert saved["target"]["name"] == "a" and saved["target"]["url"].startswith("ssh://")
+    assert saved["target"]["name"] == "opt" and saved["target"]["url"].startswith("ssh://")
     assert saved["probe"]["cpu_model"] is not None  # the target's machine, probed there
     assert str(cache) not in json.dumps(saved["outputs"])  # local paths only
     winner = Path(saved["best"]["path"])
@@ -506,7 +507,7 @@ def test_optimize_on_a_target_fetches_the_winner_and_a_second_run_sends_no_model
     assert str(out) in (out / "optimize.html").read_text()
     assert not list(out.parent.glob(".out.part-*"))  # nothing left aside
     assert not list((cache / "outputs").iterdir())  # the target's copy removed
-    second = run_on_target(spec, "a")
+    second = run_on_target(spec, "opt")
     assert second.status == "ok", second.error
     t1, t2 = first.result["target"], second.result["target"]
     assert t1["sent_bytes"] >= SAMPLE_ONNX.stat().st_size
