@@ -130,7 +130,8 @@ async def fetch_outputs(session, job, result: dict[str, Any], remap: Callable[[A
             if isinstance(where, dict):  # the result file records what came back, with hashes
                 where.update(session.stats.to_dict())
                 where["fetched"] = [{k: f[k] for k in ("name", "size", "sha256")}
-                                    for f in fetched]
+                                    for f in fetched]  # as the target had them
+                where["cache_dir"] = session.cache  # paths under it name files there
             name = RESULT_FILES.get(kind)
             if name and (tmp / name).exists():
                 (tmp / name).write_text(json.dumps(result, indent=2, default=str),

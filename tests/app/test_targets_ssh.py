@@ -627,3 +627,20 @@ def test_optimize_stopped_on_a_target_brings_its_best_so_far_home(sshd, targets,
     assert outcome.result["status"] == "stopped" and outcome.result["stopped"]
     assert (tmp_path / "out" / "optimize.json").is_file()
     assert outcome.result["target"]["fetched_files"] >= 2
+
+
+def test_output_folders_a_lost_link_left_are_cleared_on_connect(sshd, targets):
+    """An output folder nobody fetched (the link was lost) goes after an hour; a recent one
+    (a job being fetched right now) stays."""
+    from app.targets.sweep import run_on_target
+
+    outs = Path(TargetStore().get("a").cache_dir) / "outputs"
+    old, recent = outs / "lost-an-hour-ago", outs / "being-fetched"
+    for d in (old, recent):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "model-optimized.onnx").write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    out = run_on_target({"job": "devices"}, "a")
+    assert out.status == "ok", out.error
+    assert not old.exists() and recent.exists()
