@@ -7,7 +7,9 @@ relay lists the folder on the target with sha256s, fetches its files by SFTP int
 folder beside the local one, checks every hash, rewrites the target's paths in the JSON files to
 the local ones, writes the final result file, and only then moves the files into place: a link
 lost halfway leaves nothing half-copied in the user's folder. The target's folder is removed
-after; one left by a lost link is removed by a later connection (HELLO, after an hour).
+after; one left by a lost link is removed by a later connection (HELLO, after an hour). A
+relay killed mid-fetch (a timeout, a cancel past its grace) leaves .NAME.part-<pid>-* beside the
+folder: the next fetch into it removes those whose relay is gone.
 """
 from __future__ import annotations
 
@@ -69,6 +71,19 @@ def _redraw(kind: str, result: dict[str, Any], folder: Path) -> None:
             log.warning("could not draw optimize.html again: %s", e)
 
 
+def clear_stale_parts(dest: Path) -> None:
+    """Folders a killed relay left beside dest (.NAME.part-<pid>-*: that pid is gone)."""
+    for d in dest.parent.glob(f".{dest.name}.part-*"):
+        try:
+            pid = int(d.name.rsplit(".part-", 1)[1].split("-", 1)[0])
+            os.kill(pid, 0)
+            continue  # a fetch under way
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
 def place(tmp: Path, dest: Path) -> None:
     """Move a fully fetched folder's files into dest (created if missing); each file is one
     rename, so dest never holds a partial file."""
@@ -94,7 +109,8 @@ async def fetch_outputs(session, job, result: dict[str, Any], remap: Callable[[A
         total = sum(int(f["size"]) for f in listing) or 1
         dest = Path(local).expanduser()
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.part-", dir=dest.parent))
+        clear_stale_parts(dest)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.part-{os.getpid()}-", dir=dest.parent))
         emit({"event": "stage", "stage": "fetch",
               "message": f"fetching {len(listing)} files from {session.target.name}"})
         try:

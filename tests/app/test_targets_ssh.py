@@ -586,6 +586,9 @@ def test_link_cut_while_fetching_leaves_the_local_folder_as_it_was(sshd, targets
     dest = tmp_path / "out"
     dest.mkdir()
     (dest / "mine.txt").write_text("the user's own file")
+    left = tmp_path / ".out.part-999999999-x"  # what a relay killed mid-fetch left behind
+    left.mkdir()
+    (left / "model-optimized.onnx").write_bytes(b"half")
     cut: list[int] = []
 
     def emit(e):
