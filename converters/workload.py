@@ -656,6 +656,9 @@ def read_npz(path: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
     missing."""
     from pathlib import Path
 
+    from converters.formats import require_regular_file
+
+    require_regular_file(Path(path), "data file")  # a FIFO would block the job forever
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:

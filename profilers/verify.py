@@ -387,6 +387,9 @@ def _npz_path(spec: str, what: str) -> tuple[Path, bool]:
 
 
 def _read_npz(path: Path) -> Any:
+    from converters.formats import require_regular_file
+
+    require_regular_file(path, "data file")  # a FIFO would block the job forever
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:

@@ -175,3 +175,17 @@ def test_report_of_a_fifo_or_a_device_is_refused_without_reading(tmp_path, kind)
     r = run_cli("report", str(run), "--html", str(tmp_path / "x.html"), timeout=60)
     one_clear_error(r)
     assert "not a regular file" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["--inputs", "--eval"])
+def test_compare_data_that_is_a_fifo_is_refused_not_waited_on(tmp_path, option):
+    # the job opened the FIFO and waited until killed
+    import os
+
+    fifo = tmp_path / "data.npz"
+    os.mkfifo(fifo)
+    r = run_cli("compare", str(SAMPLE), str(SAMPLE), "--rounds", "2", "--iterations", "5",
+                option, str(fifo), timeout=120)
+    one_clear_error(r)
+    assert "named pipe" in r.stderr
