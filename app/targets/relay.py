@@ -144,6 +144,11 @@ async def run_remote(target_name: str, spec: dict[str, Any], emit, commands: asy
             emit(event)
             if kind in ("result", "error", "cancelled"):
                 terminal = True
+                if kind != "result" and job.outputs:  # nothing to fetch: the target's copy goes
+                    import shlex
+
+                    await session.conn.run("rm -rf " + " ".join(
+                        shlex.quote(r) for r, _ in job.outputs), check=False)
                 break  # the job is over: what is left of it ends at once, as a local one's
         try:
             await asyncio.wait_for(proc.wait_closed(), 0.2 if terminal else None)

@@ -647,3 +647,23 @@ def test_output_folders_a_lost_link_left_are_cleared_on_connect(sshd, targets):
     out = run_on_target({"job": "devices"}, "a")
     assert out.status == "ok", out.error
     assert not old.exists() and recent.exists()
+
+
+@pytest.mark.slow
+def test_optimize_failing_on_a_target_is_one_clear_line_and_leaves_no_outputs(
+        sshd, targets, tmp_path):
+    from app.targets.sweep import run_on_target
+
+    bad = tmp_path / "labels-missing.npz"
+    import numpy as np
+
+    np.savez(bad, nothing=np.zeros(3))
+    spec = _optimize_spec(tmp_path)
+    spec["optimize"]["eval"] = str(bad)
+    cache = Path(TargetStore().get("a").cache_dir)
+    before = set((cache / "outputs").glob("*"))  # other tests' folders stay where they are
+    out = run_on_target(spec, "a")
+    assert out.status == "failed" and out.error_kind == "bad_input", (out.status, out.error)
+    assert "labels-missing.npz" in out.error and str(cache) not in out.error  # as the user knows it
+    assert not (tmp_path / "out").exists()
+    assert set((cache / "outputs").glob("*")) == before
