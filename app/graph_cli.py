@@ -102,6 +102,10 @@ def cmd_graph(args: argparse.Namespace) -> int:
         else ""
     print(f"wrote {r.path}: {r.boxes} boxes{extra}; parsed in {t1 - t0:.2f} s, "
           f"drawn in {t2 - t1:.2f} s", file=sys.stderr)
+    if r.png_scale is not None and r.png_scale < 0.75 * args.scale:
+        print(f"note: the PNG was shrunk to {r.png_scale:.0%} of its size to stay within "
+              "16,384 pixels a side, so its labels are hard to read: an .svg keeps every label "
+              "sharp at any size (or open fewer groups with --expand N)", file=sys.stderr)
     return 0
 
 

@@ -189,3 +189,17 @@ def test_compare_data_that_is_a_fifo_is_refused_not_waited_on(tmp_path, option):
                 option, str(fifo), timeout=120)
     one_clear_error(r)
     assert "named pipe" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_png_shrunk_to_fit_the_pixel_cap_says_so(tmp_path):
+    # DenseNet-121 with every group open is ~50,000 units tall: the PNG came out 305 x 16384 px,
+    # its labels a third of their size, and the command said only 'wrote'
+    from tests.conftest import light_model
+
+    r = run_cli("graph", str(light_model("densenet121")), "-o", str(tmp_path / "d.png"),
+                "--expand", "all")
+    assert r.returncode == 0, r.stderr
+    assert "note: the PNG was shrunk" in r.stderr and ".svg" in r.stderr
+    r = run_cli("graph", str(SAMPLE), "-o", str(tmp_path / "s.png"))
+    assert r.returncode == 0 and "note:" not in r.stderr

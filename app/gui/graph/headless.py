@@ -22,6 +22,7 @@ class RenderResult:
     fold_s: float
     layout_s: float
     write_s: float
+    png_scale: float | None = None  # pixels per layout unit a PNG got (the cap may shrink it)
 
 
 def render_graph(model: ModelGraph, out: str | Path, expand: str | int | None = None,
@@ -43,11 +44,12 @@ def render_graph(model: ModelGraph, out: str | Path, expand: str | int | None = 
         t2 = time.perf_counter()
         text = svg_text(tree, sl, boxes, title=model.meta.path)
         out.write_text(text, encoding="utf-8")
+        used = None
     else:
-        view, t2 = _png(model, tree, out, scale)
+        used, t2 = _png(model, tree, out, scale)
     t3 = time.perf_counter()
     return RenderResult(out, tree.visible_node_count(), len(tree.hidden), t1 - t0, t2 - t1,
-                        t3 - t2)
+                        t3 - t2, used)
 
 
 def _png(model: ModelGraph, tree: FoldTree, out: Path, scale: float):
@@ -55,17 +57,19 @@ def _png(model: ModelGraph, tree: FoldTree, out: Path, scale: float):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
-    from app.gui.graph.view import GraphView
+    from app.gui.graph.view import MAX_EXPORT_PIXELS, GraphView
 
     app = QApplication.instance() or QApplication([])
     view = GraphView()
     view.resize(1200, 900)
     t2 = time.perf_counter()
     view.set_model(model, fold=lambda t: _same_fold(tree, t))
+    rect = view._scene_rect
+    used = min(scale, MAX_EXPORT_PIXELS / max(rect.width(), rect.height(), 1.0))
     view.export_image(out, scale=scale)
     view.deleteLater()
     app.processEvents()
-    return view, t2
+    return used, t2
 
 
 def _same_fold(src: FoldTree, dst: FoldTree) -> None:
