@@ -87,3 +87,39 @@ def test_profile_of_a_constant_weight_model_finishes_with_its_verdict(window, qt
     lo, hi = report["latency_ms"]["p50_ci"]
     assert lo <= report["latency_ms"]["p50"] <= hi
     assert not errors, errors
+
+
+@pytest.mark.slow
+def test_hostile_files_get_a_message_and_the_window_keeps_its_model(window, qtbot, tmp_path,
+                                                                    monkeypatch):
+    """A FIFO, a link to /dev/zero, a truncated model, a zip bomb and a folder: each one error
+    in the window's words, nothing hangs, and the model shown before stays."""
+    import os
+    import zipfile
+
+    from app.gui.graph.diff_view import start_graph_diff
+    from tests.conftest import SAMPLE_ONNX
+
+    _open(window, qtbot, str(SAMPLE_ONNX))
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.onnx"
+    zero.symlink_to("/dev/zero")
+    trunc = tmp_path / "trunc.onnx"
+    trunc.write_bytes(SAMPLE_ONNX.read_bytes()[:5000])
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        z.writestr("archive/data/0", b"\0" * (64 * 2**20))
+    folder = tmp_path / "folder.onnx"
+    folder.mkdir()
+    monkeypatch.setattr(window, "_ask_consent", lambda paths, verb, retry: True)
+    for bad in (fifo, zero, trunc, bomb, folder):
+        with qtbot.waitSignal(window.sig_error, timeout=60_000) as blocker:
+            window.open_model(str(bad))
+        title, message = blocker.args
+        assert bad.name in message and "--" not in message, message
+        with qtbot.waitSignal(window.sig_error, timeout=60_000) as blocker:
+            start_graph_diff(window, [str(SAMPLE_ONNX), str(bad)])
+        assert bad.name in blocker.args[1] and "--" not in blocker.args[1], blocker.args
+    assert window.model_path == str(SAMPLE_ONNX)
