@@ -481,19 +481,43 @@ def _run_step(step: _Planned, model: ModelFile, ctx: PassContext) -> PassResult:
     return get_pass(step.name)().run(model, step.options, ctx)
 
 
+def _check_recipe(rec: dict[str, Any], recipe_path: str | Path) -> None:
+    """The fields a replay reads, with the types a lineage writes (a hand-edited or hostile
+    recipe gets one line naming the field, not a TypeError from deep inside)."""
+    def bad(what: str) -> ModelDeckError:
+        return ModelDeckError(f"recipe {recipe_path}: {what}; a lineage file as convert writes "
+                              "it has passes [{\"name\": PASS, \"options\": {...}}, ...]")
+
+    passes = rec.get("passes")
+    if not isinstance(passes, list):
+        raise bad("'passes' is not a list")
+    for i, p in enumerate(passes, 1):
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+            raise bad(f"pass {i} has no name")
+        if not isinstance(p.get("options", {}), dict):
+            raise bad(f"pass {i} ({p['name']}): 'options' is not an object")
+    for key in ("to", "calib"):
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            raise bad(f"'{key}' is not a text")
+
+
 def spec_from_recipe(recipe_path: str | Path, model: str, output: str) -> tuple[ConvertSpec,
                                                                                  list[str]]:
     """Replay a lineage: same passes, options, target and calibration on `model`."""
+    from converters.formats import require_regular_file
+
     warnings: list[str] = []
+    require_regular_file(Path(recipe_path), "recipe")  # a FIFO would block forever
     try:
         rec = json.loads(Path(recipe_path).read_text(encoding="utf-8"))
     except OSError as e:
         raise ModelDeckError(f"cannot read recipe {recipe_path}: {e.strerror}") from e
-    except ValueError:  # not UTF-8 text or not JSON
+    except (ValueError, RecursionError):  # not UTF-8 text, not JSON, nested too deeply
         rec = {}
     if not isinstance(rec, dict) or rec.get("schema") != LINEAGE_SCHEMA or "passes" not in rec:
         raise ModelDeckError(f"{recipe_path} is not a ModelDeck lineage file (schema "
                              f"{LINEAGE_SCHEMA} with the pipeline's passes)")
+    _check_recipe(rec, recipe_path)
     src_sha = sha256_of(ModelFile(Path(model), detect_format(Path(model)).name).files())
     if src_sha != rec.get("source", {}).get("sha256"):
         warnings.append("the model differs from the one the recipe was made from "

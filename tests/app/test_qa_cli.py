@@ -203,3 +203,37 @@ def test_a_png_shrunk_to_fit_the_pixel_cap_says_so(tmp_path):
     assert "note: the PNG was shrunk" in r.stderr and ".svg" in r.stderr
     r = run_cli("graph", str(SAMPLE), "-o", str(tmp_path / "s.png"))
     assert r.returncode == 0 and "note:" not in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [
+    {"passes": [5]},  # was an internal error: 'int' object is not subscriptable
+    {"passes": "simplify"},  # was an internal error: string indices must be integers
+    {"passes": [{"name": "simplify", "options": [1]}]},  # was 'error: TypeError: cannot ...'
+    {"passes": [{"options": {}}]},
+    {"calib": {"x": 1}},  # was 'error: TypeError: expected str, bytes or os.PathLike ...'
+    {"to": 5},
+], ids=["int-pass", "str-passes", "list-options", "no-name", "dict-calib", "int-to"])
+def test_a_hostile_recipe_is_one_clear_error(tmp_path, change):
+    from app.pipeline import LINEAGE_SCHEMA
+
+    recipe = {"schema": LINEAGE_SCHEMA, "source": {"path": str(SAMPLE)}, "to": None,
+              "passes": [{"name": "simplify", "options": {}}], "calib": None, **change}
+    path = tmp_path / "r.lineage.json"
+    path.write_text(json.dumps(recipe))
+    out = tmp_path / "out.onnx"
+    r = run_cli("convert", str(SAMPLE), "--recipe", str(path), "-o", str(out))
+    one_clear_error(r)
+    assert "recipe" in r.stderr and "TypeError" not in r.stderr
+    assert not out.exists()
+
+
+def test_a_recipe_that_is_a_fifo_is_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "r.lineage.json"
+    os.mkfifo(fifo)
+    r = run_cli("convert", str(SAMPLE), "--recipe", str(fifo), "-o", str(tmp_path / "o.onnx"),
+                timeout=60)
+    one_clear_error(r)
+    assert "named pipe" in r.stderr
