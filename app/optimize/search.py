@@ -810,6 +810,10 @@ class Search:
             if best.stage != "full":
                 best.reason = (best.reason + "; ").lstrip("; ") + (
                     "provisional: measured on the screening subset only (the search stopped)")
+                c = self.cands.get(best.name)
+                if c is not None and cands.screen_build(c, self.spec.screen_calibration) != c:
+                    best.reason += (f"; its INT8 ranges come from "
+                                    f"{self.spec.screen_calibration} of the calibration samples")
             self.publish(best)
         winner = best or base
         out = self.write_outputs(winner, confirm)

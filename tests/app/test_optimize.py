@@ -260,6 +260,9 @@ def test_cancelled_search_keeps_its_best_so_far(tmp_path):
     assert r["stopped"] == "cancelled"
     assert r["best"] is not None and r["best"]["name"] == "ort-int8"
     assert Path(r["best"]["path"]).exists()
+    # stopped after screening: the winner is the screening build, and says so
+    reason = next(t["reason"] for t in r["tried"] if t["name"] == "ort-int8")
+    assert "provisional" in reason and "64 of the calibration samples" in reason
     assert json.loads((tmp_path / "out" / "optimize.json").read_text())["stopped"] == "cancelled"
     never = {t["name"] for t in r["tried"] if t["status"] == "planned"}
     assert never, "the search stopped before trying everything"
