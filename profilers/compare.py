@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from converters.errors import ModelDeckError
+from converters.workload import WorkloadError
 from profilers.runner import Emit, RunConfig, run_profile
 
 NO_DIFFERENCE = "no measurable difference"
@@ -74,7 +75,7 @@ def run_compare(models: list[str], base: RunConfig, eval_data: str | None = None
 
         try:
             report = run_profile(cfg, sub, cancelled)
-        except ModelDeckError as e:
+        except WorkloadError as e:  # sizes only: a refused consent or a bad file says its own
             if resolved is None or base.inputs_npz or base.shapes:
                 raise
             sizes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in resolved.items())

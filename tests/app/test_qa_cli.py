@@ -160,6 +160,10 @@ def test_compare_of_models_with_other_inputs_says_so_not_the_size_you_set():
     r = run_cli("compare", str(SAMPLE), str(vgg), "--rounds", "2", "--iterations", "10")
     one_clear_error(r)
     assert "digits_vgg.onnx" in r.stderr and "inputs of digits_cnn.onnx" in r.stderr
+    ts = REPO / "resources" / "samples" / "digits_cnn.ts.pt"  # other errors keep their words
+    r = run_cli("compare", str(SAMPLE), str(ts), "--rounds", "2", "--iterations", "10")
+    one_clear_error(r)
+    assert "--trust" in r.stderr and "inputs of" not in r.stderr
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device"])
