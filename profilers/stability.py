@@ -31,6 +31,7 @@ OTHER_LOAD_LIMIT = 0.5  # cores busy with other processes during the run
 SPIKE_LIMIT = 0.02  # fraction of iterations flagged as spikes...
 TAIL_LIMIT = 1.25  # ...counted as noise when they lift p99 this far above p50
 FEW_CORES = 4  # at or below: ORT's spinning thread pool is turned off by default
+MIN_ITERATIONS = 30  # fewer cannot show drift between thirds nor a spread worth the name
 
 
 def _read(path: str) -> str | None:
@@ -189,8 +190,12 @@ def verdict(latencies_ms: np.ndarray, *, cv: float, spikes: int, threads: int | 
     elif cv > CV_LIMIT and tail > TAIL_LIMIT:
         add("cv", cv, CV_LIMIT, f"latency varies a lot: CV {cv:.0%} (above {CV_LIMIT:.0%}), "
             f"p99 {tail:.1f}× p50", ("close", "threads", "longer"))
+    if v.size < MIN_ITERATIONS:
+        add("few", int(v.size), MIN_ITERATIONS,
+            f"only {v.size} iterations: too few to judge the spread or drift (at least "
+            f"{MIN_ITERATIONS})", ("longer",))
     drift = None
-    if v.size >= 30:
+    if v.size >= MIN_ITERATIONS:
         third = v.size // 3
         first, last = float(np.median(v[:third])), float(np.median(v[-third:]))
         drift = last / first - 1.0 if first > 0 else None

@@ -207,4 +207,6 @@ def latency_intervals(values_ms: np.ndarray, confidence: float = CONFIDENCE) -> 
             "ci_confidence": confidence,
             "ci_method": "order statistics (distribution-free, binomial ranks)",
             # False: too few iterations to bound p99 from above; the interval ends at the max
-            "p99_ci_bounded": quantile_ci_bounded(v.size, 0.99, confidence)}
+            "p99_ci_bounded": quantile_ci_bounded(v.size, 0.99, confidence),
+            # False under 6 iterations: min-max brackets the median with less than 95 %
+            "p50_ci_bounded": quantile_ci_bounded(v.size, 0.50, confidence)}

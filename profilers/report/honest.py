@@ -41,6 +41,9 @@ def ci_text(lat: dict[str, Any] | None, key: str) -> str:
     conf = (lat or {}).get("ci_confidence")
     conf = conf if isinstance(conf, (int, float)) and 0 < conf < 1 else 0.95
     open_end = key == "p99" and (lat or {}).get("p99_ci_bounded") is False
+    if key == "p50" and (lat or {}).get("p50_ci_bounded") is False:  # under 6 iterations
+        return (f"{conf * 100:.0f} % CI wider than {_f(ci[0])}–{_f(ci[1])} ms (too few "
+                "iterations to bound it)")
     return (f"{conf * 100:.0f} % CI {_f(ci[0])}–{_f(ci[1])}{'+' if open_end else ''} ms"
             + (" (too few iterations to bound it above)" if open_end else ""))
 
