@@ -20,6 +20,8 @@ def attach(window: Any, menu: Any) -> None:
             panel.sig_open_variant.connect(lambda p: window.open_model(p, as_variant=True))
             if hasattr(window, "_trusted"):  # consent given when the model was opened
                 panel.trust_check = lambda path: window._trusted([path])
+            backend = getattr(window, "backend", None)
+            panel.picker = getattr(backend, "target_picker", None)  # "Run on": here or a target
             dock = QDockWidget("Optimize", window)
             dock.setObjectName("dock_optimize")
             dock.setWidget(panel)

@@ -117,11 +117,13 @@ class OptimizePanel(QWidget):
         self.work_dir = Path(work_dir)
         self.model_path: str | None = None
         self.job: WorkerJob | None = None
+        self.target: str | None = None  # where the running or last search ran (None: here)
         self.result: dict[str, Any] | None = None
         self.best: dict[str, Any] | None = None
         self.prediction = ""
         self.extra: dict[str, Any] = {}  # spec fields set by code (tests, a preset)
         self.trust_check = lambda path: False  # the window's: did the user consent for it?
+        self.picker: Any = None  # the backend dock's "Run on" (a remote target searches there)
 
         self.eval_edit = QLineEdit(placeholderText="labelled .npz (inputs + labels)")
         self.calib_edit = QLineEdit(placeholderText=".npz of inputs for INT8 calibration")
@@ -212,8 +214,18 @@ class OptimizePanel(QWidget):
         self.best_label.setText("")
         self.progress.setValue(0)
         self.status.setText("Reading this machine…")
-        spec = {"job": "optimize", "optimize": self.spec()}
-        self.job = WorkerJob(spec, self, cancel_grace_s=CANCEL_GRACE_S)
+        target = self.picker.target() if self.picker is not None else None
+        if target:  # the whole search runs on the target; its output folder comes home
+            from app.targets.optimize_cli import target_spec
+
+            opt = self.spec()
+            spec = target_spec(opt, bool(opt["trust_code"]), opt["output_dir"])
+            self.status.setText(f"Connecting to {target}: the search runs there…")
+            self.job = self.picker.job(spec, self, cancel_grace_s=CANCEL_GRACE_S)
+        else:
+            spec = {"job": "optimize", "optimize": self.spec()}
+            self.job = WorkerJob(spec, self, cancel_grace_s=CANCEL_GRACE_S)
+        self.target = target
         self.job.sig_event.connect(self._on_event)
         self.job.sig_finished.connect(self._on_finished)
         self.start_btn.setEnabled(False)
@@ -286,6 +298,9 @@ class OptimizePanel(QWidget):
         path = p.get("path")
         if path and Path(path).exists():
             self.sig_open_variant.emit(path)
+        elif getattr(self, "target", None):
+            self.status.setText(f"{p['name']} was built on {self.target} and stayed there: only "
+                                "the winner comes home (see the output folder).")
         else:
             self.status.setText(f"{p['name']} has no model file to open ({p.get('reason', '')}).")
 

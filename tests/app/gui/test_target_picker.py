@@ -2,6 +2,8 @@
 events, the unknown-host-key question, and the state shown when the link drops."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from app.targets.config import TargetStore
@@ -123,3 +125,37 @@ def test_window_runs_the_profile_on_the_chosen_target(server, opened, qtbot):
     assert samples  # streamed live from the target
     assert w.last_report["target"]["name"] == "edge"
     picker.set_target(None)  # back to this computer for whatever runs next
+
+
+@pytest.mark.slow
+def test_optimize_panel_searches_on_the_chosen_target(server, qtbot, tmp_path):
+    """Run ▸ Optimize… with 'Run on' set to a target: the search runs there, its points fill
+    the chart, and the winner comes home into the local output folder."""
+    from pathlib import Path
+
+    from app.gui.optimize_panel import OptimizePanel
+    from app.gui.panels.target_picker import TargetPicker
+    from app.targets.probe import check_target
+    from tests.conftest import SAMPLES
+
+    check_target(TargetStore().get("edge"), accept_new=True)
+    picker = TargetPicker()
+    qtbot.addWidget(picker)
+    picker.reload()
+    picker.set_target("edge")
+    panel = OptimizePanel(tmp_path / "work")
+    qtbot.addWidget(panel)
+    panel.picker = picker
+    panel.set_model(str(SAMPLES / "digits_cnn.onnx"))
+    panel.extra = {"subset": 96, "screen_rounds": 2, "full_rounds": 2, "final_rounds": 3,
+                   "round_ms": 10.0, "use_cache": False, "only": ["ort-int8-dynamic"]}
+    job = panel.start()
+    assert job is not None and job.command is not None  # the relay, not a local worker
+    with qtbot.waitSignal(panel.sig_finished, timeout=300_000) as finished:
+        pass
+    result = finished.args[0]
+    assert result is not None and result["best"] is not None, panel.status.text()
+    assert panel.chart.count() >= 2  # baseline + the candidate, streamed from the target
+    winner = Path(result["best"]["path"])
+    assert winner.exists() and (tmp_path / "work") in winner.parents  # fetched home
+    assert "edge" in json.dumps(result.get("target") or {})
