@@ -207,18 +207,39 @@ def ab_ratio(reference: list[Any], rounds: list[Any]) -> dict[str, Any]:
     return {"latency_p50": ratio, "latency_p50_ci": [low, high], "latency_verdict": verdict}
 
 
+def _node_match(base: str, other: str) -> dict[str, str]:
+    """other node id -> base node id, from the graph diff's matching (names, then structure
+    through Q/DQ and folded ops): a conversion renames the layers it changes."""
+    from converters.formats import open_model
+    from converters.graph_diff import diff_graphs
+
+    try:
+        d = diff_graphs(open_model(Path(base)), open_model(Path(other)))
+    except (ModelDeckError, OSError, ValueError):  # no matching: layers pair by name only
+        return {}
+    return {m.other: m.base for m in d.matches}
+
+
 def layer_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-layer time of every model next to the first, for layers present in both."""
+    """Per-layer time of every model next to the first, for layers present in both (by name,
+    else by the graph matching), the biggest changes first."""
     if not rows or not rows[0]["layers"]:
         return []
     base = {layer["name"]: layer for layer in rows[0]["layers"]}
+    by_node = {layer["node_id"]: layer for layer in rows[0]["layers"] if layer.get("node_id")}
     out = []
     for i, r in enumerate(rows[1:], start=1):
+        match: dict[str, str] | None = None
         for layer in r["layers"]:
             ref = base.get(layer["name"])
+            if ref is None and layer.get("node_id"):
+                if match is None:
+                    match = _node_match(rows[0]["model"], r["model"])
+                ref = by_node.get(match.get(layer["node_id"], ""))
             if ref is None:
                 continue
             out.append({"model_index": i, "name": layer["name"], "op_type": layer["op_type"],
-                        "base_ms": ref["time_ms"], "time_ms": layer["time_ms"],
+                        "base_name": ref["name"], "base_ms": ref["time_ms"],
+                        "time_ms": layer["time_ms"],
                         "delta_ms": layer["time_ms"] - ref["time_ms"]})
-    return sorted(out, key=lambda d: d["delta_ms"])
+    return sorted(out, key=lambda d: -abs(d["delta_ms"]))
