@@ -104,7 +104,8 @@ def render_html(result: dict[str, Any]) -> str:
     for p in [base, *result.get("tried", [])]:
         rows.append(
             "<tr>" + "".join(f"<td>{c}</td>" for c in (
-                _e(p["name"]), _e(p.get("candidate", {}).get("backend", "")),
+                _e(p["name"]), _e(p.get("candidate", {}).get("backend", ""))
+                + f" ({_e(p.get('candidate', {}).get('threads') or 'default')} thr.)",
                 _e(p.get("status", "")), _e(p.get("stage", "")),
                 _iv(p.get("latency_ms")) if p.get("latency_ms") else "—",
                 _iv(p.get("speedup"), fmt=".2f") if p.get("speedup") else "—",
@@ -114,9 +115,10 @@ def render_html(result: dict[str, Any]) -> str:
                 "—" if not p.get("size_bytes") else f"{p['size_bytes'] / 1e6:.2f} MB",
                 _e(p.get("reason", "")))) + "</tr>")
     if best:
-        verdict = (f"<p class=v><b>{_e(best['name'])}</b> on {_e(best['backend'])}: "
-                   f"{_iv(best['speedup'], fmt='.2f')}× faster than FP32 ONNX Runtime "
-                   f"(p50 {_iv(best['latency_ms'])} ms, interleaved), accuracy drop "
+        verdict = (f"<p class=v><b>{_e(best['name'])}</b> on {_e(best['backend'])} "
+                   f"at {_e(best.get('threads') or 'default')} thread(s): "
+                   f"{_iv(best['speedup'], fmt='.2f')}× faster than FP32 ONNX Runtime at the "
+                   f"same threads (p50 {_iv(best['latency_ms'])} ms, interleaved), accuracy drop "
                    f"{_iv(best.get('accuracy_drop'), pct=True)}, cosine "
                    f"{best['cosine']:.5f}.</p>")
     else:
@@ -144,7 +146,7 @@ padding:6px;overflow-x:auto}}</style></head><body>
 <h1>Optimize: {_e(Path(result['model']).name)}</h1>
 <p>Objective {_e(result['objective'])}, budget: accuracy drop ≤ {result['budget']['max_drop']:.2%}
 {'' if result['budget'].get('min_cosine') is None else f", cosine ≥ {result['budget']['min_cosine']}"};
-threads {_e(result.get('threads') or 'default')}; evaluated on {_e(result.get('evaluated_on'))};
+threads tried {_e(', '.join(str(t) for t in result.get('thread_choices') or [result.get('threads') or 'default']))} (each against FP32 ONNX Runtime at the same count); evaluated on {_e(result.get('evaluated_on'))};
 {result.get('seconds', 0):.0f} s.</p>{stopped}
 {verdict}
 <p><b>Prediction</b> (before any pass ran): {_e(result['prediction']['text'])}<br>

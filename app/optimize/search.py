@@ -46,7 +46,7 @@ SCHEMA = "modeldeck.optimize/1"
 Emit = Callable[[dict[str, Any]], None]
 OBJECTIVES = ("latency", "throughput", "size", "energy")
 # how measurements are taken (interleaving, rounds): a change here invalidates cached figures
-MEASURE_VERSION = 4
+MEASURE_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,10 @@ class OptimizeSpec:
     min_cosine: float | None = None  # fidelity floor; without labels it defaults to 0.99
     objective: str = "latency"
     backends: tuple[str, ...] = ()
-    threads: int | None = 1  # the same for baseline and candidates (1: stable ratios here)
+    threads: int | None = 1  # the baseline's (reference) threads
+    # thread counts every candidate may run at, each against a baseline at the same count
+    # (None: 1 and the usable cores when `threads` is 1 or unset, else `threads` alone)
+    thread_choices: tuple[int, ...] | None = None
     time_budget_s: float = 900.0
     subset: int = 128  # samples for the screening stage
     screen_rounds: int = 4
@@ -86,6 +89,9 @@ class OptimizeSpec:
             raise ModelDeckError("the minimum cosine must lie in [-1, 1]")
         if self.threads is not None and self.threads < 1:
             raise ModelDeckError("threads must be at least 1")
+        if self.thread_choices is not None and (not self.thread_choices or any(
+                t < 1 for t in self.thread_choices)):
+            raise ModelDeckError("thread choices must be one or more counts of at least 1")
         if self.time_budget_s <= 0:
             raise ModelDeckError("the time budget must be positive")
 
@@ -97,7 +103,29 @@ class OptimizeSpec:
         d = dict(d)
         for k in ("backends", "only"):
             d[k] = tuple(d.get(k) or ())
+        if d.get("thread_choices") is not None:
+            d["thread_choices"] = tuple(d["thread_choices"])
         return cls(**d)
+
+
+def usable_cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def thread_counts(spec: OptimizeSpec) -> tuple[int, ...]:
+    """The thread counts candidates run at, the reference (the baseline's) first."""
+    if spec.thread_choices:
+        first = spec.threads if spec.threads in spec.thread_choices else None
+        rest = [t for t in spec.thread_choices if t != first]
+        return tuple(dict.fromkeys(([first] if first else []) + rest))
+    if spec.threads in (None, 1):
+        return tuple(dict.fromkeys((1, usable_cores())))
+    return (spec.threads,)
 
 
 class _Stop(Exception):
@@ -223,7 +251,13 @@ class Search:
         self.points: dict[str, Point] = {}
         self.cands: dict[str, Candidate] = {}
         self.evals: dict[str, _Eval] = {}
-        self.rounds: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        # (name, stage) -> (baseline rounds, candidate rounds): the confirmation reuses them
+        self.rounds: dict[tuple[str, str], tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        # (build key, backend, precision, full?) -> accuracy figures: threads change speed,
+        # not accuracy, so a candidate's thread variants reuse one evaluation
+        self.acc_figs: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.base_runs: dict[int | None, _Run] = {}
+        self.thread_counts: tuple[int | None, ...] = (spec.threads,)
         self.stopped: str | None = None
         self.notes: list[str] = []
         self.sensitivity: list[dict[str, Any]] = []
@@ -271,6 +305,7 @@ class Search:
         self.emit({"event": "prediction", "prediction": self.prediction.to_dict(),
                    "probe": self.probe.to_dict()})
         self.cache = Cache(spec.cache_dir, self.probe.fingerprint(), enabled=spec.use_cache)
+        self.thread_counts = thread_counts(spec)
 
         self.emit({"event": "stage", "stage": "data", "message": "evaluation data"})
         feeds, labels, self.input_specs, feeds_source, _wl = verification_inputs(
@@ -383,19 +418,23 @@ class Search:
         return int(min(400, max(self.spec.min_iterations,
                                 self.spec.round_ms / max(latency_ms, 1e-3))))
 
-    def score(self, c: Candidate, p: Point, run: _Run, stage: str) -> None:
-        """Accuracy (subset or all) and interleaved latency against the baseline."""
+    def score_key(self, c: Candidate, stage: str) -> str:
+        return key_of("score", MEASURE_VERSION, self.source_sha, c.run_key(), c.build_spec(),
+                      self.data_key, stage, self.spec.screen_rounds, self.spec.full_rounds,
+                      self.spec.round_ms, self.calib_key if c.needs_calibration else None)
+
+    def accuracy(self, c: Candidate, bc: Candidate, p: Point, run: _Run, stage: str) -> None:
+        """Accuracy (subset or all) against the baseline's outputs. A thread variant of a
+        candidate already evaluated at this stage reuses its figures: threads change speed,
+        not accuracy (the same model and kernels' math), so it is not evaluated again."""
         full = stage != "screen"
-        idx = None if full else self.subset
-        key = key_of("score", MEASURE_VERSION, self.source_sha, c.run_key(), c.build_spec(), self.data_key,
-                     stage, self.spec.screen_rounds, self.spec.full_rounds,
-                     self.spec.round_ms, self.calib_key if c.needs_calibration else None)
-        hit = self.cache.get(key)
-        if hit is not None:
-            for k, v in hit.items():
+        twin = (bc.build_key(), c.backend, c.precision, full)
+        figs = self.acc_figs.get(twin)
+        if figs is not None:
+            for k, v in figs.items():
                 setattr(p, k, v)
-            p.cached = True
             return
+        idx = None if full else self.subset
         t0 = time.monotonic()
         ev = self.evaluate(run, idx)
         self.spent["evaluate_s"] += time.monotonic() - t0
@@ -412,33 +451,48 @@ class Search:
             p.accuracy = float(np.mean(ev.pred == labels))
             p.accuracy_drop = paired_accuracy_drop(ref_pred == labels, ev.pred == labels,
                                                    seed=self.spec.seed).to_dict()
-        rounds = self.spec.full_rounds if full else self.spec.screen_rounds
-        iters = self.iterations_for(self.base_latency)
-        t0 = time.monotonic()
-        b_rounds, c_rounds = self.interleave(run, rounds, iters)
-        self.spent["time_s"] += time.monotonic() - t0
-        lat = median_interval(c_rounds, seed=self.spec.seed)
-        sp = speedup_interval(b_rounds, c_rounds, seed=self.spec.seed)
-        p.latency_ms = {"p50": lat.value, "low": lat.low, "high": lat.high,
-                        "mean": float(np.mean(np.concatenate(c_rounds))),
-                        "rounds": len(c_rounds), "iterations": iters}
-        p.speedup = sp.to_dict()
-        self.cache.put(key, {k: getattr(p, k) for k in (
-            "cosine", "samples", "agreement", "accuracy", "accuracy_drop", "latency_ms",
-            "speedup")})
+        self.acc_figs[twin] = {k: getattr(p, k) for k in (
+            "cosine", "samples", "agreement", "accuracy", "accuracy_drop")}
 
-    def interleave(self, run: _Run, rounds: int, iters: int
-                   ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        for _ in range(2):  # warm-up, not kept
-            run.once()
-            self.base_run.once()
-        per: list[list[np.ndarray]] = [[], []]
-        for _ in range(rounds):
-            self.check()
-            b, c = interleaved_rounds([self.base_run.once, run.once], 1, iters)
-            per[0] += b
-            per[1] += c
-        return per[0], per[1]
+    def time_together(self, live: list[tuple[Candidate, Candidate, Point, _Run]], stage: str
+                      ) -> None:
+        """Interleaved rounds of all `live` candidates at once, with one baseline slot per
+        thread count (its baseline at the same threads) instead of one baseline per
+        candidate: every round times the baseline once for the whole group."""
+        rounds = self.spec.full_rounds if stage != "screen" else self.spec.screen_rounds
+        iters = self.iterations_for(self.base_latency)
+        by_threads: dict[int | None, list[tuple[Candidate, Candidate, Point, _Run]]] = {}
+        for item in live:
+            by_threads.setdefault(item[0].threads, []).append(item)
+        for threads, group in by_threads.items():
+            base = self.base_run_at(threads)
+            runners = [base] + [item[3] for item in group]
+            t0 = time.monotonic()
+            for _ in range(2):  # warm-up, not kept
+                for r in runners:
+                    r.once()
+            per: list[list[np.ndarray]] = [[] for _ in runners]
+            try:
+                for _ in range(rounds):
+                    self.check()
+                    got = interleaved_rounds([r.once for r in runners], 1, iters)
+                    for i, g in enumerate(got):
+                        per[i] += g
+            finally:
+                self.spent["time_s"] += time.monotonic() - t0
+            for (c, bc, p, _run), c_rounds in zip(group, per[1:]):
+                lat = median_interval(c_rounds, seed=self.spec.seed)
+                sp = speedup_interval(per[0], c_rounds, seed=self.spec.seed)
+                p.latency_ms = {"p50": lat.value, "low": lat.low, "high": lat.high,
+                                "mean": float(np.mean(np.concatenate(c_rounds))),
+                                "rounds": len(c_rounds), "iterations": iters,
+                                "threads": threads}
+                p.speedup = sp.to_dict()
+                self.rounds[(p.name, stage)] = (per[0], c_rounds)
+                self.cache.put(self.score_key(bc, stage), {k: getattr(p, k) for k in (
+                    "cosine", "samples", "agreement", "accuracy", "accuracy_drop",
+                    "latency_ms", "speedup")})
+                self.conclude(p, stage)
 
     def verdict(self, p: Point, final: bool) -> tuple[bool | None, str]:
         """Meets the budget? Only when the interval supports it; else why not."""
@@ -462,12 +516,38 @@ class Search:
         if p.latency_ms is None:
             return math.inf
         if self.spec.objective == "energy":  # CPU time per inference, an estimate of energy
-            return p.latency_ms["p50"] * (self.spec.threads or self.probe.cores)
+            c = self.cands.get(p.name)
+            threads = (c.threads if c is not None else None) or self.spec.threads
+            return p.latency_ms["p50"] * (threads or self.probe.cores)
         return p.latency_ms["p50"] if self.spec.objective == "latency" else (
             1.0 / max(1000.0 / p.latency_ms["mean"], 1e-9))
 
     # --- stages ------------------------------------------------------------------------------
     def run_candidate(self, c: Candidate, stage: str) -> Point:
+        return self.run_candidates([c], stage)[0]
+
+    def run_candidates(self, cs: list[Candidate], stage: str) -> list[Point]:
+        """Build, load and evaluate each candidate, then time the ones still in the race
+        together (one shared baseline slot per round)."""
+        live: list[tuple[Candidate, Candidate, Point, _Run]] = []
+        points = []
+        try:
+            for c in cs:
+                p, item = self.prepare_candidate(c, stage)
+                points.append(p)
+                if item is not None:
+                    live.append(item)
+            if live:
+                self.time_together(live, stage)
+        finally:
+            for item in live:
+                item[3].close()
+        return points
+
+    def prepare_candidate(self, c: Candidate, stage: str
+                          ) -> tuple[Point, tuple[Candidate, Candidate, Point, _Run] | None]:
+        """Build (cached), load and evaluate `c`; its run, still open, when it needs timing
+        (None when it failed, was rejected on accuracy alone, or came from the cache)."""
         p = self.points.get(c.name) or Point(c.name, c.to_dict())
         self.points[c.name] = p
         self.cands[c.name] = c
@@ -488,7 +568,7 @@ class Search:
         except Exception as e:  # a pass that refuses this model rejects the candidate only
             p.status, p.stage, p.reason = "failed", stage, f"build failed: {_short(e)}"
             self.publish(p)
-            return p
+            return p, None
         if not cached:
             p.build_s = round(time.monotonic() - t, 2)
         from converters.passes import ModelFile
@@ -496,23 +576,39 @@ class Search:
         p.path, p.format, p.lineage = str(path), fmt, list(lineage)
         p.size_bytes = ModelFile(path, fmt).size_bytes()
         self.check()
+        hit = self.cache.get(self.score_key(bc, stage))
+        if hit is not None:
+            for k, v in hit.items():
+                setattr(p, k, v)
+            p.cached = True
+            self.conclude(p, stage)
+            return p, None
         try:
             run = measure_job(path, fmt, c.backend, c.precision, c.threads, self.feeds1)
         except Exception as e:
             p.status, p.stage, p.reason = "failed", stage, f"does not run: {_short(e)}"
             self.publish(p)
-            return p
+            return p, None
         try:
-            self.score(bc, p, run, stage)
+            self.accuracy(c, bc, p, run, stage)
         except _Stop:
+            run.close()
             raise
         except Exception as e:
-            log.debug("scoring %s", c.name, exc_info=True)
+            run.close()
+            log.debug("evaluating %s", c.name, exc_info=True)
             p.status, p.stage, p.reason = "failed", stage, f"failed while measured: {_short(e)}"
             self.publish(p)
-            return p
-        finally:
+            return p, None
+        meets, _why = self.verdict(p, final=stage != "screen")
+        p.meets = meets
+        if meets is False:  # no timing needed to reject it
             run.close()
+            self.conclude(p, stage)
+            return p, None
+        return p, (c, bc, p, run)
+
+    def conclude(self, p: Point, stage: str) -> None:
         p.stage = stage
         meets, why = self.verdict(p, final=stage != "screen")
         p.meets = meets
@@ -526,31 +622,38 @@ class Search:
                         f"[{p.speedup['low']:.2f}, {p.speedup['high']:.2f}]")
         else:
             p.status, p.reason = "kept", why or "within the budget"
+        if len(self.thread_counts) > 1 and p.status == "kept":
+            c = self.cands.get(p.name)
+            if c is not None:
+                p.reason += f" ({c.threads or 'default'} thread(s))"
         self.publish(p)
-        return p
 
     @property
     def base_run(self) -> _Run:
-        """The baseline's loaded session, opened when something needs timing against it."""
-        if self._base_run is None:
-            self._base_run = measure_job(self.base_path, self.base_format, "onnxruntime", None,
-                                         self.spec.threads, self.feeds1)
-        return self._base_run
+        """The baseline's loaded session at the reference threads."""
+        return self.base_run_at(self.thread_counts[0])
+
+    def base_run_at(self, threads: int | None) -> _Run:
+        """FP32 ONNX Runtime at these threads, opened when something needs timing against it
+        (a speedup is always against the baseline at the candidate's own threads)."""
+        if threads not in self.base_runs:
+            self.base_runs[threads] = measure_job(self.base_path, self.base_format,
+                                                  "onnxruntime", None, threads, self.feeds1)
+        return self.base_runs[threads]
 
     def baseline(self) -> None:
         self.emit({"event": "stage", "stage": "baseline", "message": "FP32 baseline"})
-        self._base_run = None
         src = self.source
         if src.format == "torch":  # the baseline is FP32 ONNX Runtime on the ONNX export
             base_c = Candidate("baseline", "fp32", "onnxruntime", to="onnx",
-                               threads=self.spec.threads)
+                               threads=self.thread_counts[0])
             path, fmt, _lin, _ = self.build(base_c)
         else:
-            base_c = Candidate("baseline", "fp32", "onnxruntime", threads=self.spec.threads)
+            base_c = Candidate("baseline", "fp32", "onnxruntime", threads=self.thread_counts[0])
             path, fmt = src.path, src.format
         self.base_path, self.base_format = path, fmt
         self.cands["baseline"] = base_c
-        key = key_of("baseline", MEASURE_VERSION, self.source_sha, self.data_key, self.spec.threads,
+        key = key_of("baseline", MEASURE_VERSION, self.source_sha, self.data_key, self.thread_counts[0],
                      self.spec.screen_rounds, self.spec.round_ms)
         hit = self.cache.get(key)
         outputs_file = self.cache.root / "runs" / self.cache.fingerprint / f"{key}.npy"
@@ -681,7 +784,7 @@ class Search:
         self.prepare()
         todo = cands.generate(
             self.source.format, self.probe,
-            self.prediction, backends=self.spec.backends, threads=self.spec.threads,
+            self.prediction, backends=self.spec.backends, threads=self.thread_counts[0],
             has_calibration=bool(self.spec.calib), objective=self.spec.objective,
             exhaustive=self.spec.exhaustive)
         if self.spec.only:
@@ -706,31 +809,75 @@ class Search:
                 log.info("search stopped: %s", self.stopped)
             return self.finish()
         finally:
-            if self._base_run is not None:
-                self._base_run.close()
+            for r in self.base_runs.values():
+                r.close()
+
+    def thread_variants(self, cs: list[Candidate]) -> list[Candidate]:
+        """`cs` at every other thread count (the same build: threads are a run option)."""
+        out = []
+        for c in cs:
+            for t in self.thread_counts[1:]:
+                v = dataclasses.replace(c, name=f"{c.name}-{t}t", threads=t, remedy_for=(
+                    f"{c.remedy_for}-{t}t" if c.remedy_for else None))
+                self.cands[v.name] = v
+                self.points.setdefault(v.name, Point(v.name, v.to_dict()))
+                out.append(v)
+        return out
 
     def _search(self, todo: list[Candidate]) -> None:
         screen_stage = "full" if self.spec.exhaustive else "screen"
-        for i, c in enumerate(todo):
-            self.check()
-            base = self.points.get(c.remedy_for or "")
-            if not self.spec.exhaustive and base is not None and base.meets:
-                p = self.points[c.name]
-                p.status = "skipped"
-                p.reason = (f"not needed: {base.name} already meets the budget (another "
-                            "calibration method changes accuracy, not speed)")
-                self.publish(p)
-                continue
-            why = None if self.spec.exhaustive else self.cannot_win(c)
-            if why:
-                p = self.points[c.name]
-                p.status, p.reason = "skipped", why
-                self.publish(p)
-                continue
-            self.progress(0.1 + 0.5 * i / max(len(todo), 1), f"screening {c.name}")
-            self.run_candidate(c, screen_stage)
+        if self.spec.exhaustive:  # the sweep: every candidate at every thread count
+            todo = todo + self.thread_variants(todo)
+        pending: list[tuple[Candidate, Candidate, Point, _Run]] = []
+
+        def flush() -> None:
+            try:
+                if pending:
+                    self.time_together(pending, screen_stage)
+            finally:
+                for item in pending:
+                    item[3].close()
+                pending.clear()
+
+        try:
+            for i, c in enumerate(todo):
+                self.check()
+                base = self.points.get(c.remedy_for or "")
+                if not self.spec.exhaustive and base is not None and base.meets:
+                    p = self.points[c.name]
+                    p.status = "skipped"
+                    p.reason = (f"not needed: {base.name} already meets the budget (another "
+                                "calibration method changes accuracy, not speed)")
+                    self.publish(p)
+                    continue
+                if (not self.spec.exhaustive
+                        and cands.ceiling(c.family, self.probe) is not None
+                        and any(cands.ceiling(q[0].family, self.probe) is None
+                                for q in pending)):
+                    flush()  # its family's ceiling is judged against measured speedups
+                    self.check()
+                why = None if self.spec.exhaustive else self.cannot_win(c)
+                if why:
+                    p = self.points[c.name]
+                    p.status, p.reason = "skipped", why
+                    self.publish(p)
+                    continue
+                self.progress(0.1 + 0.5 * i / max(len(todo), 1), f"screening {c.name}")
+                _p, item = self.prepare_candidate(c, screen_stage)
+                if item is not None:
+                    pending.append(item)
+            flush()
+        finally:
+            flush()
         self.fallback_if_needed(stage_done=screen_stage)
         if not self.spec.exhaustive:
+            survivors = [p for p in self.points.values()
+                         if p.status == "kept" and p.name != "baseline" and p.stage == "screen"]
+            # only what survived screening is timed at the other thread counts; their
+            # accuracy is not evaluated again (threads change speed, not accuracy)
+            if len(self.thread_counts) > 1:
+                self.run_candidates(self.thread_variants(
+                    [self.cands[p.name] for p in survivors]), "screen")
             survivors = sorted((p for p in self.points.values()
                                 if p.status == "kept" and p.name != "baseline"
                                 and p.stage == "screen"), key=self.objective)
@@ -740,10 +887,9 @@ class Search:
                             f"({self.objective(p):.4g} vs {self.objective(keep[-1]):.4g})")
                 p.status = "rejected"
                 self.publish(p)
-            for j, p in enumerate(keep):
-                self.check()
-                self.progress(0.65 + 0.25 * j / max(len(keep), 1), f"full evaluation of {p.name}")
-                self.run_candidate(self.cands[p.name], "full")
+            self.check()
+            self.progress(0.65, "full evaluation of " + ", ".join(p.name for p in keep))
+            self.run_candidates([self.cands[p.name] for p in keep], "full")
             self.fallback_if_needed(stage_done="full")
 
     def cannot_win(self, c: Candidate) -> str | None:
@@ -755,7 +901,8 @@ class Search:
         if ceiling is None:
             return None
         ok = [p for p in self.points.values() if p.meets and p.status == "kept" and p.speedup
-              and p.name != "baseline"]
+              and p.name != "baseline" and p.name in self.cands
+              and self.cands[p.name].threads == c.threads]  # speedups at the same threads
         if not ok:
             return None
         best = max(ok, key=lambda p: p.speedup["low"])
@@ -828,7 +975,8 @@ class Search:
             "source_sha256": self.source_sha, "objective": spec.objective,
             "budget": {"max_drop": spec.max_drop, "min_cosine": self.min_cosine,
                        "labels": self.labels is not None},
-            "threads": spec.threads, "evaluated_on": self.feeds_source,
+            "threads": self.thread_counts[0], "thread_choices": list(self.thread_counts),
+            "evaluated_on": self.feeds_source,
             "probe": self.probe.to_dict(), "model_profile": self.model_profile,
             "prediction": self.prediction.to_dict(), "prediction_check": prediction_check,
             "baseline": _public(base),
@@ -856,7 +1004,9 @@ class Search:
         return result
 
     def confirm(self, p: Point) -> dict[str, Any]:
-        """The winner against the baseline once more, interleaved, more rounds."""
+        """The winner against the baseline at its threads, interleaved: its full-stage rounds
+        (already interleaved with that baseline, same iterations) count toward the
+        confirmation's rounds, and only the rest are run now."""
         c = self.cands[p.name]
         key = key_of("confirm", MEASURE_VERSION, self.source_sha, c.run_key(), c.build_spec(), self.data_key,
                      self.spec.final_rounds, self.spec.round_ms)
@@ -864,18 +1014,33 @@ class Search:
         if hit is not None:
             return hit
         self.emit({"event": "stage", "stage": "final", "message": f"confirming {p.name}"})
-        run = measure_job(Path(p.path), p.format, c.backend, c.precision, c.threads,
-                          self.feeds1)
-        try:
-            b, r = self.interleave(run, self.spec.final_rounds,
-                                   self.iterations_for(self.base_latency))
-        finally:
-            run.close()
+        b, r = (list(x) for x in self.rounds.get((p.name, "full"), ([], [])))
+        reused = len(r)
+        more = max(0, self.spec.final_rounds - reused)
+        if more or not r:
+            run = measure_job(Path(p.path), p.format, c.backend, c.precision, c.threads,
+                              self.feeds1)
+            base = self.base_run_at(c.threads)
+            iters = self.iterations_for(self.base_latency)
+            t0 = time.monotonic()
+            try:
+                for _ in range(2):  # warm-up, not kept
+                    run.once()
+                    base.once()
+                for _ in range(max(more, 1)):
+                    self.check()
+                    got = interleaved_rounds([base.once, run.once], 1, iters)
+                    b += got[0]
+                    r += got[1]
+            finally:
+                run.close()
+                self.spent["time_s"] += time.monotonic() - t0
         lat, blat = median_interval(r), median_interval(b)
         sp = speedup_interval(b, r)
         out = {"latency_ms": {"p50": lat.value, "low": lat.low, "high": lat.high},
                "baseline_latency_ms": {"p50": blat.value, "low": blat.low, "high": blat.high},
-               "speedup": sp.to_dict(), "rounds": len(r), "interleaved": True}
+               "speedup": sp.to_dict(), "rounds": len(r), "rounds_from_full_stage": reused,
+               "threads": c.threads, "interleaved": True}
         self.cache.put(key, out)
         return out
 
@@ -888,6 +1053,9 @@ class Search:
                            **c.build_spec()},
                 "latency_ms": lat, "speedup": (confirm or {}).get("speedup") or p.speedup,
                 "baseline_latency_ms": (confirm or {}).get("baseline_latency_ms"),
+                "threads": c.threads, "baseline_threads": c.threads,
+                "confirmation": {k: (confirm or {}).get(k) for k in (
+                    "rounds", "rounds_from_full_stage")},
                 "accuracy": p.accuracy, "accuracy_drop": p.accuracy_drop,
                 "cosine": p.cosine, "agreement": p.agreement, "size_bytes": p.size_bytes,
                 "meets_budget": bool(p.meets), "stage": p.stage, "confirmed": bool(confirm),
@@ -897,6 +1065,7 @@ class Search:
         """INT8 against FP32 on the same runtime and threads (ORT first, as the baseline)."""
         int8 = [p for p in self.points.values() if p.speedup and p.latency_ms
                 and self.cands.get(p.name) and self.cands[p.name].family == "int8"]
+        int8 = [p for p in int8 if self.cands[p.name].threads == self.thread_counts[0]]
         same_rt = [p for p in int8 if self.cands[p.name].backend == "onnxruntime"]
         pick = max(same_rt or int8, key=lambda p: p.speedup["value"], default=None)
         if pick is None:

@@ -106,7 +106,8 @@ def _spec(tmp_path: Path, **kw):
 
     base = dict(model=str(CNN), output_dir=str(tmp_path / "out"), eval=str(EVAL),
                 calib=str(EVAL), subset=96, screen_rounds=2, full_rounds=3, final_rounds=3,
-                round_ms=10.0, cache_dir=str(tmp_path / "cache"), threads=1)
+                round_ms=10.0, cache_dir=str(tmp_path / "cache"), threads=1,
+                thread_choices=(1,))
     base.update(kw)
     return OptimizeSpec(**base)
 
@@ -245,6 +246,53 @@ def test_second_run_comes_from_the_cache(tmp_path):
 
 
 @pytest.mark.slow
+def test_threads_are_a_candidate_dimension_against_a_baseline_at_the_same_threads(tmp_path):
+    """The search times only screening survivors at the other thread count, reusing their
+    accuracy (threads change speed, not accuracy); the sweep runs everything at both."""
+    from app.optimize.search import run_optimize
+
+    only = ("ort-int8", "ort-fp16")
+    r = run_optimize(_spec(tmp_path, only=only, thread_choices=(1, 2), min_cosine=0.99))
+    assert r["thread_choices"] == [1, 2] and r["threads"] == 1
+    tried = {t["name"]: t for t in r["tried"]}
+    # ort-fp16 is skipped or rejected in screening: never timed at 2 threads
+    assert "ort-fp16-2t" not in tried or tried["ort-fp16-2t"]["latency_ms"] is None
+    one, two = tried["ort-int8"], tried["ort-int8-2t"]
+    assert two["candidate"]["threads"] == 2 and two["latency_ms"]["threads"] == 2
+    assert one["latency_ms"]["threads"] == 1
+    for k in ("accuracy", "accuracy_drop", "cosine", "agreement", "samples"):
+        assert two[k] == one[k], k  # the 2-thread variant was not evaluated again
+    assert two["path"] == one["path"]  # one build for both thread counts
+    best = r["best"]
+    assert best["threads"] == best["config"]["threads"] == best["baseline_threads"]
+    assert best["threads"] in (1, 2) and best["speedup"]["low"] > 1.0
+    assert best["confirmation"]["rounds_from_full_stage"] == 3  # full-stage rounds reused
+    html = (tmp_path / "out" / "optimize.html").read_text()
+    assert f"at {best['threads']} thread(s)" in html and "threads tried 1, 2" in html
+
+    sweep = run_optimize(_spec(tmp_path / "sweep", only=only, thread_choices=(1, 2),
+                               exhaustive=True))
+    names = {t["name"] for t in sweep["tried"] if t["latency_ms"]}
+    assert names == {"ort-int8", "ort-int8-2t", "ort-fp16", "ort-fp16-2t"}
+    assert all(t["stage"] == "full" for t in sweep["tried"])
+
+
+def test_thread_choices_default_to_one_and_the_usable_cores():
+    from app.optimize.search import OptimizeSpec, thread_counts, usable_cores
+
+    spec = OptimizeSpec(model="m.onnx", output_dir="o")
+    assert thread_counts(spec) == tuple(dict.fromkeys((1, usable_cores())))
+    assert thread_counts(OptimizeSpec(model="m.onnx", output_dir="o", threads=3)) == (3,)
+    assert thread_counts(OptimizeSpec(model="m.onnx", output_dir="o", threads=2,
+                                      thread_choices=(1, 2))) == (2, 1)
+    with pytest.raises(Exception, match="thread choices"):
+        OptimizeSpec(model="m.onnx", output_dir="o", thread_choices=(0,))
+    again = OptimizeSpec.from_dict(OptimizeSpec(model="m.onnx", output_dir="o",
+                                                thread_choices=(1, 2)).to_dict())
+    assert again.thread_choices == (1, 2)
+
+
+@pytest.mark.slow
 def test_cancelled_search_keeps_its_best_so_far(tmp_path):
     from app.optimize.search import run_optimize
 
@@ -265,7 +313,7 @@ def test_cancelled_search_keeps_its_best_so_far(tmp_path):
     assert "provisional" in reason and "64 of the calibration samples" in reason
     assert json.loads((tmp_path / "out" / "optimize.json").read_text())["stopped"] == "cancelled"
     never = {t["name"] for t in r["tried"] if t["status"] == "planned"}
-    assert never, "the search stopped before trying everything"
+    assert never, ("the search stopped before trying everything", [(t["name"], t["status"], t["reason"]) for t in r["tried"]])
 
 
 # --- CLI -----------------------------------------------------------------------------------
