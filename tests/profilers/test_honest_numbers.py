@@ -205,13 +205,20 @@ def test_verdict_is_stable_on_a_quiet_run_of_a_millisecond_model():
                     "processes): a quiet run cannot be had here now")
     cfg = RunConfig(model=str(light_model("squeezenet")), iterations=300, warmup=10,
                     samplers=False, options=BackendOptions(threads=1))
-    report = run_profile(cfg, lambda e: None)
-    st = report["stability"]
-    other = st["load"].get("other_cores") or 0.0
-    if st["verdict"] == "noisy" and other > 0.5:
-        pytest.skip(f"other processes took {other:.1f} cores during the run; not a quiet run")
-    assert st["verdict"] == "stable", st["warnings"]
-    assert st["settled_at_iteration"] is not None
+    # A shared machine (a CI VM) has bursts nobody here controls: three tries, one must be
+    # stable; tries spoiled by other processes' load do not count against the verdict.
+    verdicts = []
+    for _ in range(3):
+        st = run_profile(cfg, lambda e: None)["stability"]
+        other = st["load"].get("other_cores") or 0.0
+        if st["verdict"] == "stable":
+            assert st["settled_at_iteration"] is not None
+            return
+        verdicts.append((other, st["warnings"]))
+    if all(other > 0.5 for other, _ in verdicts):
+        pytest.skip(f"other processes took {verdicts[-1][0]:.1f} cores during every try; "
+                    "not a quiet run")
+    pytest.fail(f"noisy on every try of a quiet run: {verdicts}")
 
 
 @pytest.mark.slow
@@ -220,14 +227,22 @@ def test_compare_of_a_model_with_itself_says_no_measurable_difference():
 
     base = RunConfig(model=str(SAMPLE_ONNX), iterations=300, warmup=10, rounds=10,
                      samplers=False, options=BackendOptions(threads=1))
-    result = run_compare([str(SAMPLE_ONNX), str(SAMPLE_ONNX)], base)
-    first, second = result["rows"]
-    assert first["relative"]["latency_verdict"] == "reference"
-    lo, hi = second["relative"]["latency_p50_ci"]
-    assert lo <= second["relative"]["latency_p50"] <= hi
-    assert second["relative"]["latency_verdict"] == NO_DIFFERENCE, (lo, hi)
-    assert result["interleaved"]["rounds"] == 10
-    assert second["latency_ms"]["count"] == 10 * result["interleaved"]["iterations_per_round"]
+    # A 95 % interval excludes 1 for identical models one time in twenty by construction:
+    # up to three tries, each checked; a biased method (order effects) fails all three.
+    seen = []
+    for _ in range(3):
+        result = run_compare([str(SAMPLE_ONNX), str(SAMPLE_ONNX)], base)
+        first, second = result["rows"]
+        assert first["relative"]["latency_verdict"] == "reference"
+        lo, hi = second["relative"]["latency_p50_ci"]
+        assert lo <= second["relative"]["latency_p50"] <= hi
+        assert result["interleaved"]["rounds"] == 10
+        assert second["latency_ms"]["count"] == \
+            10 * result["interleaved"]["iterations_per_round"]
+        if second["relative"]["latency_verdict"] == NO_DIFFERENCE:
+            return
+        seen.append((lo, hi))
+    pytest.fail(f"a model against itself read as different on every try: {seen}")
 
 
 def test_onnxruntime_layer_sum_is_reconciled_with_its_own_run_timestamps():
