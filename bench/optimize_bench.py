@@ -3,8 +3,9 @@
 Runs `optimize` twice on the same model from empty caches: the search (cheap first, subset
 screening, successive halving, remedies only when needed) and an exhaustive sweep (every
 candidate built, evaluated on the whole set and timed with the full number of rounds). Then the
-two winners and the FP32 baseline are timed against each other in interleaved rounds on one
-thread. Prints ratios, never gates on absolute times:
+two winners and the FP32 baseline are timed against each other in interleaved rounds, each
+winner at its own threads and against the FP32 baseline at the same threads (threads are a
+candidate dimension: 1 and the usable cores). Prints ratios, never gates on absolute times:
 
     search time / sweep time          (target ≤ 0.25)
     search winner p50 / sweep winner p50 with a 95 % interval   (target ≤ 1.05)
@@ -51,12 +52,13 @@ def run(model: str, eval_: str, calib: str, out: Path, exhaustive: bool, budget:
     return result, took
 
 
-def head_to_head(paths: list[tuple[str, str, str, str | None]], feeds: dict, rounds: int
-                 ) -> list[list[np.ndarray]]:
+def head_to_head(paths: list[tuple[str, str, str, str | None, int | None]], feeds: dict,
+                 rounds: int) -> list[list[np.ndarray]]:
     from app.optimize.honest import interleaved_rounds
     from app.optimize.search import measure_job
 
-    runs = [measure_job(Path(p), fmt, backend, prec, 1, feeds) for p, fmt, backend, prec in paths]
+    runs = [measure_job(Path(p), fmt, backend, prec, threads, feeds)
+            for p, fmt, backend, prec, threads in paths]
     try:
         for r in runs:
             for _ in range(20):
@@ -106,13 +108,22 @@ def main() -> int:
             return 1
         x = np.load(args.eval)["inputs"][:1]
         feeds = {"input": x}
-        entries = [(search["baseline"]["path"], search["baseline"]["format"], "onnxruntime", None)]
+        entries = []
         for w, res in ((ws, search), (wx, sweep)):
             pt = next(t for t in res["tried"] if t["name"] == w["name"])
-            entries.append((pt["path"], pt["format"], w["backend"], w["config"]["precision"]))
+            entries.append((pt["path"], pt["format"], w["backend"], w["config"]["precision"],
+                            w["threads"]))
+        base_at = {}  # FP32 ONNX Runtime at each winner's threads
+        for w in (ws, wx):
+            if w["threads"] not in base_at:
+                base_at[w["threads"]] = len(entries)
+                entries.append((search["baseline"]["path"], search["baseline"]["format"],
+                                "onnxruntime", None, w["threads"]))
         from app.optimize.honest import median_interval, speedup_interval
 
-        base, r_search, r_sweep = head_to_head(entries, feeds, args.rounds)
+        timed = head_to_head(entries, feeds, args.rounds)
+        r_search, r_sweep = timed[0], timed[1]
+        base_search, base_sweep = timed[base_at[ws["threads"]]], timed[base_at[wx["threads"]]]
         rel = speedup_interval(r_sweep, r_search)  # sweep p50 / search p50
         rows = {
             "search_s": t_search, "sweep_s": t_sweep, "time_ratio": t_search / t_sweep,
@@ -120,8 +131,9 @@ def main() -> int:
             "search_p50_ms": median_interval(r_search).to_dict(),
             "sweep_p50_ms": median_interval(r_sweep).to_dict(),
             "search_over_sweep_latency": {k: 1 / v for k, v in rel.to_dict().items()},
-            "search_speedup_vs_fp32": speedup_interval(base, r_search).to_dict(),
-            "sweep_speedup_vs_fp32": speedup_interval(base, r_sweep).to_dict(),
+            "search_threads": ws["threads"], "sweep_threads": wx["threads"],
+            "search_speedup_vs_fp32": speedup_interval(base_search, r_search).to_dict(),
+            "sweep_speedup_vs_fp32": speedup_interval(base_sweep, r_sweep).to_dict(),
             "search_accuracy_drop": ws.get("accuracy_drop"),
             "sweep_accuracy_drop": wx.get("accuracy_drop"),
             "prediction": search["prediction"]["text"],
@@ -136,11 +148,13 @@ def main() -> int:
         print(f"  {name}: build {sp.get('build_s', 0):.1f} s, evaluate "
               f"{sp.get('evaluate_s', 0):.1f} s, time {sp.get('time_s', 0):.1f} s, other "
               f"{res['seconds'] - sum(sp.values()):.1f} s (baseline, confirmation, outputs)")
-    print(f"winners: search {ws['name']}, sweep {wx['name']}; search p50 / sweep p50 = "
+    print(f"winners: search {ws['name']} ({ws['threads']} thr.), sweep {wx['name']} "
+          f"({wx['threads']} thr.); search p50 / sweep p50 = "
           f"{lat['value']:.3f} [{lat['high']:.3f}, {lat['low']:.3f}] (target ≤ 1.05)")
     for k in ("search_speedup_vs_fp32", "sweep_speedup_vs_fp32"):
         v = rows[k]
-        print(f"{k}: {v['value']:.2f}× [{v['low']:.2f}, {v['high']:.2f}] (1 thread, interleaved)")
+        print(f"{k}: {v['value']:.2f}× [{v['low']:.2f}, {v['high']:.2f}] (against FP32 at the "
+              "same threads, interleaved)")
     print(f"prediction: {rows['prediction']}\nmeasured: {rows['prediction_check']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

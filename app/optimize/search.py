@@ -546,8 +546,8 @@ class Search:
 
     def prepare_candidate(self, c: Candidate, stage: str
                           ) -> tuple[Point, tuple[Candidate, Candidate, Point, _Run] | None]:
-        """Build (cached), load and evaluate `c`; its run, still open, when it needs timing
-        (None when it failed, was rejected on accuracy alone, or came from the cache)."""
+        """Build (cached), load and evaluate `c`; its run, still open, for timing (None when it
+        failed or its figures came from the cache)."""
         p = self.points.get(c.name) or Point(c.name, c.to_dict())
         self.points[c.name] = p
         self.cands[c.name] = c
@@ -600,12 +600,10 @@ class Search:
             p.status, p.stage, p.reason = "failed", stage, f"failed while measured: {_short(e)}"
             self.publish(p)
             return p, None
-        meets, _why = self.verdict(p, final=stage != "screen")
-        p.meets = meets
-        if meets is False:  # no timing needed to reject it
-            run.close()
-            self.conclude(p, stage)
-            return p, None
+        # known before timing: a remedy is skipped when its parent already meets the budget.
+        # A candidate that misses it is still timed: the fallback starts from the INT8 one
+        # that would win on speed, and the chart shows what the budget cost
+        p.meets, _why = self.verdict(p, final=stage != "screen")
         return p, (c, bc, p, run)
 
     def conclude(self, p: Point, stage: str) -> None:
@@ -882,9 +880,27 @@ class Search:
                                 if p.status == "kept" and p.name != "baseline"
                                 and p.stage == "screen"), key=self.objective)
             keep = survivors[:max(2, math.ceil(len(survivors) / 2))]
+            # of the better half, only those that may still be the best go on: a candidate
+            # whose latency interval lies wholly above the leader's is clearly slower
+            lead = keep[0] if keep else None
+            if (lead is not None and lead.latency_ms
+                    and self.spec.objective in ("latency", "energy")):
+                def bounds(p: Point) -> tuple[float, float]:
+                    scale = self.objective(p) / p.latency_ms["p50"]
+                    return p.latency_ms["low"] * scale, p.latency_ms["high"] * scale
+
+                top = bounds(lead)[1]
+                keep = [keep[0]] + [p for p in keep[1:] if bounds(p)[0] <= top]
+                keep = survivors[:max(2, len(keep))]
             for p in survivors[len(keep):]:
                 p.reason = (f"screened out: {self.spec.objective} behind the better half "
-                            f"({self.objective(p):.4g} vs {self.objective(keep[-1]):.4g})")
+                            f"({self.objective(p):.4g} vs {self.objective(keep[-1]):.4g})"
+                            if self.objective(p) > self.objective(survivors[
+                                max(math.ceil(len(survivors) / 2) - 1, 0)])
+                            else f"screened out: clearly slower than {keep[0].name} "
+                                 f"(interval {p.latency_ms['low']:.4g}–"
+                                 f"{p.latency_ms['high']:.4g} ms, above its "
+                                 f"{keep[0].latency_ms['high']:.4g} ms)")
                 p.status = "rejected"
                 self.publish(p)
             self.check()
