@@ -9,9 +9,17 @@ Stages, cheapest first, each able to stop with the best so far (cancel, time bud
 4. accuracy-aware fallback when INT8 misses the budget: rank layers by sensitivity (leave one
    out: how much the output recovers when that layer alone stays float) and keep the most
    sensitive ones in float, one more at a time, until the budget is met;
-5. successive halving: the better half of the survivors gets the whole evaluation set and more
-   rounds; a verdict "meets the budget" needs the accuracy drop's upper bound within it;
-6. the winner is measured once more, interleaved with the baseline, for the reported speedup.
+5. threads: the survivors are timed at the other thread counts (1 and the usable cores by
+   default), each against the baseline at the same count; not evaluated again, since threads
+   change speed, not accuracy;
+6. successive halving: of the better half of the survivors, those whose latency interval
+   reaches the leader's get the whole evaluation set and more rounds; a verdict "meets the
+   budget" needs the accuracy drop's upper bound within it;
+7. the winner is measured once more, interleaved with the baseline at its threads (its
+   full-stage rounds count toward this), for the reported speedup.
+
+Candidates of one stage are timed together: interleaved rounds with one baseline slot per
+thread count, not one baseline per candidate.
 
 `measure_job` is the seam for remote targets: one candidate's measurement given its model file
 and run config; a target that runs workers elsewhere replaces it.
