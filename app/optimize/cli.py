@@ -54,8 +54,9 @@ def add_parser(sub: Any, limit_args, trust_args) -> None:
                    choices=["latency", "throughput", "size", "energy"])
     p.add_argument("--backends", help="comma-separated: onnxruntime,openvino (default: all "
                    "available)")
-    p.add_argument("--threads", type=int, default=1, help="threads for the baseline and every "
-                   "candidate (default 1: stable ratios; 0: the runtime's default)")
+    p.add_argument("--threads", type=int, default=1, help="reference threads: 1 (default) also "
+                   "tries the usable cores, each against FP32 at the same threads; N > 1 pins "
+                   "every run to N; 0: the runtime's default")
     p.add_argument("--time-budget", type=parse_duration, default=900.0, metavar="DURATION",
                    help="stop with the best so far after this long (default 15m)")
     p.add_argument("--subset", type=int, default=128, help="samples for the screening stage")

@@ -145,6 +145,18 @@ def test_search_writes_winner_recipe_json_and_html(tmp_path):
 
 
 @pytest.mark.slow
+def test_prediction_is_checked_by_dynamic_int8_when_no_static_int8_was_timed(tmp_path):
+    """A search limited to dynamic INT8 still measures INT8 kernels: the prediction is
+    confirmed or refuted by it, not left 'unmeasured'."""
+    from app.optimize.search import run_optimize
+
+    r = run_optimize(_spec(tmp_path, only=("ort-int8-dynamic",)))
+    check = r["prediction_check"]
+    assert check["verdict"] != "unmeasured", check
+    assert check["candidate"] == "ort-int8-dynamic"
+
+
+@pytest.mark.slow
 def test_accuracy_aware_fallback_meets_a_budget_full_int8_misses(tmp_path):
     """Full INT8 misses a fidelity floor set between its cosine and 1; keeping the most
     sensitive layers in float (ranked leave-one-out) meets it."""
