@@ -28,8 +28,11 @@ CV_LIMIT = 0.25  # std / mean, counted when the tail also moves p99 (TAIL_LIMIT)
 ROBUST_CV_LIMIT = 0.10  # 1.4826 x MAD / median: the spread of the bulk of the iterations
 DRIFT_LIMIT = 0.05  # median of the last third vs the first third
 OTHER_LOAD_LIMIT = 0.5  # cores busy with other processes during the run
-SPIKE_LIMIT = 0.02  # fraction of iterations flagged as spikes...
-TAIL_LIMIT = 1.25  # ...counted as noise when they lift p99 this far above p50
+SPIKE_NOTE = 0.02  # fraction of iterations flagged as spikes: said when they move p99...
+SPIKE_LIMIT = 0.10  # ...and counted as noise above this fraction. A quiet VM's hiccups put
+# 3-8 % of a 6 ms model's iterations at 1.5-2.6x the median (seen in CI): they make the p99 a
+# measure of the machine's interruptions, which its interval shows, but leave the median sound.
+TAIL_LIMIT = 1.25  # spikes (and a large CV) count only when they lift p99 this far above p50
 FEW_CORES = 4  # at or below: ORT's spinning thread pool is turned off by default
 MIN_ITERATIONS = 30  # fewer cannot show drift between thirds nor a spread worth the name
 
@@ -187,7 +190,9 @@ def verdict(latencies_ms: np.ndarray, *, cv: float, spikes: int, threads: int | 
         add("spread", robust_cv, ROBUST_CV_LIMIT,
             f"the bulk of the iterations varies: robust CV {robust_cv:.0%} (MAD / median, above "
             f"{ROBUST_CV_LIMIT:.0%})", ("close", "threads", "longer"))
-    elif cv > CV_LIMIT and tail > TAIL_LIMIT:
+    elif cv > CV_LIMIT and tail > TAIL_LIMIT and spikes / max(v.size, 1) > SPIKE_LIMIT:
+        # with a tight bulk a large CV comes from the tail: noise only when the spikes are
+        # many (a few are the note below)
         add("cv", cv, CV_LIMIT, f"latency varies a lot: CV {cv:.0%} (above {CV_LIMIT:.0%}), "
             f"p99 {tail:.1f}× p50", ("close", "threads", "longer"))
     if v.size < MIN_ITERATIONS:
@@ -204,10 +209,13 @@ def verdict(latencies_ms: np.ndarray, *, cv: float, spikes: int, threads: int | 
                 f"the median drifted {drift:+.1%} between the first and last third of the run",
                 ("warm", "close"))
     spike_frac = spikes / v.size if v.size else 0.0
-    if spike_frac > SPIKE_LIMIT and tail > TAIL_LIMIT:  # many, and far enough to move p99
-        add("spikes", spike_frac, SPIKE_LIMIT,
+    if spike_frac > SPIKE_NOTE and tail > TAIL_LIMIT:  # enough, and far enough to move p99
+        noisy_tail = spike_frac > SPIKE_LIMIT
+        add("spikes", spike_frac, SPIKE_LIMIT if noisy_tail else SPIKE_NOTE,
             f"{spikes} spikes ({spike_frac:.1%} of iterations) far above the median "
-            f"(p99 {tail:.1f}× p50)", ("close", "threads"))
+            f"(p99 {tail:.1f}× p50)" + ("" if noisy_tail else
+                                        ": the p99 shows this machine's interruptions"),
+            ("close", "threads"), noisy=noisy_tail)
     other = load.get("other_cores")
     if other is not None and other > OTHER_LOAD_LIMIT:
         add("load", other, OTHER_LOAD_LIMIT,

@@ -94,6 +94,23 @@ def test_verdict_names_its_reasons_and_advice():
     assert any("threads to 1" in a for a in busy["advice"])
 
 
+def test_a_few_spikes_are_a_note_and_many_make_the_run_noisy():
+    """A quiet VM puts a few percent of iterations at ~2x the median (seen in CI on a 6 ms
+    model): the p99 then measures the machine's hiccups, the median is sound. One in ten is
+    noise."""
+    rng = np.random.default_rng(7)
+    for frac, noisy in ((0.05, False), (0.15, True)):
+        v = rng.normal(6.0, 0.05, 300)
+        v[:: int(1 / frac)] = 18.0  # 3x: the CV passes 25 % with 5 % of spikes
+        spikes = int((v > 10).sum())
+        r = verdict(v, cv=float(v.std(ddof=1) / v.mean()), spikes=spikes, threads=1,
+                    spinning=False, load={"other_cores": 0.0}, state={}, settled_at=20,
+                    warmup_asked=10)
+        kinds = {x["kind"]: x["noisy"] for x in r["reasons"]}
+        assert kinds.get("spikes") is noisy, r["reasons"]
+        assert r["verdict"] == ("noisy" if noisy else "stable"), r["reasons"]
+
+
 # --- real runs ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
