@@ -222,20 +222,38 @@ def test_verdict_is_stable_on_a_quiet_run_of_a_millisecond_model():
                     "processes): a quiet run cannot be had here now")
     cfg = RunConfig(model=str(light_model("squeezenet")), iterations=300, warmup=10,
                     samplers=False, options=BackendOptions(threads=1))
-    # A shared machine (a CI VM) has bursts nobody here controls: three tries, one must be
-    # stable; tries spoiled by other processes' load do not count against the verdict.
-    verdicts = []
-    for _ in range(3):
+    # A shared machine (a CI VM) has slow spells nobody here controls. Each try is judged
+    # only when a plain Python loop timed just before and after it was steady: the machine
+    # was quiet by a measure that owes nothing to the code under test. One such try must
+    # be stable; a run where none was quiet skips and says so.
+    judged = []
+    for _ in range(4):
+        before = _spin_spread()
         st = run_profile(cfg, lambda e: None)["stability"]
+        spread = max(before, _spin_spread())
         other = st["load"].get("other_cores") or 0.0
+        if spread > 0.05 or other > 0.5:
+            continue  # not a quiet try
         if st["verdict"] == "stable":
             assert st["settled_at_iteration"] is not None
             return
-        verdicts.append((other, st["warnings"]))
-    if all(other > 0.5 for other, _ in verdicts):
-        pytest.skip(f"other processes took {verdicts[-1][0]:.1f} cores during every try; "
-                    "not a quiet run")
-    pytest.fail(f"noisy on every try of a quiet run: {verdicts}")
+        judged.append((spread, st["warnings"]))
+    if not judged:
+        pytest.skip("this machine was never steady enough for a quiet run (a plain Python "
+                    "loop varied over 5 % around every try)")
+    pytest.fail(f"noisy on every quiet try (loop spread, warnings): {judged}")
+
+
+def _spin_spread(n: int = 200) -> float:
+    """Spread (1.4826 x MAD / median) of a fixed pure-Python loop of ~1 ms, timed n times."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        sum(range(20_000))
+        times.append(time.perf_counter() - t)
+    v = np.asarray(times)
+    med = float(np.median(v))
+    return 1.4826 * float(np.median(np.abs(v - med))) / med
 
 
 @pytest.mark.slow
