@@ -234,25 +234,17 @@ ERROR_KINDS = ("target", "host_key", "link")  # a remote job's failures: exit 2,
 def profile_on_targets(config: dict[str, Any], targets: list[str], args: argparse.Namespace,
                        limits: dict[str, Any]) -> int:
     """`profile --target A --target B`: the same profile on each, a line per target."""
-    from app.cli import EXIT_BUDGET, _job_or_raise, _print_profile
+    from app.cli import EXIT_BUDGET, _print_profile
 
     multi_target_guard(args)
     items = run_on_targets({"job": "profile", "config": config}, targets, args, limits)
-    reports, failed = [], 0
-    for it in items:
-        try:
-            report = _job_or_raise(it.outcome, args.debug)
-        except ModelDeckError as e:
-            print(f"modeldeck: error on target {it.target}: {e}", file=sys.stderr)
-            failed += 1
-            continue
-        if isinstance(report, int):
-            failed += 1
-            continue
+    done, failed = _results(items, args)
+    reports = []
+    for target, report in done:
         reports.append(report)
         if not args.quiet:
             out = sys.stderr if args.json == "-" else sys.stdout
-            print(f"== target {it.target}", file=out)
+            print(f"== target {target}", file=out)
             _print_profile(report, out)
             print_target_line(report, out)
     if args.json:
@@ -276,14 +268,12 @@ def profile_on_targets(config: dict[str, Any], targets: list[str], args: argpars
     return EXIT_BUDGET if broken else EXIT_OK
 
 
-def compare_on_targets(spec: dict[str, Any], targets: list[str], args: argparse.Namespace,
-                       limits: dict[str, Any]) -> int:
-    """`compare --target A --target B`: the variants compared on each target, rows labelled."""
-    from app.cli import _fmt_opt, _job_or_raise
+def _results(items: list[Any], args: argparse.Namespace) -> tuple[list[tuple[str, Any]], int]:
+    """(target, result) of each job that ended well, and how many did not (each said on
+    stderr with its target's name)."""
+    from app.cli import _job_or_raise
 
-    multi_target_guard(args)
-    items = run_on_targets(spec, targets, args, limits)
-    results, failed = [], 0
+    done, failed = [], 0
     for it in items:
         try:
             result = _job_or_raise(it.outcome, args.debug)
@@ -291,11 +281,24 @@ def compare_on_targets(spec: dict[str, Any], targets: list[str], args: argparse.
             print(f"modeldeck: error on target {it.target}: {e}", file=sys.stderr)
             failed += 1
             continue
-        if isinstance(result, int):
+        if isinstance(result, int):  # an exit code: the job failed and said so
             failed += 1
             continue
+        done.append((it.target, result))
+    return done, failed
+
+
+def compare_on_targets(spec: dict[str, Any], targets: list[str], args: argparse.Namespace,
+                       limits: dict[str, Any]) -> int:
+    """`compare --target A --target B`: the variants compared on each target, rows labelled."""
+    from app.cli import _fmt_opt
+
+    multi_target_guard(args)
+    done, failed = _results(run_on_targets(spec, targets, args, limits), args)
+    results = []
+    for target, result in done:
         for r in result["rows"]:
-            r["target"] = it.target
+            r["target"] = target
         results.append(result)
     if args.json:
         json.dump(results, sys.stdout, indent=2)
