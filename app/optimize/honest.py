@@ -109,13 +109,14 @@ def speedup_interval(base_rounds: list[np.ndarray], cand_rounds: list[np.ndarray
 
 
 def interleaved_rounds(runners: list[Any], rounds: int, iterations: int, blocks: int = 4,
-                       cancelled=lambda: False) -> list[list[np.ndarray]]:
+                       cancelled=lambda: False, meter: Any = None) -> list[list[np.ndarray]]:
     """Time each runner (a callable doing one inference) alternately, round by round.
 
     Within a round each runner's iterations come in `blocks` short blocks, alternating A B A B
     (and B A B A in the next round), so a burst of other load on a shared machine falls on all
     runners alike instead of on whichever happened to run then. Returns per runner a list of
-    per-round latency arrays in ms."""
+    per-round latency arrays in ms. A `meter` (app.optimize.energy.EnergyMeter) is read around
+    each block, not each iteration."""
     import time
 
     out: list[list[np.ndarray]] = [[] for _ in runners]
@@ -132,11 +133,16 @@ def interleaved_rounds(runners: list[Any], rounds: int, iterations: int, blocks:
         for size in sizes:
             for i in order:
                 run, t = runners[i], times[i]
+                m0 = meter.read() if meter is not None else None
                 for k in range(done, done + size):
                     t0 = time.perf_counter_ns()
                     run()
                     t[k] = (time.perf_counter_ns() - t0) / 1e6
+                if meter is not None:
+                    meter.add(i, m0, size)
             done += size
         for i in range(len(runners)):
             out[i].append(times[i])
+        if meter is not None:
+            meter.end_round()
     return out

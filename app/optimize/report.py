@@ -11,6 +11,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from app.optimize.energy import html_cell as energy_cell
+from app.optimize.energy import html_note as energy_note
+from app.optimize.energy import html_verdict as energy_verdict
 from profilers.report import svg
 
 STATUS_COLOR = {"best": svg.GREEN, "kept": svg.BLUE, "rejected": svg.GREY, "failed": svg.RED}
@@ -113,7 +116,7 @@ def render_html(result: dict[str, Any]) -> str:
                 _iv(p.get("accuracy_drop"), pct=True),
                 "—" if p.get("cosine") is None else f"{p['cosine']:.5f}",
                 "—" if not p.get("size_bytes") else f"{p['size_bytes'] / 1e6:.2f} MB",
-                _e(p.get("reason", "")))) + "</tr>")
+                energy_cell(p), _e(p.get("reason", "")))) + "</tr>")
     if best:
         verdict = (f"<p class=v><b>{_e(best['name'])}</b> on {_e(best['backend'])} "
                    f"at {_e(best.get('threads') or 'default')} thread(s): "
@@ -123,6 +126,7 @@ def render_html(result: dict[str, Any]) -> str:
                    f"{best['cosine']:.5f}.</p>")
     else:
         verdict = f"<p class=v>No winner: {_e(result.get('why_no_winner', ''))}</p>"
+    verdict += energy_verdict(result)
     cmds = "".join(f"<pre>{_e(c)}</pre>" for c in (best or {}).get("commands", []))
     sens = result.get("sensitivity") or []
     sens_rows = "".join(
@@ -156,7 +160,8 @@ threads tried {_e(', '.join(str(t) for t in result.get('thread_choices') or [res
 {cmds}
 <h2>Candidates</h2><table><tr><th>name</th><th>backend</th><th>status</th><th>stage</th>
 <th>p50 ms [95 %]</th><th>speedup</th><th>accuracy</th><th>drop [95 %]</th><th>cosine</th>
-<th>size</th><th>why</th></tr>{''.join(rows)}</table>
+<th>size</th><th>mJ/inference [95 %]</th><th>why</th></tr>{''.join(rows)}</table>
+{energy_note(result)}
 {sens_html}
 <ul>{notes}</ul></body></html>"""
 
