@@ -38,6 +38,10 @@ class Candidate:
     # candidate misses the budget, since it changes accuracy, not speed
     remedy_for: str | None = None
     note: str = ""
+    # serving (objective throughput, app/optimize/throughput.py): requests in flight and
+    # samples per request; run options like threads (None / 1: one request of one sample)
+    streams: int | None = None
+    batch: int = 1
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -55,8 +59,10 @@ class Candidate:
         return _hash(self.build_spec())
 
     def run_key(self) -> str:
+        serving = ({"streams": self.streams, "batch": self.batch}
+                   if (self.streams or 1) != 1 or self.batch != 1 else {})
         return _hash({**self.build_spec(), "backend": self.backend,
-                      "precision": self.precision, "threads": self.threads})
+                      "precision": self.precision, "threads": self.threads, **serving})
 
     @property
     def cost(self) -> float:
@@ -71,6 +77,7 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "backend": self.backend,
                 **self.build_spec(), "precision": self.precision, "threads": self.threads,
+                "streams": self.streams, "batch": self.batch,
                 "parent": self.parent, "note": self.note}
 
 

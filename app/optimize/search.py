@@ -42,8 +42,6 @@ import numpy as np
 from app.optimize import candidates as cands
 from app.optimize.cache import Cache, key_of
 from app.optimize.candidates import Candidate
-from app.optimize import energy
-from app.optimize.energy import EnergyMeter
 from app.optimize.honest import (
     Interval, interleaved_rounds, median_interval, paired_accuracy_drop, paired_agreement,
     speedup_interval,
@@ -155,7 +153,6 @@ class _Run:
     backend: Any
     feeds1: dict[str, np.ndarray]
     armed: bool = False
-    pool_threads: set[int] = field(default_factory=set)  # its own (energy charges them to it)
 
     def once(self) -> None:
         if not self.armed:  # bound once, after any evaluation (a bound OpenVINO request
@@ -193,8 +190,9 @@ class Point:
     build_s: float | None = None
     lineage: list[str] = field(default_factory=list)
     cached: bool = False
-    # mJ per inference {value, low, high, source, note, rounds, cpu_ms, vs_baseline}
-    energy_mj: dict[str, Any] | None = None
+    # objective throughput: samples/s {value, low, high, threads, streams, batch, vs_baseline,
+    # config_gain, vs_plain, request_latency_ms} (app/optimize/throughput.py)
+    throughput: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -209,12 +207,9 @@ def measure_job(path: Path, fmt: str, backend: str, precision: str | None, threa
     ok, why = cls.available()
     if not ok:
         raise ModelDeckError(f"backend {backend} is not usable here: {why}")
-    from app.optimize.energy import session_threads
-
     b = cls()
-    with session_threads(backend) as pool:
-        b.load(path, fmt, "CPU", BackendOptions(threads=threads, precision=precision))
-    return _Run(b, _match(feeds1, b.input_specs()), pool_threads=pool)
+    b.load(path, fmt, "CPU", BackendOptions(threads=threads, precision=precision))
+    return _Run(b, _match(feeds1, b.input_specs()))
 
 
 def _match(feeds: dict[str, np.ndarray], specs: list[Any]) -> dict[str, np.ndarray]:
@@ -488,17 +483,15 @@ class Search:
                 for r in runners:
                     r.once()
             per: list[list[np.ndarray]] = [[] for _ in runners]
-            meter = EnergyMeter.for_runs(runners)  # CPU / energy per block, not per iteration
             try:
                 for _ in range(rounds):
                     self.check()
-                    got = interleaved_rounds([r.once for r in runners], 1, iters, meter=meter)
+                    got = interleaved_rounds([r.once for r in runners], 1, iters)
                     for i, g in enumerate(got):
                         per[i] += g
             finally:
                 self.spent["time_s"] += time.monotonic() - t0
-            for i, ((c, bc, p, _run), c_rounds) in enumerate(zip(group, per[1:]), 1):
-                p.energy_mj = meter.figures(i, baseline=0, seed=self.spec.seed)
+            for (c, bc, p, _run), c_rounds in zip(group, per[1:]):
                 lat = median_interval(c_rounds, seed=self.spec.seed)
                 sp = speedup_interval(per[0], c_rounds, seed=self.spec.seed)
                 p.latency_ms = {"p50": lat.value, "low": lat.low, "high": lat.high,
@@ -509,7 +502,7 @@ class Search:
                 self.rounds[(p.name, stage)] = (per[0], c_rounds)
                 self.cache.put(self.score_key(bc, stage), {k: getattr(p, k) for k in (
                     "cosine", "samples", "agreement", "accuracy", "accuracy_drop",
-                    "latency_ms", "speedup", "energy_mj")})
+                    "latency_ms", "speedup")})
                 self.conclude(p, stage)
 
     def verdict(self, p: Point, final: bool) -> tuple[bool | None, str]:
@@ -531,10 +524,14 @@ class Search:
         """Lower is better."""
         if self.spec.objective == "size":
             return float(p.size_bytes or math.inf)
+        if self.spec.objective == "throughput" and p.throughput:  # measured: s per sample
+            return 1.0 / max(p.throughput["value"], 1e-9)
         if p.latency_ms is None:
             return math.inf
-        if self.spec.objective == "energy":  # mJ per inference (RAPL or CPU-time estimate)
-            return energy.objective_value(p)
+        if self.spec.objective == "energy":  # CPU time per inference, an estimate of energy
+            c = self.cands.get(p.name)
+            threads = (c.threads if c is not None else None) or self.spec.threads
+            return p.latency_ms["p50"] * (threads or self.probe.cores)
         return p.latency_ms["p50"] if self.spec.objective == "latency" else (
             1.0 / max(1000.0 / p.latency_ms["mean"], 1e-9))
 
@@ -626,13 +623,10 @@ class Search:
         p.stage = stage
         meets, why = self.verdict(p, final=stage != "screen")
         p.meets = meets
-        slower = (self.spec.objective in ("latency", "throughput")
+        slower = (self.spec.objective in ("latency", "throughput", "energy")
                   and p.speedup is not None and p.speedup["high"] < 1.0)
-        costlier = energy.costlier(p) if self.spec.objective == "energy" else None
         if meets is False:
             p.status, p.reason = "rejected", why + (" (subset)" if stage == "screen" else "")
-        elif costlier:
-            p.status, p.reason = "rejected", costlier
         elif slower:
             p.status = "rejected"
             p.reason = (f"slower than the FP32 baseline: {p.speedup['value']:.2f}× "
@@ -643,7 +637,6 @@ class Search:
             c = self.cands.get(p.name)
             if c is not None:
                 p.reason += f" ({c.threads or 'default'} thread(s))"
-        p.reason += energy.reason_suffix(p, self.spec.objective)
         self.publish(p)
 
     @property
@@ -701,10 +694,7 @@ class Search:
             p.accuracy = float(np.mean(self.base_eval.pred == self.labels))
             p.accuracy_drop = {"value": 0.0, "low": 0.0, "high": 0.0}
         iters = self.iterations_for(self.base_latency)
-        meter = EnergyMeter.for_runs([self.base_run])
-        rounds = interleaved_rounds([self.base_run.once], self.spec.screen_rounds, iters,
-                                    meter=meter)[0]
-        p.energy_mj = meter.figures(0, seed=self.spec.seed)
+        rounds = interleaved_rounds([self.base_run.once], self.spec.screen_rounds, iters)[0]
         lat = median_interval(rounds, seed=self.spec.seed)
         p.latency_ms = {"p50": lat.value, "low": lat.low, "high": lat.high,
                         "mean": float(np.mean(np.concatenate(rounds))), "rounds": len(rounds),
@@ -909,8 +899,6 @@ class Search:
             if (lead is not None and lead.latency_ms
                     and self.spec.objective in ("latency", "energy")):
                 def bounds(p: Point) -> tuple[float, float]:
-                    if self.spec.objective == "energy":  # its own interval, mJ
-                        return energy.objective_bounds(p) or (math.inf, math.inf)
                     scale = self.objective(p) / p.latency_ms["p50"]
                     return p.latency_ms["low"] * scale, p.latency_ms["high"] * scale
 
@@ -932,6 +920,17 @@ class Search:
             self.progress(0.65, "full evaluation of " + ", ".join(p.name for p in keep))
             self.run_candidates([self.cands[p.name] for p in keep], "full")
             self.fallback_if_needed(stage_done="full")
+        if self.spec.objective == "throughput":
+            self.throughput_stage()
+
+    def throughput_stage(self) -> None:
+        """Objective throughput: the finalists and FP32 ONNX Runtime itself served at streams
+        × batch (app/optimize/throughput.py); not evaluated again (they change speed, not the
+        math). Skipped for the other objectives: at batch 1 one request at a time is it."""
+        from app.optimize.throughput import ThroughputStage
+
+        self.tp = ThroughputStage(self)
+        self.tp.run()
 
     def cannot_win(self, c: Candidate) -> str | None:
         """Why `c` need not be built: the best variant so far is already faster than `c`'s
@@ -1048,6 +1047,9 @@ class Search:
         """The winner against the baseline at its threads, interleaved: its full-stage rounds
         (already interleaved with that baseline, same iterations) count toward the
         confirmation's rounds, and only the rest are run now."""
+        tp = getattr(self, "tp", None)  # objective throughput: samples/s at its serving
+        if tp is not None and p.throughput:
+            return tp.confirm(p)
         c = self.cands[p.name]
         key = key_of("confirm", MEASURE_VERSION, self.source_sha, c.run_key(), c.build_spec(), self.data_key,
                      self.spec.final_rounds, self.spec.round_ms)
@@ -1091,7 +1093,8 @@ class Search:
         lat = (confirm or {}).get("latency_ms") or p.latency_ms
         return {"name": p.name, "path": out.get("model"), "backend": c.backend,
                 "config": {"threads": c.threads, "precision": c.precision,
-                           **c.build_spec()},
+                           "streams": c.streams or 1, "batch": c.batch, **c.build_spec()},
+                "throughput": (confirm or {}).get("throughput") or p.throughput,
                 "latency_ms": lat, "speedup": (confirm or {}).get("speedup") or p.speedup,
                 "baseline_latency_ms": (confirm or {}).get("baseline_latency_ms"),
                 "threads": c.threads, "baseline_threads": c.threads,
@@ -1099,7 +1102,6 @@ class Search:
                     "rounds", "rounds_from_full_stage")},
                 "accuracy": p.accuracy, "accuracy_drop": p.accuracy_drop,
                 "cosine": p.cosine, "agreement": p.agreement, "size_bytes": p.size_bytes,
-                "energy_mj": p.energy_mj,
                 "meets_budget": bool(p.meets), "stage": p.stage, "confirmed": bool(confirm),
                 "commands": out.get("commands", [])}
 
@@ -1171,6 +1173,10 @@ class Search:
             prof += f" --threads {c.threads}"
         if c.precision and c.backend == "openvino":
             prof += f" --precision {c.precision}"
+        if (c.streams or 1) != 1 or c.batch != 1:
+            from app.optimize.throughput import profile_suffix
+
+            prof += profile_suffix(c, self.feeds1)
         cmds.append(prof)
         line = self.cli_line()
         return {"dir": str(out_dir), "model": str(dest), "recipes": recipes, "commands": cmds,

@@ -304,6 +304,15 @@ class OpenVinoBackend(Backend):
         if self._profiling:
             self._accumulate(self._request.get_profiling_info())
 
+    def request_queue(self, jobs: int = 0) -> Any:
+        """An AsyncInferQueue of `jobs` requests on the compiled model (0: the device's optimal
+        number), for throughput with several requests in flight on several streams, as
+        benchmark_app runs it. Compiled at static sizes first where fix_shapes() was called."""
+        import openvino as ov
+
+        self._require_loaded()
+        return ov.AsyncInferQueue(self._compiled, jobs)
+
     def device_latency_ms(self) -> float | None:
         """OpenVINO's own time of the last request, in ms (what benchmark_app reports): it
         leaves out the Python binding's call overhead."""
