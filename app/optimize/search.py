@@ -42,6 +42,8 @@ import numpy as np
 from app.optimize import candidates as cands
 from app.optimize.cache import Cache, key_of
 from app.optimize.candidates import Candidate
+from app.optimize import energy
+from app.optimize.energy import EnergyMeter
 from app.optimize.honest import (
     Interval, interleaved_rounds, median_interval, paired_accuracy_drop, paired_agreement,
     speedup_interval,
@@ -153,6 +155,7 @@ class _Run:
     backend: Any
     feeds1: dict[str, np.ndarray]
     armed: bool = False
+    pool_threads: set[int] = field(default_factory=set)  # its own (energy charges them to it)
 
     def once(self) -> None:
         if not self.armed:  # bound once, after any evaluation (a bound OpenVINO request
@@ -190,6 +193,8 @@ class Point:
     build_s: float | None = None
     lineage: list[str] = field(default_factory=list)
     cached: bool = False
+    # mJ per inference {value, low, high, source, note, rounds, cpu_ms, vs_baseline}
+    energy_mj: dict[str, Any] | None = None
     # objective throughput: samples/s {value, low, high, threads, streams, batch, vs_baseline,
     # config_gain, vs_plain, request_latency_ms} (app/optimize/throughput.py)
     throughput: dict[str, Any] | None = None
@@ -207,9 +212,12 @@ def measure_job(path: Path, fmt: str, backend: str, precision: str | None, threa
     ok, why = cls.available()
     if not ok:
         raise ModelDeckError(f"backend {backend} is not usable here: {why}")
+    from app.optimize.energy import session_threads
+
     b = cls()
-    b.load(path, fmt, "CPU", BackendOptions(threads=threads, precision=precision))
-    return _Run(b, _match(feeds1, b.input_specs()))
+    with session_threads(backend) as pool:
+        b.load(path, fmt, "CPU", BackendOptions(threads=threads, precision=precision))
+    return _Run(b, _match(feeds1, b.input_specs()), pool_threads=pool)
 
 
 def _match(feeds: dict[str, np.ndarray], specs: list[Any]) -> dict[str, np.ndarray]:
@@ -483,15 +491,17 @@ class Search:
                 for r in runners:
                     r.once()
             per: list[list[np.ndarray]] = [[] for _ in runners]
+            meter = EnergyMeter.for_runs(runners)  # CPU / energy per block, not per iteration
             try:
                 for _ in range(rounds):
                     self.check()
-                    got = interleaved_rounds([r.once for r in runners], 1, iters)
+                    got = interleaved_rounds([r.once for r in runners], 1, iters, meter=meter)
                     for i, g in enumerate(got):
                         per[i] += g
             finally:
                 self.spent["time_s"] += time.monotonic() - t0
-            for (c, bc, p, _run), c_rounds in zip(group, per[1:]):
+            for i, ((c, bc, p, _run), c_rounds) in enumerate(zip(group, per[1:]), 1):
+                p.energy_mj = meter.figures(i, baseline=0, seed=self.spec.seed)
                 lat = median_interval(c_rounds, seed=self.spec.seed)
                 sp = speedup_interval(per[0], c_rounds, seed=self.spec.seed)
                 p.latency_ms = {"p50": lat.value, "low": lat.low, "high": lat.high,
@@ -502,7 +512,7 @@ class Search:
                 self.rounds[(p.name, stage)] = (per[0], c_rounds)
                 self.cache.put(self.score_key(bc, stage), {k: getattr(p, k) for k in (
                     "cosine", "samples", "agreement", "accuracy", "accuracy_drop",
-                    "latency_ms", "speedup")})
+                    "latency_ms", "speedup", "energy_mj")})
                 self.conclude(p, stage)
 
     def verdict(self, p: Point, final: bool) -> tuple[bool | None, str]:
@@ -528,10 +538,8 @@ class Search:
             return 1.0 / max(p.throughput["value"], 1e-9)
         if p.latency_ms is None:
             return math.inf
-        if self.spec.objective == "energy":  # CPU time per inference, an estimate of energy
-            c = self.cands.get(p.name)
-            threads = (c.threads if c is not None else None) or self.spec.threads
-            return p.latency_ms["p50"] * (threads or self.probe.cores)
+        if self.spec.objective == "energy":  # mJ per inference (RAPL or CPU-time estimate)
+            return energy.objective_value(p)
         return p.latency_ms["p50"] if self.spec.objective == "latency" else (
             1.0 / max(1000.0 / p.latency_ms["mean"], 1e-9))
 
@@ -623,10 +631,13 @@ class Search:
         p.stage = stage
         meets, why = self.verdict(p, final=stage != "screen")
         p.meets = meets
-        slower = (self.spec.objective in ("latency", "throughput", "energy")
+        slower = (self.spec.objective in ("latency", "throughput")
                   and p.speedup is not None and p.speedup["high"] < 1.0)
+        costlier = energy.costlier(p) if self.spec.objective == "energy" else None
         if meets is False:
             p.status, p.reason = "rejected", why + (" (subset)" if stage == "screen" else "")
+        elif costlier:
+            p.status, p.reason = "rejected", costlier
         elif slower:
             p.status = "rejected"
             p.reason = (f"slower than the FP32 baseline: {p.speedup['value']:.2f}× "
@@ -637,6 +648,7 @@ class Search:
             c = self.cands.get(p.name)
             if c is not None:
                 p.reason += f" ({c.threads or 'default'} thread(s))"
+        p.reason += energy.reason_suffix(p, self.spec.objective)
         self.publish(p)
 
     @property
@@ -694,7 +706,10 @@ class Search:
             p.accuracy = float(np.mean(self.base_eval.pred == self.labels))
             p.accuracy_drop = {"value": 0.0, "low": 0.0, "high": 0.0}
         iters = self.iterations_for(self.base_latency)
-        rounds = interleaved_rounds([self.base_run.once], self.spec.screen_rounds, iters)[0]
+        meter = EnergyMeter.for_runs([self.base_run])
+        rounds = interleaved_rounds([self.base_run.once], self.spec.screen_rounds, iters,
+                                    meter=meter)[0]
+        p.energy_mj = meter.figures(0, seed=self.spec.seed)
         lat = median_interval(rounds, seed=self.spec.seed)
         p.latency_ms = {"p50": lat.value, "low": lat.low, "high": lat.high,
                         "mean": float(np.mean(np.concatenate(rounds))), "rounds": len(rounds),
@@ -899,6 +914,8 @@ class Search:
             if (lead is not None and lead.latency_ms
                     and self.spec.objective in ("latency", "energy")):
                 def bounds(p: Point) -> tuple[float, float]:
+                    if self.spec.objective == "energy":  # its own interval, mJ
+                        return energy.objective_bounds(p) or (math.inf, math.inf)
                     scale = self.objective(p) / p.latency_ms["p50"]
                     return p.latency_ms["low"] * scale, p.latency_ms["high"] * scale
 
@@ -1102,6 +1119,7 @@ class Search:
                     "rounds", "rounds_from_full_stage")},
                 "accuracy": p.accuracy, "accuracy_drop": p.accuracy_drop,
                 "cosine": p.cosine, "agreement": p.agreement, "size_bytes": p.size_bytes,
+                "energy_mj": p.energy_mj,
                 "meets_budget": bool(p.meets), "stage": p.stage, "confirmed": bool(confirm),
                 "commands": out.get("commands", [])}
 
