@@ -134,23 +134,27 @@ class Prediction:
 
 def conv_profile(graph: Any) -> dict[str, Any]:
     """Share of MACs in convolutions / matmuls and how much of it is in small ones (few output
-    channels, read from the weight's first dim)."""
+    channels, read from the weight's first dim); `dense_share`: in matrix products with a
+    weight (Gemm / MatMul / linear: what a low-rank factorisation can shrink)."""
     from converters.analysis import analyze
 
     a = analyze(graph)
     cost = {c.node_id: int(c.macs or 0) for c in a.nodes}
     total = max(int(a.macs or 0), 1)
-    heavy = small = 0
+    heavy = small = dense = 0
     for item in graph.walk():
         node = item.node
         if not _is_heavy(node.op_type):
             continue
         macs = cost.get(node.id, 0)
         heavy += macs
+        if _is_dense(item, node):
+            dense += macs
         channels = _out_channels(item.graph, node)
         if channels is not None and channels < SMALL_CONV_CHANNELS:
             small += macs
-    return {"macs": int(a.macs or 0), "heavy_share": heavy / total, "small_share": small / total}
+    return {"macs": int(a.macs or 0), "heavy_share": heavy / total, "small_share": small / total,
+            "dense_share": dense / total}
 
 
 _HEAVY = ("conv", "gemm", "matmul", "linear", "addmm", "bmm", "einsum")
@@ -161,6 +165,18 @@ def _is_heavy(op_type: str) -> bool:
     Convolution, torch aten.convolution / aten.linear / aten.addmm)."""
     name = op_type.lower()
     return any(h in name for h in _HEAVY)
+
+
+_DENSE = ("gemm", "matmul", "linear", "addmm")
+
+
+def _is_dense(item: Any, node: Any) -> bool:
+    """A matrix product by a weight (not activation × activation, as attention's Q·Kᵀ)."""
+    name = node.op_type.lower()
+    if "conv" in name or not any(d in name for d in _DENSE) or len(node.inputs) < 2:
+        return False
+    t = item.tensor(node.inputs[1])
+    return bool(t is not None and t.is_weight)
 
 
 def _out_channels(graph: Any, node: Any) -> int | None:

@@ -806,6 +806,18 @@ class Search:
         return ranking
 
     # --- the whole search --------------------------------------------------------------------
+    def lowrank_candidates(self) -> list[Candidate]:
+        """Low-rank variants where Gemm/MatMul carry most MACs (app/optimize/lowrank_plan.py);
+        the note says why they were or were not generated."""
+        from app.optimize.lowrank_plan import lowrank_candidates
+
+        extra, note = lowrank_candidates(
+            self.model_profile, self.source.format, self.probe, backends=self.spec.backends,
+            threads=self.thread_counts[0], has_calibration=bool(self.spec.calib))
+        if not extra or not self.spec.only or {c.name for c in extra} & set(self.spec.only):
+            self.notes.append(note)
+        return extra
+
     def run(self) -> dict[str, Any]:
         self.prepare()
         todo = cands.generate(
@@ -813,6 +825,7 @@ class Search:
             self.prediction, backends=self.spec.backends, threads=self.thread_counts[0],
             has_calibration=bool(self.spec.calib), objective=self.spec.objective,
             exhaustive=self.spec.exhaustive)
+        todo += self.lowrank_candidates()
         if self.spec.only:
             unknown = set(self.spec.only) - {c.name for c in todo}
             if unknown:
