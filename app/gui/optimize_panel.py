@@ -289,7 +289,11 @@ class OptimizePanel(QWidget):
                     f" [{best['speedup']['low']:.2f}, {best['speedup']['high']:.2f}] faster, "
                     f"p50 {best['latency_ms']['p50']:.3f} ms"
                     + ("" if best.get("accuracy") is None else
-                       f", accuracy {best['accuracy']:.2%}") + " (click a point to open it)")
+                       f", accuracy {best['accuracy']:.2%}")
+                    + ("" if not best.get("throughput") else  # objective throughput
+                       f", {best['throughput']['value']:,.0f} samples/s at batch "
+                       f"{best['throughput']['batch']} with {best['throughput']['streams']} "
+                       "request(s) in flight") + " (click a point to open it)")
             else:
                 self.best_label.setText(result.get("why_no_winner", "No winner."))
         self.sig_finished.emit(result)

@@ -161,6 +161,13 @@ def print_result(r: dict[str, Any]) -> None:
         if drop:
             print(f"              accuracy {b['accuracy']:.2%}, drop {drop['value']:.2%} "
                   f"[{drop['low']:.2%}, {drop['high']:.2%}], cosine {b['cosine']:.5f}")
+        tp = b.get("throughput")
+        if tp:  # objective throughput: samples/s at its serving (app/optimize/throughput)
+            vs = tp["vs_baseline"]
+            print(f"  served      {tp['value']:,.0f} samples/s [{tp['low']:,.0f}, "
+                  f"{tp['high']:,.0f}] at batch {tp['batch']}, {tp['streams']} request(s) in "
+                  f"flight, {tp['threads'] or 'default'} thread(s): {vs['value']:.2f}× "
+                  f"[{vs['low']:.2f}, {vs['high']:.2f}] FP32 ONNX Runtime served the same")
         for c in b.get("commands", []):
             print(f"  rebuild     {c}")
     print(f"  pareto      {', '.join(r['pareto'])}")

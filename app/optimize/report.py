@@ -99,6 +99,20 @@ def _iv(d: dict[str, Any] | None, pct: bool = False, fmt: str = ".3f") -> str:
     return f"{v:{fmt}} [{d['low']:{fmt}}, {d['high']:{fmt}}]"
 
 
+def _served(best: dict[str, Any]) -> str:
+    """Objective throughput: the winner's samples/s at its serving (app/optimize/throughput)."""
+    tp = best.get("throughput")
+    if not tp:
+        return ""
+    gain = tp.get("config_gain")
+    return (f"<p class=v>Served at batch {tp['batch']} with {tp['streams']} request(s) in "
+            f"flight on {_e(tp.get('threads') or 'default')} thread(s): "
+            f"{tp['value']:,.0f} samples/s [{tp['low']:,.0f}, {tp['high']:,.0f}], "
+            f"{_iv(tp['vs_baseline'], fmt='.2f')}× FP32 ONNX Runtime served the same"
+            + (f" (which itself gains {_iv(gain, fmt='.2f')}× over batch 1, one request in "
+               "flight)" if gain else "") + ".</p>")
+
+
 def render_html(result: dict[str, Any]) -> str:
     best = result.get("best")
     base = result["baseline"]
@@ -123,7 +137,7 @@ def render_html(result: dict[str, Any]) -> str:
                    f"{_iv(best['speedup'], fmt='.2f')}× faster than FP32 ONNX Runtime at the "
                    f"same threads (p50 {_iv(best['latency_ms'])} ms, interleaved), accuracy drop "
                    f"{_iv(best.get('accuracy_drop'), pct=True)}, cosine "
-                   f"{best['cosine']:.5f}.</p>")
+                   f"{best['cosine']:.5f}.</p>" + _served(best))
     else:
         verdict = f"<p class=v>No winner: {_e(result.get('why_no_winner', ''))}</p>"
     verdict += energy_verdict(result)

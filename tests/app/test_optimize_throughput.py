@@ -141,7 +141,7 @@ def _spec(tmp_path: Path, **kw):
 
 
 @pytest.mark.slow
-def test_throughput_search_serves_survivors_at_streams_and_batch(tmp_path):
+def test_throughput_search_serves_survivors_at_streams_and_batch(tmp_path, capsys):
     from app.optimize.search import run_optimize
 
     events = []
@@ -186,6 +186,13 @@ def test_throughput_search_serves_survivors_at_streams_and_batch(tmp_path):
         assert "--shape input=8x1x8x8" in prof
     saved = json.loads((tmp_path / "out" / "optimize.json").read_text())
     assert saved["best"]["config"]["batch"] == cfg["batch"]
+    html = (tmp_path / "out" / "optimize.html").read_text()
+    assert f"Served at batch {cfg['batch']} with {cfg['streams']} request(s)" in html
+    from app.optimize.cli import print_result
+
+    print_result(r)
+    out = capsys.readouterr().out
+    assert "samples/s" in out and f"at batch {cfg['batch']}, {cfg['streams']} request" in out
 
     # objective latency: one request of one sample is all that matters, nothing served
     lat = run_optimize(_spec(tmp_path / "lat", objective="latency"), events.append)
