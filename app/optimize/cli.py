@@ -170,6 +170,10 @@ def print_result(r: dict[str, Any]) -> None:
                   f"[{vs['low']:.2f}, {vs['high']:.2f}] FP32 ONNX Runtime served the same")
         for c in b.get("commands", []):
             print(f"  rebuild     {c}")
+    from app.optimize.energy import cli_line
+
+    if cli_line(r):  # objective energy: mJ per inference with its source
+        print(f"  energy      {cli_line(r)}")
     print(f"  pareto      {', '.join(r['pareto'])}")
     out = r.get("outputs", {})
     print(f"  written     {out.get('dir')} (optimize.json, optimize.html"

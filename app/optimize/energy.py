@@ -302,3 +302,16 @@ def html_verdict(result: dict[str, Any]) -> str:
     if base.get("energy_mj"):
         parts.append(f"FP32 baseline: {html.escape(describe(base['energy_mj']))}")
     return "<p><b>Energy per inference</b> — " + "; ".join(parts) + "</p>"
+
+
+def cli_line(r: dict[str, Any]) -> str | None:
+    """The CLI's energy line under the energy objective: the winner's and the baseline's."""
+    if r.get("objective") != "energy":
+        return None
+    best, base = r.get("best") or {}, r.get("baseline") or {}
+    parts = []
+    if best.get("energy_mj"):
+        parts.append(f"{best['name']} {describe(best['energy_mj'])}")
+    if base.get("energy_mj"):
+        parts.append(f"FP32 baseline {describe(base['energy_mj'])}")
+    return "; ".join(parts) or None

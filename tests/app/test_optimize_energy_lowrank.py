@@ -101,7 +101,8 @@ def _spec(tmp_path: Path, **kw):
 
 
 @pytest.mark.slow
-def test_energy_objective_ranks_on_measured_energy(tmp_path):
+def test_energy_objective_ranks_on_measured_energy(tmp_path, capsys):
+    from app.optimize.cli import print_result
     from app.optimize.search import run_optimize
 
     r = run_optimize(_spec(tmp_path, objective="energy",
@@ -126,6 +127,10 @@ def test_energy_objective_ranks_on_measured_energy(tmp_path):
     html = (tmp_path / "out" / "optimize.html").read_text()
     assert "mJ/inference" in html and "Energy per inference" in html
     assert best["energy_mj"]["source"] in html
+    print_result(r)
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith(
+        "energy"))
+    assert best["name"] in line and "FP32 baseline" in line and "mJ/inference" in line
 
 
 # --- low-rank ------------------------------------------------------------------------------
