@@ -253,3 +253,26 @@ def test_conv_model_gets_no_lowrank_and_the_notes_say_why(tmp_path):
     assert not any("lowrank" in t["name"] for t in r["tried"])
     with pytest.raises(Exception, match="unknown candidate"):
         run_optimize(_spec(tmp_path, only=("ort-lowrank50",), output_dir=str(tmp_path / "o2")))
+
+
+@pytest.mark.slow
+def test_pretrained_wakeword_classifier_gets_lowrank_with_its_fidelity(tmp_path):
+    """openwakeword 0.5.1's hey_jarvis classifier (pre-trained, from its PyPI wheel): Gemm
+    layers carry all its MACs, so low-rank is generated; its SVD keeps the scores close at half
+    the rank (cosine on seeded normal embeddings, no labels) and the file shrinks."""
+    from app.optimize.search import run_optimize
+    from tests.real_models import wheel_member
+
+    model = wheel_member("openwakeword", "0.5.1",
+                         "openwakeword/resources/models/hey_jarvis_v0.1.onnx")
+    feeds = tmp_path / "embeddings.npz"
+    rng = np.random.default_rng(0)
+    np.savez(feeds, **{"x.1": rng.standard_normal((96, 16, 96)).astype(np.float32)})
+    r = run_optimize(_spec(tmp_path, model=str(model), eval=None, calib=str(feeds),
+                           min_cosine=0.99, subset=64, only=("ort-lowrank50",)))
+    assert r["model_profile"]["dense_share"] > 0.99
+    t = next(t for t in r["tried"] if t["name"] == "ort-lowrank50")
+    assert t["status"] != "failed", t["reason"]
+    assert 0.99 < t["cosine"] < 1.0  # the weights changed, the scores stayed close
+    assert t["meets"] is True and t["reason"]
+    assert t["size_bytes"] < 0.8 * r["baseline"]["size_bytes"]
