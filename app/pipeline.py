@@ -53,6 +53,9 @@ class ConvertSpec:
     shapes: dict[str, list[int]] = field(default_factory=dict)  # input sizes the user set
     inputs: str | None = None  # real inputs (.npz) to verify on; their shapes set the sizes
     trust_code: bool = False  # the user's consent to run code the model file carries (torch)
+    # False: no per-step parameter count, sparsity and fidelity run (a caller that measures the
+    # result itself, as optimize does, saves two model runs and a graph analysis per build)
+    measure: bool = True
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ConvertSpec:
@@ -67,7 +70,7 @@ class ConvertSpec:
                 "calib": self.calib, "eval": self.eval,
                 "fidelity_threshold": self.fidelity_threshold,
                 "verify_samples": self.verify_samples, "shapes": dict(self.shapes),
-                "inputs": self.inputs, "trust_code": self.trust_code}
+                "inputs": self.inputs, "trust_code": self.trust_code, "measure": self.measure}
 
 
 @dataclass
@@ -365,7 +368,8 @@ def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
     feeds, labels, specs, feeds_source, workload = verification_inputs(
         source, shapes=spec.shapes, inputs=spec.inputs, eval=spec.eval, calib=spec.calib,
         samples=spec.verify_samples)
-    base = _measure(source, feeds, labels, None, spec.fidelity_threshold)
+    base = (_measure(source, feeds, labels, None, spec.fidelity_threshold) if spec.measure
+            else {"size_bytes": source.size_bytes(), "_outputs": None})
     reference = base.pop("_outputs")
     calibration = None
     if any(s.kind == "pass" and get_pass(s.name).needs_calibration or s.name == "distill"
@@ -401,12 +405,13 @@ def _run_pipeline(spec: ConvertSpec, emit: Emit, cancelled: Callable[[], bool]
                    "options": options_dict(step.options) if step.options is not None else {},
                    "changed": result.changed, "details": result.details,
                    "messages": list(result.messages)}
-            m = _measure(placed, feeds, labels, reference, spec.fidelity_threshold)
+            m = (_measure(placed, feeds, labels, reference, spec.fidelity_threshold)
+                 if spec.measure else {"size_bytes": placed.size_bytes(), "_outputs": None})
             m.pop("_outputs")
             row["messages"] += m.pop("messages", [])
             row.update(m)
             row["seconds"] = round(seconds, 3)
-            cos = (row["fidelity"] or {}).get("cosine")
+            cos = (row.get("fidelity") or {}).get("cosine")
             if broken is None and cos is not None and cos < spec.fidelity_threshold:
                 broken = {"step": i + 1, "pass": step.name, "cosine": cos}
                 if current.format == "onnx" and placed.format == "onnx":

@@ -214,16 +214,26 @@ def accuracy_controlled(parent: Candidate, metric: str, max_drop: float) -> Cand
 def screen_build(c: Candidate, samples: int) -> Candidate:
     """`c` calibrated on its first `samples` calibration inputs: the same graph (the same speed)
     built faster, for screening; unchanged when `c` does not calibrate or `samples` is 0."""
-    if not samples or not any(n == "int8-static" for n, _ in c.passes):
-        return c
+    if not samples or not any(n == "int8-static" and "samples" not in dict(o)
+                              for n, o in c.passes):
+        return c  # (a recipe that names its calibration samples keeps them)
     passes = []
     for name, opts in c.passes:
-        if name == "int8-static":
+        if name == "int8-static" and "samples" not in dict(opts):
             d = dict(opts)
-            d["samples"] = min(int(d.get("samples", 300)), samples)
+            d["samples"] = min(300, samples)
             opts = _opts(**d)
         passes.append((name, opts))
     return replace(c, passes=tuple(passes))
+
+
+def all_calibration(c: Candidate) -> Candidate:
+    """`c` calibrated on all the samples the pass takes (the remedy for a search build that
+    used a subset and missed the budget)."""
+    passes = tuple((n, _opts(**{**dict(o), "samples": 300}) if n == "int8-static" else o)
+                   for n, o in c.passes)
+    return replace(c, name=f"{c.name}-allcal", passes=passes,
+                   note=(c.note + "; " if c.note else "") + "calibrated on all the samples")
 
 
 def mixed(parent: Candidate, keep_float: tuple[str, ...]) -> Candidate:

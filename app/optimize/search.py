@@ -56,7 +56,7 @@ SCHEMA = "modeldeck.optimize/1"
 Emit = Callable[[dict[str, Any]], None]
 OBJECTIVES = ("latency", "throughput", "size", "energy")
 # how measurements are taken (interleaving, rounds): a change here invalidates cached figures
-MEASURE_VERSION = 5
+MEASURE_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,11 @@ class OptimizeSpec:
     round_ms: float = 150.0  # time per runner per round (iterations follow from the latency)
     min_iterations: int = 10  # per runner per round, however slow the model
     sensitivity_layers: int = 8  # heaviest quantized layers ranked by leave-one-out
-    screen_calibration: int = 64  # calibration samples for screening builds (0: all)
+    # calibration samples for the search's INT8 builds (0: all the pass takes, up to 300).
+    # A survivor is not built again for the full stage: the build is judged on the whole
+    # evaluation set, and only one that then misses the budget is rebuilt on all the samples
+    # (before any other remedy). The exhaustive sweep calibrates every candidate on all
+    screen_calibration: int = 64
     only: tuple[str, ...] = ()  # candidate names to try (empty: all)
     exhaustive: bool = False  # every candidate fully measured (the bench's reference sweep)
     cache_dir: str | None = None
@@ -384,7 +388,8 @@ class Search:
         conv = ConvertSpec(model=str(model), output=str(out), to=c.to,
                            passes=tuple(StepSpec(n, dict(o)) for n, o in c.passes),
                            calib=self.spec.calib if c.needs_calibration else None,
-                           verify_samples=16, trust_code=self.spec.trust_code)
+                           verify_samples=16, trust_code=self.spec.trust_code,
+                           measure=False)  # the search evaluates every build itself
         result = run_pipeline(conv, emit=lambda e: None, cancelled=self._cancelled)
         from converters.passes import ModelFile
 
@@ -473,8 +478,8 @@ class Search:
         self.acc_figs[twin] = {k: getattr(p, k) for k in (
             "cosine", "samples", "agreement", "accuracy", "accuracy_drop")}
 
-    def time_together(self, live: list[tuple[Candidate, Candidate, Point, _Run]], stage: str
-                      ) -> None:
+    def time_together(self, live: list[tuple[Candidate, Candidate, Point, _Run]], stage: str,
+                      conclude: bool = True) -> None:
         """Interleaved rounds of all `live` candidates at once, with one baseline slot per
         thread count (its baseline at the same threads) instead of one baseline per
         candidate: every round times the baseline once for the whole group."""
@@ -510,10 +515,18 @@ class Search:
                                 "threads": threads}
                 p.speedup = sp.to_dict()
                 self.rounds[(p.name, stage)] = (per[0], c_rounds)
-                self.cache.put(self.score_key(bc, stage), {k: getattr(p, k) for k in (
-                    "cosine", "samples", "agreement", "accuracy", "accuracy_drop",
-                    "latency_ms", "speedup", "energy_mj")})
-                self.conclude(p, stage)
+                if conclude:
+                    self.conclude(p, stage)
+                    self.remember(bc, p, stage)
+
+    # figures a cached point restores (the stage and verdict too: a point timed but not
+    # evaluated on the whole set keeps its screening verdict)
+    REMEMBERED = ("cosine", "samples", "agreement", "accuracy", "accuracy_drop", "latency_ms",
+                  "speedup", "energy_mj", "stage", "status", "reason", "meets")
+
+    def remember(self, bc: Candidate, p: Point, stage: str) -> None:
+        """The point's figures in the cache under its build, run and stage."""
+        self.cache.put(self.score_key(bc, stage), {k: getattr(p, k) for k in self.REMEMBERED})
 
     def verdict(self, p: Point, final: bool) -> tuple[bool | None, str]:
         """Meets the budget? Only when the interval supports it; else why not."""
@@ -565,18 +578,22 @@ class Search:
                 item[3].close()
         return points
 
-    def prepare_candidate(self, c: Candidate, stage: str
+    def search_build(self, c: Candidate) -> Candidate:
+        """What the search builds for `c`: calibrated on `screen_calibration` samples (the
+        same graph, hence the same speed, built faster); the sweep builds `c` itself."""
+        if self.spec.exhaustive:
+            return c
+        return cands.screen_build(c, self.spec.screen_calibration)
+
+    def prepare_candidate(self, c: Candidate, stage: str, evaluate: bool = True
                           ) -> tuple[Point, tuple[Candidate, Candidate, Point, _Run] | None]:
-        """Build (cached), load and evaluate `c`; its run, still open, for timing (None when it
-        failed or its figures came from the cache)."""
+        """Build (cached), load and evaluate `c` (unless not `evaluate`); its run, still open,
+        for timing (None when it failed or its figures came from the cache)."""
         p = self.points.get(c.name) or Point(c.name, c.to_dict())
         self.points[c.name] = p
         self.cands[c.name] = c
         self.emit({"event": "stage", "stage": stage, "message": f"{stage}: {c.name}"})
-        # screening builds calibrate on a subset: the graph (hence the speed) is the same, and
-        # only the survivors are built on the whole calibration set for the full stage
-        bc = cands.screen_build(c, self.spec.screen_calibration) if (
-            stage == "screen" and not self.spec.exhaustive) else c
+        bc = self.search_build(c)
         t = time.monotonic()
         try:
             path, fmt, lineage, cached = self.build(bc)
@@ -602,7 +619,10 @@ class Search:
             for k, v in hit.items():
                 setattr(p, k, v)
             p.cached = True
-            self.conclude(p, stage)
+            if hit.get("stage", stage) == stage:
+                self.conclude(p, stage)
+            else:  # timed in the full stage, not needed on the whole evaluation set
+                self.publish(p)
             return p, None
         try:
             run = measure_job(path, fmt, c.backend, c.precision, c.threads, self.feeds1)
@@ -610,6 +630,8 @@ class Search:
             p.status, p.stage, p.reason = "failed", stage, f"does not run: {_short(e)}"
             self.publish(p)
             return p, None
+        if not evaluate:
+            return p, (c, bc, p, run)
         try:
             self.accuracy(c, bc, p, run, stage)
         except _Stop:
@@ -689,7 +711,10 @@ class Search:
             self.points["baseline"] = p
             self.publish(p)
             return
-        self.base_eval = self.evaluate(self.base_run, None)
+        # the reference outputs come from the widest baseline session (the same outputs at
+        # any thread count; it is opened for the thread variants' timing anyway)
+        widest = max(self.thread_counts, key=lambda t: t or 1 << 20)
+        self.base_eval = self.evaluate(self.base_run_at(widest), None)
         for _ in range(3):
             self.base_run.once()
         t = time.perf_counter()
@@ -725,6 +750,14 @@ class Search:
 
     def fallback(self, parent: Candidate) -> Point | None:
         """Keep the most sensitive layers of `parent` in float until the budget is met."""
+        if self.search_build(parent) != parent:  # first: its ranges from all the samples
+            c = cands.all_calibration(parent)
+            self.cands[c.name] = c
+            last = self.run_candidate(c, "screen")
+            if last.status == "kept":
+                last = self.run_candidate(c, "full")
+                if last.meets:
+                    return last
         if parent.backend == "openvino" and parent.convert_first == "openvino":
             return self.fallback_nncf(parent)
         ranking = self.rank_layers(parent)
@@ -947,8 +980,8 @@ class Search:
                 p.status = "rejected"
                 self.publish(p)
             self.check()
-            self.progress(0.65, "full evaluation of " + ", ".join(p.name for p in keep))
-            self.run_candidates([self.cands[p.name] for p in keep], "full")
+            self.progress(0.65, "full stage: " + ", ".join(p.name for p in keep))
+            self.full_stage([self.cands[p.name] for p in keep])
             self.fallback_if_needed(stage_done="full")
         if self.spec.objective == "throughput":
             self.throughput_stage()
@@ -961,6 +994,45 @@ class Search:
 
         self.tp = ThroughputStage(self)
         self.tp.run()
+
+    def full_stage(self, cs: list[Candidate]) -> None:
+        """The survivors timed together with the full rounds, then judged on the whole
+        evaluation set fastest first until one meets the budget. Those slower than it need not
+        be (sequential testing: whatever they scored, they cannot win); they keep their
+        screening accuracy and say so."""
+        live: list[tuple[Candidate, Candidate, Point, _Run]] = []
+        try:
+            for c in cs:
+                _p, item = self.prepare_candidate(c, "full", evaluate=False)
+                if item is not None:
+                    live.append(item)
+            if live:
+                self.time_together(live, "full", conclude=False)
+            pending = {item[2].name: item for item in live}
+            winner: Point | None = None
+            for p in sorted((self.points[c.name] for c in cs), key=self.objective):
+                item = pending.get(p.name)
+                if item is None:  # failed, or its figures and verdict came from the cache
+                    if winner is None and p.stage == "full" and p.meets and p.status == "kept":
+                        winner = p
+                    continue
+                c, bc, _p, run = item
+                if winner is not None:
+                    p.reason = (f"slower than {winner.name}, which meets the budget on the "
+                                "whole evaluation set: not evaluated on it (accuracy from "
+                                "screening)")
+                    self.remember(bc, p, "full")  # its stage says: not evaluated
+                    self.publish(p)
+                    continue
+                self.check()
+                self.accuracy(c, bc, p, run, "full")
+                self.conclude(p, "full")
+                self.remember(bc, p, "full")
+                if p.meets and p.status == "kept":
+                    winner = p
+        finally:
+            for item in live:
+                item[3].close()
 
     def cannot_win(self, c: Candidate) -> str | None:
         """Why `c` need not be built: the best variant so far is already faster than `c`'s
@@ -1027,10 +1099,12 @@ class Search:
             if best.stage != "full":
                 best.reason = (best.reason + "; ").lstrip("; ") + (
                     "provisional: measured on the screening subset only (the search stopped)")
-                c = self.cands.get(best.name)
-                if c is not None and cands.screen_build(c, self.spec.screen_calibration) != c:
-                    best.reason += (f"; its INT8 ranges come from "
-                                    f"{self.spec.screen_calibration} of the calibration samples")
+            c = self.cands.get(best.name)
+            if c is not None and self.search_build(c) != c:
+                best.reason += (f"; its INT8 ranges come from {self.spec.screen_calibration} "
+                                "of the calibration samples" + (
+                                    " (enough: it meets the budget on the whole evaluation "
+                                    "set)" if best.stage == "full" else ""))
             self.publish(best)
         winner = best or base
         out = self.write_outputs(winner, confirm)
@@ -1074,9 +1148,11 @@ class Search:
         return result
 
     def confirm(self, p: Point) -> dict[str, Any]:
-        """The winner against the baseline at its threads, interleaved: its full-stage rounds
-        (already interleaved with that baseline, same iterations) count toward the
-        confirmation's rounds, and only the rest are run now."""
+        """The winner against the baseline at its threads, interleaved: its screening and
+        full-stage rounds (already interleaved with that baseline, same iterations, the same
+        build) count toward the confirmation's rounds, and only the rest are run now. Screening
+        rounds count only when screening ran the very build that won (not one calibrated on a
+        subset)."""
         tp = getattr(self, "tp", None)  # objective throughput: samples/s at its serving
         if tp is not None and p.throughput:
             return tp.confirm(p)
@@ -1089,7 +1165,11 @@ class Search:
         self.emit({"event": "stage", "stage": "final", "message": f"confirming {p.name}"})
         b, r = (list(x) for x in self.rounds.get((p.name, "full"), ([], [])))
         reused = len(r)
-        more = max(0, self.spec.final_rounds - reused)
+        screened = self.rounds.get((p.name, "screen"))  # the same build (search_build)
+        if screened and p.stage == "full":
+            b, r = list(screened[0]) + b, list(screened[1]) + r
+        from_screening = len(r) - reused
+        more = max(0, self.spec.final_rounds - len(r))
         if more or not r:
             run = measure_job(Path(p.path), p.format, c.backend, c.precision, c.threads,
                               self.feeds1)
@@ -1113,6 +1193,7 @@ class Search:
         out = {"latency_ms": {"p50": lat.value, "low": lat.low, "high": lat.high},
                "baseline_latency_ms": {"p50": blat.value, "low": blat.low, "high": blat.high},
                "speedup": sp.to_dict(), "rounds": len(r), "rounds_from_full_stage": reused,
+               "rounds_from_screening": from_screening,
                "threads": c.threads, "interleaved": True}
         self.cache.put(key, out)
         return out
@@ -1129,7 +1210,7 @@ class Search:
                 "baseline_latency_ms": (confirm or {}).get("baseline_latency_ms"),
                 "threads": c.threads, "baseline_threads": c.threads,
                 "confirmation": {k: (confirm or {}).get(k) for k in (
-                    "rounds", "rounds_from_full_stage")},
+                    "rounds", "rounds_from_full_stage", "rounds_from_screening")},
                 "accuracy": p.accuracy, "accuracy_drop": p.accuracy_drop,
                 "cosine": p.cosine, "agreement": p.agreement, "size_bytes": p.size_bytes,
                 "energy_mj": p.energy_mj,
