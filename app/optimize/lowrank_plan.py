@@ -59,3 +59,11 @@ def lowrank_candidates(profile: dict[str, Any] | None, source_format: str,
                  + (" (alone and followed by INT8)" if has_calibration else "")
                  + f": matrix products by a weight carry {dense:.0%} of the MACs "
                    f"(≥ {DENSE_THRESHOLD:.0%})")
+
+
+def cheap_first(todo: list[Candidate], extra: list[Candidate]) -> list[Candidate]:
+    """`extra` placed before the first costly candidate of `todo` (pruning, distillation:
+    candidates.generate puts those last), so a low-rank build (seconds) is not left waiting
+    behind minutes of training."""
+    at = next((i for i, c in enumerate(todo) if c.cost > 30), len(todo))
+    return todo[:at] + list(extra) + todo[at:]

@@ -839,17 +839,18 @@ class Search:
         return ranking
 
     # --- the whole search --------------------------------------------------------------------
-    def lowrank_candidates(self) -> list[Candidate]:
-        """Low-rank variants where Gemm/MatMul carry most MACs (app/optimize/lowrank_plan.py);
-        the note says why they were or were not generated."""
-        from app.optimize.lowrank_plan import lowrank_candidates
+    def with_lowrank(self, todo: list[Candidate]) -> list[Candidate]:
+        """`todo` with low-rank variants where Gemm/MatMul carry most MACs, before the costly
+        candidates (app/optimize/lowrank_plan.py); the note says why they were or were not
+        generated."""
+        from app.optimize.lowrank_plan import cheap_first, lowrank_candidates
 
         extra, note = lowrank_candidates(
             self.model_profile, self.source.format, self.probe, backends=self.spec.backends,
             threads=self.thread_counts[0], has_calibration=bool(self.spec.calib))
         if not extra or not self.spec.only or {c.name for c in extra} & set(self.spec.only):
             self.notes.append(note)
-        return extra
+        return cheap_first(todo, extra)
 
     def run(self) -> dict[str, Any]:
         self.prepare()
@@ -858,7 +859,7 @@ class Search:
             self.prediction, backends=self.spec.backends, threads=self.thread_counts[0],
             has_calibration=bool(self.spec.calib), objective=self.spec.objective,
             exhaustive=self.spec.exhaustive)
-        todo += self.lowrank_candidates()
+        todo = self.with_lowrank(todo)
         if self.spec.only:
             unknown = set(self.spec.only) - {c.name for c in todo}
             if unknown:

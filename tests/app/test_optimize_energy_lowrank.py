@@ -216,6 +216,16 @@ def test_lowrank_is_planned_only_where_dense_layers_dominate():
         assert not check_rules([n for n, _ in c.passes]), c.passes
     alone, _ = lowrank_candidates(dense, "onnx", probe, has_calibration=False)
     assert {c.family for c in alone} == {"lowrank"}
+    # placed before the costly candidates (pruning + distillation of a torch model)
+    from app.optimize import candidates as cands
+    from app.optimize.lowrank_plan import cheap_first
+    from app.optimize.probe import predict_int8
+
+    todo = cands.generate("torch", probe, predict_int8(probe, dense), has_calibration=True)
+    merged = [c.name for c in cheap_first(todo, got)]
+    costly = [c.name for c in todo if c.cost > 30]
+    assert costly and merged[-len(costly):] == costly
+    assert merged.index("ort-lowrank50") < merged.index(costly[0])
 
 
 @pytest.mark.slow
