@@ -318,3 +318,16 @@ def cli_line(r: dict[str, Any]) -> str | None:
     if base.get("energy_mj"):
         parts.append(f"FP32 baseline {describe(base['energy_mj'])}")
     return "; ".join(parts) or None
+
+
+def worse_word(objective: str) -> str:
+    """How a point behind another is said under this objective ('slower' for speed)."""
+    return {"energy": "costs more energy", "size": "larger"}.get(objective, "slower")
+
+
+def clearly_behind(p: Any, lead: Any) -> str:
+    """The screening reason under the energy objective: `p`'s energy interval lies wholly
+    above the leader's."""
+    e, le = p.energy_mj, lead.energy_mj
+    return (f"screened out: clearly costs more energy than {lead.name} (interval "
+            f"{e['low']:.4g}–{e['high']:.4g} mJ/inference, above its {le['high']:.4g})")

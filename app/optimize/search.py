@@ -974,6 +974,9 @@ class Search:
                             f"({self.objective(p):.4g} vs {self.objective(keep[-1]):.4g})"
                             if self.objective(p) > self.objective(survivors[
                                 max(math.ceil(len(survivors) / 2) - 1, 0)])
+                            else energy.clearly_behind(p, keep[0])
+                            if self.spec.objective == "energy" and p.energy_mj
+                            and keep[0].energy_mj
                             else f"screened out: clearly slower than {keep[0].name} "
                                  f"(interval {p.latency_ms['low']:.4g}–"
                                  f"{p.latency_ms['high']:.4g} ms, above its "
@@ -1019,7 +1022,8 @@ class Search:
                     continue
                 c, bc, _p, run = item
                 if winner is not None:
-                    p.reason = (f"slower than {winner.name}, which meets the budget on the "
+                    p.reason = (f"{energy.worse_word(self.spec.objective)} than "
+                                f"{winner.name}, which meets the budget on the "
                                 "whole evaluation set: not evaluated on it (accuracy from "
                                 "screening)")
                     self.remember(bc, p, "full")  # its stage says: not evaluated
