@@ -331,3 +331,21 @@ def clearly_behind(p: Any, lead: Any) -> str:
     e, le = p.energy_mj, lead.energy_mj
     return (f"screened out: clearly costs more energy than {lead.name} (interval "
             f"{e['low']:.4g}–{e['high']:.4g} mJ/inference, above its {le['high']:.4g})")
+
+
+def chart_axis(result: dict[str, Any]) -> tuple[Any, str, str, str]:
+    """The Pareto chart's x under this result's objective: (value of a point or None, title
+    word, axis label, unit). Energy per inference under the energy objective, else latency."""
+    if result.get("objective") == "energy":
+        src = next((p["energy_mj"]["source"] for p in [result.get("baseline") or {},
+                                                       *result.get("tried", [])]
+                    if p.get("energy_mj")), CPU_SOURCE)
+        return ((lambda p: (p.get("energy_mj") or {}).get("value")), "Energy",
+                f"energy per inference (mJ, {src})", "mJ")
+    return ((lambda p: (p.get("latency_ms") or {}).get("p50")), "Latency", "latency p50 (ms)",
+            "ms")
+
+
+def pareto_cost(objective: str) -> Any:
+    """What the Pareto front trades against quality under this objective (None: latency)."""
+    return objective_value if objective == "energy" else None

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from app.optimize.energy import chart_axis
 from app.optimize.energy import html_cell as energy_cell
 from app.optimize.energy import html_note as energy_note
 from app.optimize.energy import html_verdict as energy_verdict
@@ -33,11 +34,13 @@ def pareto_svg(result: dict[str, Any], width: int = 720, height: int = 380) -> s
     """Scatter of every measured candidate; the front as a line."""
     labelled = bool(result.get("budget", {}).get("labels"))
     pts = [result["baseline"], *result.get("tried", [])]
-    pts = [p for p in pts if p.get("latency_ms") and _quality(p, labelled) is not None]
-    title = "Latency × " + ("accuracy" if labelled else "fidelity") + " (marker area: size)"
+    xof, xword, xlabel, xunit = chart_axis(result)  # energy under the energy objective
+    pts = [p for p in pts if p.get("latency_ms") and xof(p) is not None
+           and _quality(p, labelled) is not None]
+    title = f"{xword} × " + ("accuracy" if labelled else "fidelity") + " (marker area: size)"
     if not pts:
         return svg._svg_open(width, 60, title) + svg._title(title) + "</svg>"
-    xs = [p["latency_ms"]["p50"] for p in pts]
+    xs = [xof(p) for p in pts]
     ys = [_quality(p, labelled) for p in pts]
     x0, x1 = svg.nice_range(min(xs), max(xs))
     lo, hi = min(ys), max(ys)
@@ -54,14 +57,14 @@ def pareto_svg(result: dict[str, Any], width: int = 720, height: int = 380) -> s
     xt, xstep = svg._x_ticks(sx)
     out = [svg._svg_open(width, height, title), svg._title(title),
            svg._y_axis(sy, yt, ystep, left, right), svg._x_axis(sx, xt, xstep, bottom),
-           svg._axis_labels("latency p50 (ms)", "accuracy (%)" if labelled else "cosine",
+           svg._axis_labels(xlabel, "accuracy (%)" if labelled else "cosine",
                             width, height, top)]
     sizes = [p.get("size_bytes") or 0 for p in pts]
     smax = max(sizes) or 1
     front = set(result.get("pareto", []))
-    fpts = sorted((p for p in pts if p["name"] in front), key=lambda p: p["latency_ms"]["p50"])
+    fpts = sorted((p for p in pts if p["name"] in front), key=xof)
     if len(fpts) > 1:
-        d = " ".join(f"{'M' if i == 0 else 'L'}{svg.f1(sx(p['latency_ms']['p50']))} "
+        d = " ".join(f"{'M' if i == 0 else 'L'}{svg.f1(sx(xof(p)))} "
                      f"{svg.f1(sy(_quality(p, labelled)))}" for i, p in enumerate(fpts))
         out.append(f'<path d="{d}" fill="none" stroke="{svg.ORANGE}" stroke-width="1.5" '
                    'stroke-dasharray="4 3"/>')
@@ -76,7 +79,7 @@ def pareto_svg(result: dict[str, Any], width: int = 720, height: int = 380) -> s
         r = 3 + 9 * math.sqrt(s / smax)
         color = svg.PURPLE if p["name"] == "baseline" else STATUS_COLOR.get(p.get("status"),
                                                                             svg.GREY)
-        tip = f"{p['name']}: {x:.3f} ms, {y:.3f}, {s / 1e6:.2f} MB — {p.get('reason', '')}"
+        tip = f"{p['name']}: {x:.3f} {xunit}, {y:.3f}, {s / 1e6:.2f} MB — {p.get('reason', '')}"
         out.append(f'<circle cx="{svg.f1(sx(x))}" cy="{svg.f1(sy(y))}" r="{svg.f1(r)}" '
                    f'fill="{color}" fill-opacity="0.55" stroke="{color}">'
                    f'<title>{svg.esc(tip)}</title></circle>')

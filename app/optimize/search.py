@@ -1116,7 +1116,8 @@ class Search:
         # the front compares like with like: figures on the whole evaluation set
         pareto = pareto_front([p for p in self.points.values() if p.latency_ms
                                and p.stage == "full" and p.status != "failed"
-                               and p.cosine is not None], self.labels is not None)
+                               and p.cosine is not None], self.labels is not None,
+                              energy.pareto_cost(self.spec.objective))
         prediction_check = self.prediction_check()
         result = {
             "schema": SCHEMA, "status": "ok" if not self.stopped else "stopped",
@@ -1318,21 +1319,24 @@ class Search:
         return " ".join(parts)
 
 
-def pareto_front(points: list[Point], labelled: bool) -> list[Point]:
-    """Points no other point beats on both latency and accuracy (cosine without labels)."""
+def pareto_front(points: list[Point], labelled: bool,
+                 cost: Callable[[Point], float] | None = None) -> list[Point]:
+    """Points no other point beats on both cost (latency p50 unless given: energy under the
+    energy objective) and accuracy (cosine without labels)."""
     def quality(p: Point) -> float:
         if labelled and p.accuracy is not None:
             return p.accuracy
         return p.cosine if p.cosine is not None else -math.inf
 
+    cost = cost or (lambda p: p.latency_ms["p50"])
     front = []
     for p in points:
-        lat, q = p.latency_ms["p50"], quality(p)
-        dominated = any(o is not p and o.latency_ms["p50"] <= lat and quality(o) >= q
-                        and (o.latency_ms["p50"] < lat or quality(o) > q) for o in points)
+        lat, q = cost(p), quality(p)
+        dominated = any(o is not p and cost(o) <= lat and quality(o) >= q
+                        and (cost(o) < lat or quality(o) > q) for o in points)
         if not dominated:
             front.append(p)
-    return sorted(front, key=lambda p: p.latency_ms["p50"])
+    return sorted(front, key=cost)
 
 
 def _public(p: Point) -> dict[str, Any]:

@@ -126,6 +126,10 @@ def test_energy_objective_ranks_on_measured_energy(tmp_path, capsys):
     assert saved["best"]["energy_mj"] == best["energy_mj"]
     html = (tmp_path / "out" / "optimize.html").read_text()
     assert "mJ/inference" in html and "Energy per inference" in html
+    assert "Energy × accuracy" in html and "energy per inference (mJ" in html  # the chart's x
+    by_name = {p["name"]: p for p in points}
+    front = [by_name[n]["energy_mj"]["value"] for n in r["pareto"]]
+    assert front and front == sorted(front)  # the front trades energy, not latency, for accuracy
     assert best["energy_mj"]["source"] in html
     print_result(r)
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith(
