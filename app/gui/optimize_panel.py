@@ -39,6 +39,7 @@ class ParetoChart(pg.PlotWidget):
         super().__init__(parent)
         self.points: dict[str, dict[str, Any]] = {}
         self.labelled = True
+        self.objective = "latency"
         self.setLabel("bottom", "latency p50 (ms)")
         self.setLabel("left", "accuracy (%)")
         self.showGrid(x=True, y=True, alpha=0.3)
@@ -53,6 +54,20 @@ class ParetoChart(pg.PlotWidget):
         self.points.clear()
         self._redraw()
 
+    def set_objective(self, objective: str) -> None:
+        """The x axis follows the objective: energy per inference under 'energy', else
+        latency."""
+        self.objective = objective
+        self.setLabel("bottom", "energy per inference (mJ)" if objective == "energy"
+                      else "latency p50 (ms)")
+        self._redraw()
+
+    def cost(self, p: dict[str, Any]) -> float | None:
+        """The point's x: mJ per inference under the energy objective, else p50 ms."""
+        if self.objective == "energy":
+            return (p.get("energy_mj") or {}).get("value")
+        return (p.get("latency_ms") or {}).get("p50")
+
     def count(self) -> int:
         return len(self.drawable())
 
@@ -63,7 +78,8 @@ class ParetoChart(pg.PlotWidget):
 
     def drawable(self) -> list[dict[str, Any]]:
         return [p for p in self.points.values()
-                if p.get("latency_ms") and self.quality(p) is not None]
+                if p.get("latency_ms") and self.cost(p) is not None
+                and self.quality(p) is not None]
 
     def add_point(self, point: dict[str, Any]) -> None:
         if point.get("name") == "baseline" and point.get("accuracy") is None:
@@ -80,12 +96,12 @@ class ParetoChart(pg.PlotWidget):
         for p, s in zip(pts, sizes):
             status = "baseline" if p["name"] == "baseline" else p.get("status", "kept")
             colour = STATUS_COLOURS.get(status, "#ef4444")
-            spots.append({"pos": (p["latency_ms"]["p50"], self.quality(p)),
+            spots.append({"pos": (self.cost(p), self.quality(p)),
                           "size": 8 + 18 * math.sqrt(s / biggest), "data": p["name"],
                           "brush": pg.mkBrush(colour), "pen": pg.mkPen(colour)})
         self.scatter.setData(spots)
-        front = pareto(pts, self.quality)
-        self.front.setData([p["latency_ms"]["p50"] for p in front],
+        front = pareto(pts, self.quality, self.cost)
+        self.front.setData([self.cost(p) for p in front],
                            [self.quality(p) for p in front])
 
     def _clicked(self, _item: Any, spots: list[Any], *_args: Any) -> None:
@@ -95,15 +111,25 @@ class ParetoChart(pg.PlotWidget):
                 self.sig_point_clicked.emit(self.points[name])
 
 
-def pareto(points: list[dict[str, Any]], quality) -> list[dict[str, Any]]:
-    """Points no other beats on both latency (lower) and quality (higher), by latency."""
+def _energy_text(p: dict[str, Any], chart: ParetoChart) -> str:
+    """', 0.52 mJ per inference (cpu-time estimate)' under the energy objective."""
+    e = p.get("energy_mj")
+    if chart.objective != "energy" or not e:
+        return ""
+    return f", {e['value']:.3g} mJ per inference ({e['source']})"
+
+
+def pareto(points: list[dict[str, Any]], quality, cost=None) -> list[dict[str, Any]]:
+    """Points no other beats on both cost (lower: latency unless given) and quality
+    (higher), by cost."""
+    cost = cost or (lambda p: p["latency_ms"]["p50"])
     out = []
     for p in points:
-        lat, q = p["latency_ms"]["p50"], quality(p)
-        if not any(o is not p and o["latency_ms"]["p50"] <= lat and quality(o) >= q
-                   and (o["latency_ms"]["p50"] < lat or quality(o) > q) for o in points):
+        lat, q = cost(p), quality(p)
+        if not any(o is not p and cost(o) <= lat and quality(o) >= q
+                   and (cost(o) < lat or quality(o) > q) for o in points):
             out.append(p)
-    return sorted(out, key=lambda p: p["latency_ms"]["p50"])
+    return sorted(out, key=cost)
 
 
 class OptimizePanel(QWidget):
@@ -210,6 +236,7 @@ class OptimizePanel(QWidget):
             self.status.setText("Open a model first (File ▸ Open).")
             return None
         self.chart.clear_points()
+        self.chart.set_objective(self.objective.currentText())
         self.result = self.best = None
         self.best_label.setText("")
         self.progress.setValue(0)
@@ -246,9 +273,9 @@ class OptimizePanel(QWidget):
             self.chart.add_point(p)
             if p.get("status") == "best" or (
                     p.get("meets") and p.get("status") == "kept" and p["name"] != "baseline"
-                    and p.get("latency_ms") and (
-                        self.best is None or p["latency_ms"]["p50"]
-                        < self.best["latency_ms"]["p50"])):
+                    and self.chart.cost(p) is not None and (
+                        self.best is None or self.chart.cost(p)
+                        < (self.chart.cost(self.best) or math.inf))):
                 self.best = p
                 self._show_best(p, final=p.get("status") == "best")
         elif kind == "prediction":
@@ -265,7 +292,8 @@ class OptimizePanel(QWidget):
         self.best_label.setText(
             f"{'Best' if final else 'Best so far'}: {p['name']} — "
             f"{p['latency_ms']['p50']:.3f} ms, {sp.get('value', 0):.2f}× the FP32 baseline"
-            + ("" if acc is None else f", accuracy {acc:.2%}") + " (click a point to open it)")
+            + ("" if acc is None else f", accuracy {acc:.2%}") + _energy_text(p, self.chart)
+            + " (click a point to open it)")
 
     def _on_finished(self, outcome: Any) -> None:
         self.start_btn.setEnabled(True)
@@ -289,7 +317,7 @@ class OptimizePanel(QWidget):
                     f" [{best['speedup']['low']:.2f}, {best['speedup']['high']:.2f}] faster, "
                     f"p50 {best['latency_ms']['p50']:.3f} ms"
                     + ("" if best.get("accuracy") is None else
-                       f", accuracy {best['accuracy']:.2%}")
+                       f", accuracy {best['accuracy']:.2%}") + _energy_text(best, self.chart)
                     + ("" if not best.get("throughput") else  # objective throughput
                        f", {best['throughput']['value']:,.0f} samples/s at batch "
                        f"{best['throughput']['batch']} with {best['throughput']['streams']} "

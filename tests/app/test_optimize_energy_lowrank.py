@@ -290,3 +290,40 @@ def test_pretrained_wakeword_classifier_gets_lowrank_with_its_fidelity(tmp_path)
     assert 0.99 < t["cosine"] < 1.0  # the weights changed, the scores stayed close
     assert t["meets"] is True and t["reason"]
     assert t["size_bytes"] < 0.8 * r["baseline"]["size_bytes"]
+
+
+@pytest.mark.slow
+def test_window_chart_plots_energy_under_the_energy_objective(qtbot, tmp_path):
+    """Run ▸ Optimize with objective energy: the live Pareto chart's x is each point's mJ per
+    inference (from the worker's events) and the best says its energy with the source."""
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QSettings
+
+    from app.gui.optimize_panel import OptimizePanel
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope,
+                      str(tmp_path / "qsettings"))
+    panel = OptimizePanel(tmp_path / "work")
+    qtbot.addWidget(panel)
+    panel.set_model(str(CNN))
+    panel.objective.setCurrentText("energy")
+    panel.extra = {"subset": 96, "screen_rounds": 2, "full_rounds": 3, "final_rounds": 3,
+                   "round_ms": 10.0, "use_cache": False, "thread_choices": [1],
+                   "only": ["ort-int8-dynamic", "ort-int8"]}
+    assert panel.start() is not None
+    with qtbot.waitSignal(panel.sig_finished, timeout=300_000) as finished:
+        pass
+    result = finished.args[0]
+    assert result is not None and result["best"] is not None, result
+    chart = panel.chart
+    assert chart.getAxis("bottom").labelText.startswith("energy per inference")
+    xs = sorted(float(s.pos().x()) for s in chart.scatter.points())
+    energies = sorted(p["energy_mj"]["value"] for p in chart.drawable())
+    assert xs and xs == pytest.approx(energies)
+    lat = sorted(p["latency_ms"]["p50"] for p in chart.drawable())
+    assert xs != pytest.approx(lat)  # not the latency axis
+    assert "mJ per inference" in panel.best_label.text()
+    assert result["best"]["energy_mj"]["source"] in panel.best_label.text()
