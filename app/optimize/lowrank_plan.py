@@ -34,6 +34,9 @@ def lowrank_candidates(profile: dict[str, Any] | None, source_format: str,
         return [], (f"low-rank not tried: matrix products by a weight (Gemm/MatMul) carry "
                     f"{dense:.0%} of the MACs, below the {DENSE_THRESHOLD:.0%} where factorising "
                     f"them pays (convolutions and other products carry {conv:.0%})")
+    if source_format not in ("onnx", "torch"):  # conversions never go back to ONNX
+        return [], (f"low-rank not tried: it rewrites ONNX graphs, and this {source_format} "
+                    "model cannot be converted to ONNX")
     devices = getattr(probe, "devices", {}) or {}
     have = {b for b, devs in devices.items() if devs} or {"onnxruntime"}
     if "onnxruntime" not in (set(backends) or have) or "onnxruntime" not in have:

@@ -218,6 +218,8 @@ def test_lowrank_is_planned_only_where_dense_layers_dominate():
     assert "90%" in note
     for c in got:  # structure before precision: an order the pipeline accepts
         assert not check_rules([n for n, _ in c.passes]), c.passes
+    ir, note = lowrank_candidates(dense, "openvino", probe, has_calibration=True)
+    assert ir == [] and "cannot be converted to ONNX" in note
     alone, _ = lowrank_candidates(dense, "onnx", probe, has_calibration=False)
     assert {c.family for c in alone} == {"lowrank"}
     # placed before the costly candidates (pruning + distillation of a torch model)
