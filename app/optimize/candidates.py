@@ -16,7 +16,8 @@ from typing import Any
 from app.optimize.probe import MachineProbe, Prediction
 
 # Rough build cost in seconds on a laptop for a model of a few MB: orders the list only.
-BUILD_COST = {"": 0.0, "export": 2.0, "fp16": 2.0, "int8-dynamic": 3.0, "int8-static": 8.0,
+BUILD_COST = {"": 0.0, "export": 2.0, "simplify": 2.0, "fp16": 2.0, "int8-dynamic": 3.0,
+              "int8-static": 8.0,
               "int8-static@openvino": 20.0, "prune-channels": 60.0, "distill": 120.0}
 
 
@@ -116,9 +117,20 @@ def generate(source_format: str, probe: MachineProbe, prediction: Prediction, *,
         if probe.bf16:
             add(Candidate("ov-bf16", "bf16", "openvino", to="openvino", precision="bf16",
                           note="bf16 hint: this CPU has bf16 instructions"))
+    # onnxslim's folding and fusions: ORT and OpenVINO do much of it when they load a model,
+    # so it seldom changes speed there, but it is a real option where their rewrites miss
+    if ort:
+        add(Candidate("ort-simplified", "fp32", "onnxruntime", passes=(_step("simplify"),),
+                      to=onnx_to, note="onnxslim: folding and fusions"))
+    if ov:
+        add(Candidate("ov-simplified", "fp32", "openvino", passes=(_step("simplify"),),
+                      to="openvino", precision="f32", note="onnxslim, then the IR"))
     if ort:
         add(Candidate("ort-int8-dynamic", "int8-dynamic", "onnxruntime",
                       passes=(_step("int8-dynamic", per_channel=True),), to=onnx_to))
+        add(Candidate("ort-int8-dynamic-pertensor", "int8-dynamic", "onnxruntime",
+                      passes=(_step("int8-dynamic", per_channel=False),), to=onnx_to,
+                      note="per-tensor weight scales (other kernels than per-channel)"))
         add(Candidate("ort-fp16", "fp16", "onnxruntime", passes=(_step("fp16"),), to=onnx_to,
                       note="ORT's CPU kernels are mostly float32: expected slower"))
     if has_calibration:
@@ -232,7 +244,7 @@ def all_calibration(c: Candidate) -> Candidate:
     used a subset and missed the budget)."""
     passes = tuple((n, _opts(**{**dict(o), "samples": 300}) if n == "int8-static" else o)
                    for n, o in c.passes)
-    return replace(c, name=f"{c.name}-allcal", passes=passes,
+    return replace(c, name=f"{c.name}-allcal", passes=passes, parent=c.name,
                    note=(c.note + "; " if c.note else "") + "calibrated on all the samples")
 
 

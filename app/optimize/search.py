@@ -1070,7 +1070,8 @@ class Search:
                   if p.status == "rejected" and p.meets is False and p.latency_ms
                   and self.cands.get(p.name) and self.cands[p.name].family == "int8"
                   and any(n == "int8-static" for n, _ in self.cands[p.name].passes)
-                  and self.objective(p) < best_ok and p.name not in done]
+                  and self.objective(p) < best_ok and p.name not in done
+                  and self.cands[p.name].parent not in done]  # (its remedy already ran)
         if not missed:
             return
         parent = self.cands[min(missed, key=self.objective).name]
