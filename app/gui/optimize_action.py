@@ -22,6 +22,8 @@ def attach(window: Any, menu: Any) -> None:
                 panel.trust_check = lambda path: window._trusted([path])
             backend = getattr(window, "backend", None)
             panel.picker = getattr(backend, "target_picker", None)  # "Run on": here or a target
+            if hasattr(window, "show_error"):  # failures in the window's own error dialog
+                panel.show_error = window.show_error
             dock = QDockWidget("Optimize", window)
             dock.setObjectName("dock_optimize")
             dock.setWidget(panel)

@@ -149,6 +149,10 @@ class OptimizePanel(QWidget):
         self.prediction = ""
         self.extra: dict[str, Any] = {}  # spec fields set by code (tests, a preset)
         self.trust_check = lambda path: False  # the window's: did the user consent for it?
+        # how a failure is shown: the window's error dialog when docked (optimize_action sets
+        # it), a non-modal dialog of the panel's own otherwise
+        self.show_error = self._error_dialog
+        self.last_error: tuple[str, str] | None = None
         self.picker: Any = None  # the backend dock's "Run on" (a remote target searches there)
 
         self.eval_edit = QLineEdit(placeholderText="labelled .npz (inputs + labels)")
@@ -235,6 +239,11 @@ class OptimizePanel(QWidget):
         if not self.model_path:
             self.status.setText("Open a model first (File ▸ Open).")
             return None
+        problem = self._check_fields()
+        if problem:
+            self.status.setText(problem)
+            self.show_error("Cannot start the search", problem)
+            return None
         self.chart.clear_points()
         self.chart.set_objective(self.objective.currentText())
         self.result = self.best = None
@@ -303,8 +312,12 @@ class OptimizePanel(QWidget):
         self.result = result
         if result is None:
             what = "stopped" if outcome.status == "cancelled" else "failed"
-            self.status.setText(f"The search {what}: {outcome.error or 'no result'}"
+            message = window_words(outcome.error or "no result")
+            self.status.setText(f"The search {what}: {message}"
                                 + ("; the best so far stays on the chart" if self.best else ""))
+            if outcome.status != "cancelled":
+                self.show_error("The search failed", message,
+                                getattr(outcome, "stderr_tail", "") or "")
         else:
             best = result.get("best")
             stopped = f" (stopped: {result['stopped']})" if result.get("stopped") else ""
@@ -313,8 +326,11 @@ class OptimizePanel(QWidget):
                                 f"{result['outputs'].get('dir', '')}")
             if best:
                 self.best_label.setText(
-                    f"Best: {best['name']} on {best['backend']} — {best['speedup']['value']:.2f}×"
-                    f" [{best['speedup']['low']:.2f}, {best['speedup']['high']:.2f}] faster, "
+                    f"Best: {best['name']} on {best['backend']}"
+                    + (f" at {best['threads']} thread(s)" if best.get("threads") else "")
+                    + f" — {best['speedup']['value']:.2f}×"
+                    f" [{best['speedup']['low']:.2f}, {best['speedup']['high']:.2f}] faster"
+                    + (" than FP32 at the same threads" if best.get("threads") else "") + ", "
                     f"p50 {best['latency_ms']['p50']:.3f} ms"
                     + ("" if best.get("accuracy") is None else
                        f", accuracy {best['accuracy']:.2%}") + _energy_text(best, self.chart)
@@ -326,6 +342,32 @@ class OptimizePanel(QWidget):
                 self.best_label.setText(result.get("why_no_winner", "No winner."))
         self.sig_finished.emit(result)
 
+    def _check_fields(self) -> str | None:
+        """What the fields name that cannot be data, said before a worker starts (the worker
+        reads and checks the files themselves)."""
+        for label, edit, folder_ok in (("Evaluation data", self.eval_edit, False),
+                                       ("Calibration data", self.calib_edit, True)):
+            text = edit.text().strip()
+            if not text or text in ("sample", "random"):
+                continue
+            path = Path(text).expanduser()
+            if not path.exists():
+                return (f"{label}: {text} does not exist. Choose an .npz file with the "
+                        "“…” button, or clear the field.")
+            if path.is_dir() and not folder_ok:
+                return (f"{label}: {path.name} is a folder. Choose one .npz file holding the "
+                        "model's inputs and their labels.")
+        if self.model_path and not Path(self.model_path).is_file():
+            return (f"The model {Path(self.model_path).name} is no longer there: open it "
+                    "again (File ▸ Open).")
+        return None
+
+    def _error_dialog(self, title: str, message: str, details: str = "") -> None:
+        from app.gui.dialogs import error_dialog
+
+        self.last_error = (title, message)
+        self.error_box = error_dialog(self, title, message, details)
+
     def _open_point(self, p: dict[str, Any]) -> None:
         path = p.get("path")
         if path and Path(path).exists():
@@ -335,6 +377,26 @@ class OptimizePanel(QWidget):
                                 "the winner comes home (see the output folder).")
         else:
             self.status.setText(f"{p['name']} has no model file to open ({p.get('reason', '')}).")
+
+
+# the CLI's words in messages shared with it, and what they are called in this panel
+_WINDOW_WORDS = (
+    (r"--time-budget", "the Time budget"), (r"--max-drop", "the Max accuracy drop"),
+    (r"--eval\b", "Evaluation data"), (r"--calib\b", "Calibration data"),
+    (r"--memory-limit MB or MODELDECK_MEM_LIMIT_MB", "the MODELDECK_MEM_LIMIT_MB setting"),
+    (r"--memory-limit( MB)?", "the MODELDECK_MEM_LIMIT_MB setting"),
+    (r"--trust\b", "trusting the model when the window asks"),
+    (r"--shape\b", "input sizes"), (r"--only / --backends", "fewer candidates"),
+)
+
+
+def window_words(message: str) -> str:
+    """A worker's message in this panel's terms (it never names a CLI flag)."""
+    import re
+
+    for pattern, words in _WINDOW_WORDS:
+        message = re.sub(pattern, words, message)
+    return message
 
 
 def _sample_data(model: str) -> dict[str, str] | None:

@@ -251,3 +251,55 @@ def test_cli_nan_inputs_and_unscorable_labels(tmp_path, capsys):
                           "--quiet", "--only", "ort-fp16", "--backends", "onnxruntime"],
                          capsys)
         assert code == 2 and expect in err and "Traceback" not in err, err
+
+
+# --- the window: an error dialog in its own words -------------------------------------------
+
+@pytest.fixture
+def panel(qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path))
+    from app.gui.optimize_panel import OptimizePanel
+
+    p = OptimizePanel(tmp_path / "work")
+    qtbot.addWidget(p)
+    src = tmp_path / "m.onnx"  # not the sample's name: no data is filled in for it
+    src.write_bytes(VGG.read_bytes())
+    p.set_model(str(src))
+    p.extra = {"cache_dir": str(tmp_path / "cache"), "use_cache": False, "time_budget_s": 20.0}
+    return p
+
+
+def test_window_refuses_fields_that_are_not_data_before_a_worker_starts(panel, tmp_path):
+    panel.eval_edit.setText(str(tmp_path / "missing.npz"))
+    assert panel.start() is None and panel.job is None
+    title, message = panel.last_error
+    assert "Evaluation data" in message and "does not exist" in message
+    panel.eval_edit.setText(str(tmp_path))
+    assert panel.start() is None and "is a folder" in panel.last_error[1]
+    assert panel.error_box.isVisible()  # non-modal: the event loop keeps running
+    panel.error_box.close()
+
+
+def test_window_shows_a_refused_data_file_in_an_error_dialog(panel, qtbot, tmp_path):
+    np.savez(tmp_path / "objects.npz", inputs=np.array([{"a": 1}] * 3, dtype=object),
+             labels=np.arange(3))
+    panel.eval_edit.setText(str(tmp_path / "objects.npz"))
+    with qtbot.waitSignal(panel.sig_finished, timeout=60_000) as finished:
+        assert panel.start() is not None
+    assert finished.args[0] is None
+    title, message = panel.last_error
+    assert title == "The search failed" and "never loads" in message
+    assert "--" not in message and panel.start_btn.isEnabled()
+
+
+def test_window_words_replace_cli_flags():
+    from app.gui.optimize_panel import window_words
+
+    text = window_words("the 20 s budget ended: give a longer --time-budget, or fewer "
+                        "candidates with --only / --backends; raise the limit with "
+                        "--memory-limit MB or MODELDECK_MEM_LIMIT_MB; check --eval")
+    assert "--" not in text and "Time budget" in text and "Evaluation data" in text
