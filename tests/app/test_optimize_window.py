@@ -60,6 +60,7 @@ def test_pareto_chart_fills_while_the_search_runs(qtbot, tmp_path):
     assert len(running_counts) >= 3 and running_counts[0] < panel.chart.count()
     assert panel.chart.count() >= 4  # baseline + three candidates
     assert "Best" in panel.best_label.text() and panel.start_btn.isEnabled()
+    assert f"at {result['best']['threads']} thread(s)" in panel.best_label.text()
     # clicking the winner's point opens that variant
     with qtbot.waitSignal(panel.sig_open_variant, timeout=5_000) as opened:
         panel._open_point(panel.chart.points[result["best"]["name"]])
