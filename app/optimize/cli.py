@@ -166,7 +166,8 @@ def print_result(r: dict[str, Any]) -> None:
           + (f", stopped: {r['stopped']}" if r.get("stopped") else ""))
     print(f"  prediction  {r['prediction']['text']}")
     print(f"  measured    {r['prediction_check']['text']}")
-    print(f"  baseline    FP32 onnxruntime p50 {base['latency_ms']['p50']:.3f} ms"
+    print(f"  baseline    FP32 {(base.get('candidate') or {}).get('backend', 'onnxruntime')} "
+          f"p50 {base['latency_ms']['p50']:.3f} ms"
           + ("" if base.get("accuracy") is None else f", accuracy {base['accuracy']:.2%}"))
     b = r.get("best")
     if not b:

@@ -358,7 +358,7 @@ def load_data(source: Any, spec: Any, samples: int = 512
     given = spec.eval or (spec.calib if spec.calib not in ("random",) else None)
     workload = _workload_from_data(source, given) if given else None
     try:
-        feeds, labels, specs, text, _wl = verification_inputs(
+        feeds, labels, specs, text, wl = verification_inputs(
             source, eval=spec.eval, calib=spec.calib if not spec.eval else None,
             samples=samples, workload=workload)
     except ModelDeckError:
@@ -372,6 +372,8 @@ def load_data(source: Any, spec: Any, samples: int = 512
     notes = []
     if not feeds or not all(len(a) for a in feeds.values() if a.ndim):
         raise DataError(f"the {text} holds no samples")
+    if not spec.eval and not spec.calib:
+        _need_a_sample_axis(source, wl, feeds)
     check_arrays(feeds, text)
     if spec.eval:
         feeds, labels, note = limit_samples(feeds, labels, text, eval_cap(spec.time_budget_s),
@@ -386,6 +388,25 @@ def load_data(source: Any, spec: Any, samples: int = 512
     shapes = {} if workload is None else {i.name: [int(d) for d in i.shape]
                                           for i in workload.inputs}
     return feeds, labels, specs, text, notes, shapes
+
+
+def _need_a_sample_axis(source: Any, workload: Any, feeds: dict[str, np.ndarray]) -> None:
+    """Generated inputs hold one sample when the inputs share no sample axis (silero VAD: a
+    scalar rate, states with the batch on axis 1). The search needs several to judge a
+    variant, and an .npz cannot carry a scalar per sample: say so instead of 'give more'."""
+    if min((len(a) for a in feeds.values() if np.ndim(a)), default=0) >= 2:
+        return
+    odd = [i for i in getattr(workload, "inputs", []) if i.batch_axis != 0]
+    if not odd:
+        return
+    what = "; ".join(f"{i.name} {list(i.shape)}: " + ("a scalar" if not len(i.shape) else
+                     "no batch axis" if i.batch_axis is None else
+                     f"its batch on axis {i.batch_axis}") for i in odd)
+    raise DataError(f"{Path(str(source.path)).name}: the search judges each variant on several "
+                    f"samples stacked on the first axis, and this model's inputs have no such "
+                    f"common axis ({what}), so no samples can be drawn for it. Optimize cannot "
+                    "search this model yet; convert it with the passes you want and compare "
+                    "the variants instead")
 
 
 def _workload_from_data(source: Any, data_spec: str) -> Any:
@@ -422,7 +443,15 @@ def preflight(spec: Any) -> None:
     """What the worker checks before the search reads anything large: spec, model, data files,
     output folder (created last, so a refused search leaves no empty folder)."""
     check_spec(spec)
-    check_model(spec.model)
+    path = check_model(spec.model)
+    if spec.backends and "openvino" not in spec.backends:
+        from converters.formats import detect_format
+
+        fmt = detect_format(path).name
+        if fmt not in ("onnx", "torch"):  # an IR or TFLite: ORT cannot run it
+            raise ModelDeckError(f"{path.name} is a {fmt} model, which ONNX Runtime cannot run "
+                                 "and nothing here converts to ONNX: search it on OpenVINO, "
+                                 "or give the ONNX model it came from")
     check_data_file(spec.eval, "evaluation data", labelled=True)
     check_data_file(spec.calib, "calibration data", labelled=False)
     check_output(spec.model, spec.output_dir)

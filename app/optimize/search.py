@@ -360,7 +360,8 @@ class Search:
     # --- building ----------------------------------------------------------------------------
     def build(self, c: Candidate) -> tuple[Path, str, list[str], bool]:
         """The candidate's model file (cached by recipe), its format, lineage files, cached?"""
-        if not c.builds:
+        if not c.builds or (not c.passes and not c.convert_first
+                            and c.to == self.source.format):  # an IR "to IR": the source
             return self.source.path, self.source.format, [], True
         ac = bool(c.passes) and c.passes[0][0] == cands.ACCURACY_CONTROL
         key = key_of(self.source_sha, c.build_spec(), self.calib_key if c.needs_calibration
@@ -684,8 +685,9 @@ class Search:
         """FP32 ONNX Runtime at these threads, opened when something needs timing against it
         (a speedup is always against the baseline at the candidate's own threads)."""
         if threads not in self.base_runs:
+            b = self.cands["baseline"]  # ORT; OpenVINO f32 for an IR or TFLite source
             self.base_runs[threads] = measure_job(self.base_path, self.base_format,
-                                                  "onnxruntime", None, threads, self.feeds1)
+                                                  b.backend, b.precision, threads, self.feeds1)
         return self.base_runs[threads]
 
     def baseline(self) -> None:
@@ -695,6 +697,11 @@ class Search:
             base_c = Candidate("baseline", "fp32", "onnxruntime", to="onnx",
                                threads=self.thread_counts[0])
             path, fmt, _lin, _ = self.build(base_c)
+        elif src.format not in ("onnx", "torch"):  # an IR or TFLite model: ORT cannot run
+            # it and nothing here converts it to ONNX, so FP32 OpenVINO is the reference
+            base_c = Candidate("baseline", "fp32", "openvino", precision="f32",
+                               threads=self.thread_counts[0])
+            path, fmt = src.path, src.format
         else:
             base_c = Candidate("baseline", "fp32", "onnxruntime", threads=self.thread_counts[0])
             path, fmt = src.path, src.format
@@ -726,7 +733,9 @@ class Search:
         from converters.passes import ModelFile
 
         p = Point("baseline", base_c.to_dict(), stage="full", status="kept",
-                  reason="FP32 ONNX Runtime, the reference", path=str(path), format=fmt,
+                  reason=("FP32 ONNX Runtime" if base_c.backend == "onnxruntime" else
+                          "FP32 OpenVINO (ONNX Runtime cannot run this format)")
+                  + ", the reference", path=str(path), format=fmt,
                   size_bytes=ModelFile(path, fmt).size_bytes(), cosine=1.0,
                   samples=int(len(self.base_eval.outputs)), meets=True)
         if self.labels is not None and self.base_eval.pred is not None:
@@ -858,7 +867,9 @@ class Search:
         self.prepare()
         todo = cands.generate(
             self.source.format, self.probe,
-            self.prediction, backends=self.spec.backends, threads=self.thread_counts[0],
+            self.prediction, backends=self.spec.backends or (
+                () if self.source.format in ("onnx", "torch") else ("openvino",)),
+            threads=self.thread_counts[0],
             has_calibration=bool(self.spec.calib), objective=self.spec.objective,
             exhaustive=self.spec.exhaustive)
         todo = self.with_lowrank(todo)
@@ -1285,7 +1296,7 @@ class Search:
             # NNCF picks the layers it returns to float from the evaluation data: rebuilt by
             # optimize itself, not by a convert recipe (recipe files record the steps)
             cmds.append(self.cli_line() + f" --only {c.parent}")
-        elif c.convert_first and recipes:
+        elif c.convert_first and recipes and c.convert_first != self.source.format:
             first = out_dir / f"{self.source.path.stem}-{c.convert_first}.xml"
             cmds.append(f"modeldeck convert {model} --to {c.convert_first} -o {_q(first)}")
             cmds.append(f"modeldeck convert {_q(first)} --recipe {_q(recipes[-1])} "

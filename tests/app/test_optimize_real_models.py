@@ -303,3 +303,201 @@ def test_window_words_replace_cli_flags():
                         "candidates with --only / --backends; raise the limit with "
                         "--memory-limit MB or MODELDECK_MEM_LIMIT_MB; check --eval")
     assert "--" not in text and "Time budget" in text and "Evaluation data" in text
+
+
+# --- real models, real formats ----------------------------------------------------------------
+
+FAST = dict(subset=32, screen_rounds=2, full_rounds=2, final_rounds=3, round_ms=10.0,
+            thread_choices=(1,), use_cache=False, time_budget_s=120.0)
+
+
+def _search(tmp_path, model: Path, **kw):
+    from app.optimize.search import OptimizeSpec, run_optimize
+
+    spec = OptimizeSpec(model=str(model), output_dir=str(tmp_path / "out"),
+                        cache_dir=str(tmp_path / "cache"), **{**FAST, **kw})
+    return run_optimize(spec)
+
+
+def _point(result: dict, name: str) -> dict:
+    return next(t for t in result["tried"] if t["name"] == name)
+
+
+def _text_lines(count: int, width: int, *, turned: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Rendered text lines, PaddleOCR's normalisation ((x/255 - 0.5) / 0.5, NCHW); with
+    `turned`, every other line is rotated 180° and labelled 1 (what the classifier tells)."""
+    import random
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = random.Random(0)
+    font = ImageFont.load_default(size=28)
+    words = ["invoice", "total", "2024", "ModelDeck", "receipt 12.50", "Paris", "station",
+             "quantize", "ABC-123", "Lorem ipsum", "data set", "optimize", "hello world"]
+    xs, ys = [], []
+    for i in range(count):
+        img = Image.new("RGB", (width, 48), tuple(rng.randint(200, 255) for _ in range(3)))
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 3)))
+        ImageDraw.Draw(img).text((rng.randint(2, 12), rng.randint(2, 10)), text, font=font,
+                                 fill=tuple(rng.randint(0, 60) for _ in range(3)))
+        label = i % 2 if turned else 0
+        if label:
+            img = img.rotate(180)
+        xs.append(((np.asarray(img, np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1))
+        ys.append(label)
+    return np.stack(xs), np.array(ys, np.int64)
+
+
+@pytest.mark.slow
+def test_ocr_direction_classifier_on_labelled_lines_at_their_own_size(tmp_path):
+    """ch_ppocr_mobile_v2.0_cls: weights in Constant nodes, input [N, 3, ?, ?]. The lines are
+    48x192: evaluation and the INT8 build's calibration must use that size, not a default
+    224x224 (both were refused before), and its labels are scored."""
+    from tests.real_models import wheel_member
+
+    model = wheel_member("rapidocr", "3.10.0",
+                         "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx")
+    x, y = _text_lines(96, 192, turned=True)
+    np.savez(tmp_path / "lines.npz", x=x, labels=y)
+    r = _search(tmp_path, model, eval=str(tmp_path / "lines.npz"),
+                calib=str(tmp_path / "lines.npz"), backends=("onnxruntime",),
+                only=("ort-int8",))
+    assert r["budget"]["labels"] and r["baseline"]["accuracy"] > 0.9  # it reads the lines
+    int8 = _point(r, "ort-int8")
+    assert int8["status"] != "failed", int8["reason"]
+    assert int8["accuracy"] is not None and int8["latency_ms"] is not None
+
+
+@pytest.mark.slow
+def test_ocr_recogniser_calibrated_on_lines_of_its_free_width(tmp_path):
+    """PP-OCRv6_rec_small: [N, 3, 48, ?] with attention; calibration lines 48x320 set the
+    width (the search evaluates on them: no labels, so the constraint is fidelity)."""
+    from tests.real_models import wheel_member
+
+    model = wheel_member("rapidocr", "3.10.0", "rapidocr/models/PP-OCRv6_rec_small.onnx")
+    x, _ = _text_lines(24, 320, turned=False)
+    np.savez(tmp_path / "lines.npz", x=x)
+    r = _search(tmp_path, model, calib=str(tmp_path / "lines.npz"), backends=("onnxruntime",),
+                only=("ort-int8",), screen_calibration=8)
+    assert "calibration data" in r["evaluated_on"] and r["budget"]["min_cosine"] == 0.99
+    int8 = _point(r, "ort-int8")
+    assert int8["status"] != "failed", int8["reason"]
+    assert int8["cosine"] is not None and int8["samples"] == 24
+
+
+@pytest.mark.slow
+def test_bert_encoder_with_int64_inputs_and_free_batch_by_sequence(tmp_path):
+    """input_ids / attention_mask / token_type_ids int64 [batch, sequence], no data: generated
+    token ids inside the vocabulary; the constraint is fidelity (random weights: figures of
+    shapes and ops, not of a trained model's accuracy)."""
+    from tests.real_models import bert_onnx
+
+    model = bert_onnx(tmp_path)
+    r = _search(tmp_path, model, backends=("onnxruntime",), only=("ort-int8-dynamic",))
+    assert r["evaluated_on"].startswith("generated inputs") and not r["budget"]["labels"]
+    p = _point(r, "ort-int8-dynamic")
+    assert p["status"] != "failed", p["reason"]
+    assert p["cosine"] is not None and p["cosine"] > 0.9 and p["latency_ms"] is not None
+
+
+@pytest.mark.slow
+def test_silero_vad_is_refused_with_the_reason(tmp_path):
+    """A scalar sample rate and states with the batch on axis 1: no common sample axis, so no
+    samples can be drawn; one message that says so (it said 'the evaluation data holds
+    fewer than 2 samples' with no evaluation data given)."""
+    from tests.real_models import wheel_member
+
+    model = wheel_member("openwakeword", "0.5.1",
+                         "openwakeword/resources/models/silero_vad.onnx")
+    with pytest.raises(DataError, match=r"no such common axis \(sr \[\]: a scalar"):
+        _search(tmp_path, model, backends=("onnxruntime",), only=("ort-fp16",))
+
+
+@pytest.mark.slow
+def test_openvino_ir_source_is_measured_against_fp32_openvino(tmp_path):
+    """ONNX Runtime cannot run an IR ('onnxruntime runs ONNX models, not openvino' ended every
+    search): the reference is FP32 OpenVINO, and the winner's rebuild line starts from the IR
+    (no 'convert --to openvino' of an IR, which the pipeline refuses as nothing to do)."""
+    from app.pipeline import ConvertSpec, run_pipeline
+
+    ir = tmp_path / "ir" / "digits_vgg.xml"
+    run_pipeline(ConvertSpec(model=str(VGG), output=str(ir), to="openvino", measure=False))
+    with pytest.raises(Exception, match="ONNX Runtime cannot run"):
+        _search(tmp_path, ir, backends=("onnxruntime",))
+    r = _search(tmp_path, ir, eval=str(VGG_TEST), calib=str(SAMPLES / "digits_vgg_calib.npz"),
+                only=("ov-int8",))
+    assert r["baseline"]["candidate"]["backend"] == "openvino"
+    p = _point(r, "ov-int8")
+    assert p["status"] != "failed", p["reason"]
+    assert p["speedup"] is not None and p["accuracy"] is not None
+    if r["best"]:
+        assert not any("--to openvino" in c for c in r["best"]["commands"])
+
+
+@pytest.mark.slow
+def test_tflite_source_is_searched_on_openvino(tmp_path):
+    """openwakeword's speech embedding CNN as TFLite (licence: tests only, never shipped)."""
+    from tests.real_models import wheel_member
+
+    model = wheel_member("openwakeword", "0.5.1",
+                         "openwakeword/resources/models/embedding_model.tflite")
+    r = _search(tmp_path, model, only=("ov-fp32",))
+    assert r["baseline"]["candidate"]["backend"] == "openvino"
+    p = _point(r, "ov-fp32")
+    assert p["status"] != "failed", p["reason"]
+    assert p["cosine"] is not None and p["cosine"] > 0.999
+
+
+@pytest.mark.slow
+def test_torchscript_program_needs_consent(tmp_path, capsys):
+    code, err = _cli([str(SAMPLES / "digits_vgg.pt2"), "-o", str(tmp_path / "o"),
+                      "--time-budget", "20s", "--no-cache", "--quiet"], capsys)
+    assert code == 2 and "--trust" in err and "Traceback" not in err
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc for the worker")
+def test_ctrl_c_keeps_the_best_so_far_and_leaves_no_worker(tmp_path):
+    """SIGINT to the CLI's process group (what a terminal's Ctrl-C sends) once a candidate has
+    been measured: the CLI asks the worker to stop, the worker writes the best so far, and no
+    worker process is left."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "app.cli", "optimize", str(VGG), "--eval", str(VGG_TEST),
+           "--calib", str(SAMPLES / "digits_vgg_calib.npz"), "-o", str(out),
+           "--time-budget", "5m", "--no-cache", "--backends", "onnxruntime", "--threads", "1",
+           "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        for line in proc.stderr:  # one line per verdict, the baseline's first
+            workers = workers or _children(proc.pid)
+            if " kept " in line and not line.lstrip().startswith("baseline"):
+                break
+            assert time.monotonic() < deadline, "no candidate was kept in 4 minutes"
+        workers = workers or _children(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        _rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0
+    record = json.loads((out / "optimize.json").read_text())
+    assert record["stopped"] == "cancelled"
+    assert any(t["status"] in ("kept", "best") and t["latency_ms"] for t in record["tried"])
+    assert workers, "the worker process was not seen"
+    time.sleep(0.5)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()
+                and "zombie" not in Path(f"/proc/{w}/status").read_text().lower()]
