@@ -369,6 +369,9 @@ def load_data(source: Any, spec: Any, samples: int = 512
                         "again with numpy.savez") from None
     except MemoryError:
         raise DataError("the data does not fit in memory: give fewer samples") from None
+    for name in _integer_inputs(specs):
+        for data_spec in (spec.eval, spec.calib):
+            _check_whole_numbers(data_spec, name, len(specs) == 1)
     notes = []
     if not feeds or not all(len(a) for a in feeds.values() if a.ndim):
         raise DataError(f"the {text} holds no samples")
@@ -388,6 +391,57 @@ def load_data(source: Any, spec: Any, samples: int = 512
     shapes = {} if workload is None else {i.name: [int(d) for d in i.shape]
                                           for i in workload.inputs}
     return feeds, labels, specs, text, notes, shapes
+
+
+def _integer_inputs(specs: Any) -> list[str]:
+    out = []
+    for sp in specs or []:
+        try:
+            if np.issubdtype(np.dtype(getattr(sp, "dtype", None) or "float32"), np.integer):
+                out.append(sp.name)
+        except TypeError:
+            pass
+    return out
+
+
+def _check_whole_numbers(data_spec: str | None, name: str, single: bool) -> None:
+    """Float data for an integer input (token ids, indices) is cast by truncation: 0.5
+    becomes 0 without a word. Refuse fractions and non-finite values there."""
+    if not data_spec or data_spec in ("sample", "random"):
+        return
+    path = Path(data_spec).expanduser()
+    if not path.is_file():
+        return
+    from converters.workload import npz_array
+
+    with np.load(path, allow_pickle=False) as npz:
+        a = npz_array(npz, name, single_input=single)
+        if a is None or a.dtype.kind != "f":
+            return
+        flat = a.reshape(-1)
+        bad = ~np.isfinite(flat) | (flat != np.round(flat))
+    if bad.any():
+        i = int(np.argmax(bad))
+        row = i // max(1, flat.size // max(1, len(a)))
+        raise DataError(f"{path.name}: the model takes whole numbers for {name!r} (ids or "
+                        f"indices), but the file holds {flat[i].item()!r} (sample {row}): "
+                        "store the integer values (e.g. astype(int64)) of the original ids")
+
+
+def baseline_failure(error: BaseException, source: str) -> DataError:
+    """The reference model failing on the data means the data does not fit the model: say so,
+    with the runtime's words, and where to look."""
+    text = _first_line(error)
+    hints = []
+    if "out of data bounds" in text or "indices" in text.lower():
+        hints.append("ids or indices beyond the table they index (token ids must be below "
+                     "the vocabulary size)")
+    if "broadcast" in text or "dimension" in text.lower() or "shape" in text.lower():
+        hints.append("sizes the model cannot take (a sequence longer than its position "
+                     "table, an image size its layers do not divide)")
+    what = "; ".join(hints) or "values or sizes the model cannot take"
+    return DataError(f"the original model itself fails on the {source} ({text}): the data "
+                     f"does not fit this model. Look for {what}")
 
 
 def _need_a_sample_axis(source: Any, workload: Any, feeds: dict[str, np.ndarray]) -> None:
@@ -432,9 +486,16 @@ def _workload_from_data(source: Any, data_spec: str) -> Any:
                 if a is not None and a.ndim >= 1 and len(a):
                     first[d.name] = np.asarray(a[:1])
         if len(first) != len(decls):
-            return None  # a missing input is named by the loader
+            missing = [d.name for d in decls if d.name not in first]
+            with np.load(path, allow_pickle=False) as npz:
+                has = list(npz.files)
+            raise DataError(f"{path.name} has no array for {', '.join(map(repr, missing))} "
+                            f"(it has {', '.join(has) or 'none'}): name one array after each "
+                            f"model input ({', '.join(d.name for d in decls)})")
         return resolve_workload(graph, None, None, first,
                                 dry_check=make_dry_check(str(source.path), source.format))
+    except DataError:
+        raise
     except (ModelDeckError, ValueError, OSError, zipfile.BadZipFile, EOFError):
         return None  # the loader then says what does not fit
 

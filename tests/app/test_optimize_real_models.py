@@ -501,3 +501,56 @@ def test_ctrl_c_keeps_the_best_so_far_and_leaves_no_worker(tmp_path):
     time.sleep(0.5)
     assert not [w for w in workers if Path(f"/proc/{w}").exists()
                 and "zombie" not in Path(f"/proc/{w}/status").read_text().lower()]
+
+
+@pytest.mark.slow
+def test_bert_data_that_does_not_fit_the_model(tmp_path):
+    """Token data with a missing input, fractional ids, ids past the vocabulary, a sequence
+    past the position table: each named, none a raw runtime error or a silent truncation."""
+    from tests.real_models import BERT_CONFIG, bert_inputs, bert_onnx
+
+    model = bert_onnx(tmp_path)
+    good = bert_inputs(8, 16, seed=1)
+    cases = {
+        "missing": ({k: v for k, v in good.items() if k != "token_type_ids"},
+                    "no array for 'token_type_ids'"),
+        "fraction": ({**good, "input_ids": good["input_ids"].astype(np.float32) + 0.5},
+                     "whole numbers for 'input_ids'"),
+        "vocabulary": ({**good, "input_ids": good["input_ids"] + BERT_CONFIG["vocab_size"]},
+                       "beyond the table they index"),
+        "too_long": ({k: np.tile(v, (1, 40)) for k, v in good.items()},  # 640 > 512
+                     "the original model itself fails"),
+    }
+    for name, (arrays, expect) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        with pytest.raises(DataError, match=expect):
+            _search(tmp_path, model, calib=str(tmp_path / f"{name}.npz"),
+                    backends=("onnxruntime",), only=("ort-int8-dynamic",))
+
+
+@pytest.mark.slow
+def test_a_budget_that_ends_mid_screening_keeps_what_was_built_and_timed(tmp_path, monkeypatch):
+    """Screened candidates are timed together; when the budget ended before that, every one
+    built and evaluated was thrown away ('no candidate was measured' after 90 s on the OCR
+    recogniser). Each build here takes a third of the budget on a stub clock."""
+    from app.optimize import search as S
+
+    clock = {"t": 0.0}
+    budget = 600.0
+    real = S.Search.prepare_candidate
+
+    def slow(self, c, stage):
+        out = real(self, c, stage)
+        if stage == "screen":
+            clock["t"] += budget / 3
+        return out
+
+    monkeypatch.setattr(S.Search, "elapsed", lambda self: clock["t"])
+    monkeypatch.setattr(S.Search, "prepare_candidate", slow)
+    only = ("ort-int8-dynamic", "ort-int8-dynamic-pertensor", "ort-simplified", "ort-fp16")
+    r = _search(tmp_path, VGG, backends=("onnxruntime",), only=only, time_budget_s=budget)
+    assert r["stopped"] == "time budget reached"
+    assert len([t for t in r["tried"] if t["latency_ms"]]) >= 2
+    # no winner or a winner: never a copy of the source under the winner's name
+    if r["best"] is None:
+        assert not list((tmp_path / "out").glob("*-optimized*"))
