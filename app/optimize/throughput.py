@@ -105,11 +105,14 @@ def batch_of(specs: list[Any]) -> tuple[int | None, str]:
 
 
 def batch_feeds(feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
-    """`batch` real samples per input (the first ones, repeated when there are fewer)."""
+    """`batch` real samples per input (the first ones, repeated when there are fewer); inputs
+    without a batch dimension (rank 0, e.g. a sample rate) are passed as they are."""
     out = {}
     for k, v in feeds.items():
         v = np.asarray(v)
-        if len(v) >= batch:
+        if v.ndim == 0:
+            out[k] = v
+        elif len(v) >= batch:
             out[k] = np.ascontiguousarray(v[:batch])
         else:
             reps = math.ceil(batch / max(len(v), 1))
@@ -140,12 +143,21 @@ class Server:
         self.details: dict[str, Any] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._queue: Any = None
-        self._arrays: list[Any] = []  # kept alive: OpenVINO tensors share their memory
 
     def start(self) -> Server:
         """Check one request's outputs, bind the inputs once (outside the timed loop), then
         one warm-up wave. A graph that pins its batch inside (a Reshape to [1, -1]) while
         declaring it free is refused here rather than timed on wrong outputs."""
+        try:
+            self._start()
+        except ModelDeckError:
+            raise
+        except (RuntimeError, TypeError, ValueError, KeyError) as e:  # the runtime's own words
+            raise ModelDeckError(f"{self.backend.name} cannot serve the model at "
+                                 f"{self.serving.label()}: {_short(e)}") from e
+        return self
+
+    def _start(self) -> None:
         self.backend.fix_shapes(self.feeds)
         outs = self.backend.infer(self.feeds)
         first = np.shape(outs[0]) if outs else ()
@@ -164,19 +176,20 @@ class Server:
                                                 thread_name_prefix="modeldeck-stream")
         self.wave(1)
         self.latencies.clear()
-        return self
 
     def _bind_queue(self) -> None:
+        """Each request of the queue gets its own copy of the inputs. Nothing Python is handed
+        to OpenVINO (no shared-memory tensors, no Python callback): releasing either needs the
+        GIL on an OpenVINO stream thread, and closing the compiled model joins those threads
+        while holding it, which deadlocked (seen on a real OCR model)."""
         import openvino as ov
 
-        lat = self.latencies
-        self._queue.set_callback(lambda request, _data: lat.append(float(request.latency)))
         for i in range(len(self._queue)):
             req = self._queue[i]
             for name, arr in self.feeds.items():
-                a = np.ascontiguousarray(arr)
-                self._arrays.append(a)
-                req.set_tensor(name, ov.Tensor(a, shared_memory=True))
+                a = np.asarray(arr)  # (ascontiguousarray would make a scalar 1-d)
+                req.set_tensor(name, ov.Tensor(a if a.flags.c_contiguous else a.copy(order="C"),
+                                               shared_memory=False))
 
     def _serial(self, k: int) -> None:
         run, lat = self.backend.run_prepared, self.latencies
@@ -192,6 +205,9 @@ class Server:
             for _ in range(k * s):
                 self._queue.start_async()
             self._queue.wait_all()
+            # OpenVINO's own time of each job's last request (timed in C++): a sample of the
+            # request latency without a Python callback per request
+            self.latencies += [float(self._queue[i].latency) for i in range(len(self._queue))]
         elif self._pool is None:
             self._serial(k)
         else:
@@ -204,7 +220,6 @@ class Server:
             self._pool.shutdown(wait=True)
             self._pool = None
         self._queue = None
-        self._arrays = []
         try:
             self.backend.close()
         except Exception:  # closing is best effort
@@ -212,9 +227,12 @@ class Server:
 
 
 def open_server(path: Path, fmt: str, backend: str, precision: str | None, serving: Serving,
-                feeds: dict[str, np.ndarray]) -> Server:
+                feeds: dict[str, np.ndarray], one: dict[str, np.ndarray] | None = None
+                ) -> Server:
     """Load one variant for serving at `serving` on this machine's CPU (the seam a remote
-    target would replace, as search.measure_job is for latency)."""
+    target would replace, as search.measure_job is for latency). `feeds` stack samples on
+    their first axis; `one` is one request of batch 1 as the model takes it (the search's
+    single-sample feeds: a state input like [2, batch, 64] is not sliced on its first axis)."""
     from profilers.backends import BackendOptions, get_backend
 
     cls = get_backend(backend)
@@ -232,7 +250,9 @@ def open_server(path: Path, fmt: str, backend: str, precision: str | None, servi
     info = b.load(path, fmt, "CPU", opts)
     from app.optimize.search import _match
 
-    server = Server(b, serving, _match(batch_feeds(feeds, serving.batch), b.input_specs()))
+    request = (one if one is not None and serving.batch == 1
+               else batch_feeds(feeds, serving.batch))
+    server = Server(b, serving, _match(request, b.input_specs()))
     server.details = dict(getattr(info, "details", {}) or {})
     try:
         return server.start()
@@ -514,7 +534,8 @@ class ThroughputStage:
 
     def open(self, c: Any, path: Path, fmt: str, serving: Serving, opened: list[Server]
              ) -> Server:
-        srv = open_server(path, fmt, c.backend, c.precision, serving, self.s.feeds)
+        srv = open_server(path, fmt, c.backend, c.precision, serving, self.s.feeds,
+                          one=self.s.feeds1)
         opened.append(srv)
         return srv
 
@@ -646,8 +667,11 @@ def _copy(m: Measured) -> Measured:
 
 
 def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text[:300]
+    """The line of an error that says what is wrong (OpenVINO starts with where it was
+    raised: 'Exception from src/...', 'Check ... failed at ...')."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    useful = [x for x in lines if not x.startswith(("Exception from", "Check '"))]
+    return ((useful or lines or [type(e).__name__])[0])[:300]
 
 
 def profile_args(serving: Serving, backend: str, feeds: dict[str, np.ndarray]) -> list[str]:
