@@ -191,7 +191,8 @@ def print_result(r: dict[str, Any]) -> None:
             print(f"  served      {tp['value']:,.0f} samples/s [{tp['low']:,.0f}, "
                   f"{tp['high']:,.0f}] at batch {tp['batch']}, {tp['streams']} request(s) in "
                   f"flight, {tp['threads'] or 'default'} thread(s): {vs['value']:.2f}× "
-                  f"[{vs['low']:.2f}, {vs['high']:.2f}] FP32 ONNX Runtime served the same")
+                  f"[{vs['low']:.2f}, {vs['high']:.2f}] "
+                  f"{tp.get('baseline_config', 'FP32 ONNX Runtime served the same')}")
         for c in b.get("commands", []):
             print(f"  rebuild     {c}")
     from app.optimize.energy import cli_line

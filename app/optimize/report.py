@@ -111,7 +111,8 @@ def _served(best: dict[str, Any]) -> str:
     return (f"<p class=v>Served at batch {tp['batch']} with {tp['streams']} request(s) in "
             f"flight on {_e(tp.get('threads') or 'default')} thread(s): "
             f"{tp['value']:,.0f} samples/s [{tp['low']:,.0f}, {tp['high']:,.0f}], "
-            f"{_iv(tp['vs_baseline'], fmt='.2f')}× FP32 ONNX Runtime served the same"
+            f"{_iv(tp['vs_baseline'], fmt='.2f')}× "
+            f"{_e(tp.get('baseline_config', 'FP32 ONNX Runtime served the same'))}"
             + (f" (which itself gains {_iv(gain, fmt='.2f')}× over batch 1, one request in "
                "flight)" if gain else "") + ".</p>")
 

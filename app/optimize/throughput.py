@@ -325,7 +325,7 @@ def ratio(base: Measured, cand: Measured, seed: int = 0) -> Interval:
 
 
 def figures(cand: Measured, base: Measured, plain: Measured, serving: Serving,
-            seed: int = 0) -> dict[str, Any]:
+            seed: int = 0, base_name: str = "FP32 ONNX Runtime") -> dict[str, Any]:
     """What a Point records: samples/s, the ratio to FP32 ORT at the same serving, what the
     serving itself brings to FP32, and the per-request latency."""
     tp = samples_per_s(cand, seed)
@@ -335,7 +335,7 @@ def figures(cand: Measured, base: Measured, plain: Measured, serving: Serving,
         "rounds": len(cand.ms_per_sample),
         "vs_baseline": ratio(base, cand, seed).to_dict(),
         "baseline_samples_per_s": samples_per_s(base, seed).to_dict(),
-        "baseline_config": f"FP32 ONNX Runtime at {serving.label()}",
+        "baseline_config": f"{base_name} at {serving.label()}",
     }
     if plain is not base:
         out["config_gain"] = ratio(plain, base, seed).to_dict()
@@ -368,6 +368,10 @@ class ThroughputStage:
 
     def __init__(self, search: Any):
         self.s = search
+        # FP32 ONNX Runtime, or FP32 OpenVINO for an IR / TFLite source ORT cannot run
+        backend = search.cands["baseline"].backend
+        self.base_name = "FP32 " + {"onnxruntime": "ONNX Runtime",
+                                    "openvino": "OpenVINO"}.get(backend, backend)
         self.groups: dict[Serving, list[str]] = {}  # serving -> names of points timed there
         self.measured: dict[str, tuple[Measured, Measured, Measured, Serving]] = {}
         self.batch_note = ""
@@ -488,7 +492,7 @@ class ThroughputStage:
             except _Stop:
                 raise
             except Exception as e:  # nothing to compare with at this serving
-                why = f"FP32 ONNX Runtime does not serve so: {_short(e)}"
+                why = f"{self.base_name} does not serve so: {_short(e)}"
                 s.notes.append(f"throughput at {serving.label()} not measured: {why}")
                 for c, p in members:
                     self.conclude(c, p, {"failed": why}, serving)
@@ -526,7 +530,7 @@ class ThroughputStage:
                 figs = {"failed": failed[c.name]}
             else:
                 m = by_srv[id(srv)]
-                figs = figures(m, m_base, m_plain, serving, s.spec.seed)
+                figs = figures(m, m_base, m_plain, serving, s.spec.seed, self.base_name)
                 self.measured[p.name] = (m_plain, m_base, m, serving)
             figs_all.append(figs)
             self.conclude(c, p, figs, serving)
@@ -571,17 +575,17 @@ class ThroughputStage:
         text = f"{_rate(figs)} at {serving.label()}"
         if _is_base_variant(c):
             p.status = "kept"
-            p.reason = (f"FP32 ONNX Runtime itself, served differently: {text}"
+            p.reason = (f"{self.base_name} itself, served differently: {text}"
                         + (f"; {gain['value']:.2f}× [{gain['low']:.2f}, {gain['high']:.2f}] "
                            "the samples/s of batch 1, one request in flight" if gain else ""))
         elif vs["high"] < 1.0:
             p.status = "rejected"
-            p.reason = (f"fewer samples/s than FP32 ONNX Runtime at the same serving: "
+            p.reason = (f"fewer samples/s than {self.base_name} at the same serving: "
                         f"{vs['value']:.2f}× [{vs['low']:.2f}, {vs['high']:.2f}] ({text})")
         else:
             p.status = "kept"
             p.reason = (f"{text}: {vs['value']:.2f}× [{vs['low']:.2f}, {vs['high']:.2f}] "
-                        f"FP32 ONNX Runtime at the same serving"
+                        f"{self.base_name} at the same serving"
                         + (f" (which itself gains {gain['value']:.2f}× over batch 1, one "
                            f"request in flight)" if gain else ""))
         if serving.batch == 1 and self.batch_note and "fixed" in self.batch_note:
@@ -644,7 +648,7 @@ class ThroughputStage:
                 m.extend(by[id(cand)])
         if m is not m_base and (_is_base_variant(c) or p.name == "baseline"):
             m = m_base  # FP32 ONNX Runtime served so is the baseline slot itself
-        figs = figures(m, m_base, m_plain, serving, s.spec.seed)
+        figs = figures(m, m_base, m_plain, serving, s.spec.seed, self.base_name)
         out = {"throughput": figs, "speedup": figs["vs_baseline"],
                "latency_ms": figs.get("request_latency_ms") or p.latency_ms,
                "rounds": len(m.ms_per_sample), "rounds_from_full_stage": reused,
