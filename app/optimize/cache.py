@@ -67,6 +67,20 @@ class Cache:
     def put(self, key: str, entry: dict[str, Any]) -> None:
         self._write(self.root / "runs" / self.fingerprint / f"{key}.json", entry)
 
+    def read_array(self, path: Path) -> Any:
+        """A cached array (no pickles), or None when missing or damaged: computed again."""
+        if not self.enabled:
+            return None
+        import numpy as np
+
+        try:
+            return np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, EOFError) as e:
+            log.info("ignoring damaged cache entry %s: %s", path, e)
+            return None
+
     def _read(self, path: Path) -> dict[str, Any] | None:
         if not self.enabled:  # nothing from earlier runs; what this run built is shared
             return self._memory.get(str(path))

@@ -500,6 +500,24 @@ def _workload_from_data(source: Any, data_spec: str) -> Any:
         return None  # the loader then says what does not fit
 
 
+def check_cache(spec: Any) -> None:
+    """A cache folder the search can write (builds and baseline outputs go there)."""
+    if not spec.use_cache:
+        return
+    from app.optimize.cache import CACHE_ENV, default_cache_dir
+
+    root = Path(spec.cache_dir).expanduser() if spec.cache_dir else default_cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".modeldeck-write-check-"):
+            pass
+    except OSError as e:
+        where = "the cache folder you chose" if spec.cache_dir else (
+            f"the default cache folder (set {CACHE_ENV} to move it)")
+        raise ModelDeckError(f"cannot write in {where}, {root}: {e.strerror or e}; choose a "
+                             "folder you can write to, or search without the cache") from None
+
+
 def preflight(spec: Any) -> None:
     """What the worker checks before the search reads anything large: spec, model, data files,
     output folder (created last, so a refused search leaves no empty folder)."""
@@ -515,5 +533,6 @@ def preflight(spec: Any) -> None:
                                  "or give the ONNX model it came from")
     check_data_file(spec.eval, "evaluation data", labelled=True)
     check_data_file(spec.calib, "calibration data", labelled=False)
+    check_cache(spec)
     check_output(spec.model, spec.output_dir)
 

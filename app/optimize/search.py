@@ -711,8 +711,8 @@ class Search:
                      self.spec.screen_rounds, self.spec.round_ms)
         hit = self.cache.get(key)
         outputs_file = self.cache.root / "runs" / self.cache.fingerprint / f"{key}.npy"
-        if hit is not None and outputs_file.exists():
-            outputs = np.load(outputs_file)
+        outputs = self.cache.read_array(outputs_file) if hit is not None else None
+        if outputs is not None:  # missing or damaged: measured again
             self.base_eval = _Eval(outputs, outputs.argmax(axis=-1) if outputs.ndim == 2
                                    else None)
             p = Point(**{**hit, "cached": True})

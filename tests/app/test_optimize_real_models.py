@@ -554,3 +554,28 @@ def test_a_budget_that_ends_mid_screening_keeps_what_was_built_and_timed(tmp_pat
     # no winner or a winner: never a copy of the source under the winner's name
     if r["best"] is None:
         assert not list((tmp_path / "out").glob("*-optimized*"))
+
+
+def test_a_cache_folder_that_cannot_be_written_is_named(tmp_path):
+    from app.optimize.search import OptimizeSpec
+
+    spec = OptimizeSpec(model=str(VGG), output_dir=str(tmp_path / "o"),
+                        cache_dir=str(VGG_TEST / "cache"))
+    with pytest.raises(Exception, match="cannot write in the cache folder you chose"):
+        guard.check_cache(spec)
+    guard.check_cache(OptimizeSpec(model=str(VGG), output_dir=str(tmp_path / "o"),
+                                   cache_dir=str(VGG_TEST / "cache"), use_cache=False))
+
+
+@pytest.mark.slow
+def test_a_damaged_cached_baseline_is_measured_again(tmp_path):
+    np.savez(tmp_path / "few.npz", inputs=_digits(32)[0])
+    kw = dict(backends=("onnxruntime",), only=("ort-fp16",), use_cache=True,
+              calib=str(tmp_path / "few.npz"))
+    first = _search(tmp_path, VGG, **kw)
+    arrays = list((tmp_path / "cache").rglob("*.npy"))
+    assert first["baseline"] and arrays
+    for a in arrays:  # truncated: np.load raised 'EOF: reading array header' (exit 1)
+        a.write_bytes(a.read_bytes()[:100])
+    again = _search(tmp_path, VGG, **kw)
+    assert not again["baseline"]["cached"] and again["baseline"]["latency_ms"]
