@@ -135,8 +135,12 @@ class Server:
     `serving.streams` in flight. `wave(k)` sends k requests per stream and returns when all
     are done; request latencies (ms) collect in `latencies`."""
 
-    def __init__(self, backend: Any, serving: Serving, feeds: dict[str, np.ndarray]):
+    def __init__(self, backend: Any, serving: Serving, feeds: dict[str, np.ndarray],
+                 more: list[Any] | None = None):
         self.backend = backend
+        # ORT with several intra-op threads per stream: a session each (concurrent runs of one
+        # session would share its one intra-op pool)
+        self.sessions = [backend, *(more or [])]
         self.serving = serving
         self.feeds = feeds
         self.latencies: list[float] = []
@@ -170,7 +174,8 @@ class Server:
             self._queue = make_queue(self.serving.streams)
             self._bind_queue()
         else:  # ORT and others: one prepared call, run from N threads (run() drops the GIL)
-            self.backend.prepare(self.feeds)
+            for b in self.sessions:
+                b.prepare(self.feeds)
             if self.serving.streams > 1:
                 self._pool = ThreadPoolExecutor(self.serving.streams,
                                                 thread_name_prefix="modeldeck-stream")
@@ -191,8 +196,9 @@ class Server:
                 req.set_tensor(name, ov.Tensor(a if a.flags.c_contiguous else a.copy(order="C"),
                                                shared_memory=False))
 
-    def _serial(self, k: int) -> None:
-        run, lat = self.backend.run_prepared, self.latencies
+    def _serial(self, k: int, stream: int = 0) -> None:
+        run = self.sessions[stream % len(self.sessions)].run_prepared
+        lat = self.latencies
         for _ in range(k):
             t0 = time.perf_counter_ns()
             run()
@@ -211,7 +217,7 @@ class Server:
         elif self._pool is None:
             self._serial(k)
         else:
-            for f in [self._pool.submit(self._serial, k) for _ in range(s)]:
+            for f in [self._pool.submit(self._serial, k, i) for i in range(s)]:
                 f.result()
         return k * s * self.serving.batch
 
@@ -220,10 +226,11 @@ class Server:
             self._pool.shutdown(wait=True)
             self._pool = None
         self._queue = None
-        try:
-            self.backend.close()
-        except Exception:  # closing is best effort
-            pass
+        for b in self.sessions:
+            try:
+                b.close()
+            except Exception:  # closing is best effort
+                pass
 
 
 def open_server(path: Path, fmt: str, backend: str, precision: str | None, serving: Serving,
@@ -248,17 +255,34 @@ def open_server(path: Path, fmt: str, backend: str, precision: str | None, servi
         per = None if threads is None else max(1, threads // streams)
         opts = BackendOptions(threads=per, precision=precision)
     info = b.load(path, fmt, "CPU", opts)
+    more = []
+    try:
+        if streams > 1 and per_stream_pool(cls, opts):
+            for _ in range(streams - 1):
+                more.append(cls())
+                more[-1].load(path, fmt, "CPU", opts)
+    except Exception:
+        for x in [b, *more]:
+            x.close()
+        raise
     from app.optimize.search import _match
 
     request = (one if one is not None and serving.batch == 1
                else batch_feeds(feeds, serving.batch))
-    server = Server(b, serving, _match(request, b.input_specs()))
+    server = Server(b, serving, _match(request, b.input_specs()), more)
     server.details = dict(getattr(info, "details", {}) or {})
     try:
         return server.start()
     except Exception:
         server.close()
         raise
+
+
+def per_stream_pool(cls: Any, opts: Any) -> bool:
+    """Whether each stream needs its own session: a runtime without its own streams, run with
+    more than one intra-op thread per request (with one, a run computes on its caller's
+    thread, and one session shared by the stream threads holds the weights once)."""
+    return getattr(cls, "request_queue", None) is None and (opts.threads or 0) != 1
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -443,10 +467,6 @@ class ThroughputStage:
         plan = self.plan()
         s.emit({"event": "stage", "stage": STAGE, "message":
                 f"throughput: {len(plan)} serving configuration(s) (streams × batch)"})
-        for _serving, members in plan:
-            for _c, p in members:
-                if p.name != "baseline" and p.status == "planned":
-                    s.publish(p)
         for i, (serving, members) in enumerate(plan):
             s.check()
             s.progress(0.8 + 0.1 * i / max(len(plan), 1), f"throughput at {serving.label()}")

@@ -93,7 +93,15 @@ def test_onnxruntime_streams_run_from_threads():
     srv = open_server(CNN, "onnx", "onnxruntime", None, Serving(2, 2, 1), _feeds())
     try:
         assert srv.details["threads"] == 1  # two streams share the two threads
+        assert len(srv.sessions) == 1  # one intra-op thread: runs on its caller, one session
         assert srv.wave(5) == 10 and len(srv.latencies) == 10
+    finally:
+        srv.close()
+    # two intra-op threads per stream: a session each, or the streams would share one pool
+    srv = open_server(CNN, "onnx", "onnxruntime", None, Serving(4, 2, 1), _feeds())
+    try:
+        assert srv.details["threads"] == 2 and len(srv.sessions) == 2
+        assert srv.wave(3) == 6
     finally:
         srv.close()
 
