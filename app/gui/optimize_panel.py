@@ -339,7 +339,12 @@ class OptimizePanel(QWidget):
                        f"{best['throughput']['batch']} with {best['throughput']['streams']} "
                        "request(s) in flight") + " (click a point to open it)")
             else:
-                self.best_label.setText(result.get("why_no_winner", "No winner."))
+                why = result.get("why_no_winner", "No winner.")
+                if result.get("stopped") == "time budget reached" and not any(
+                        t.get("latency_ms") for t in result.get("tried", [])):
+                    why += (". The time budget ran out before any variant was timed: give a "
+                            "longer Time budget and start again.")
+                self.best_label.setText(why)
         self.sig_finished.emit(result)
 
     def _check_fields(self) -> str | None:

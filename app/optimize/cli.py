@@ -174,9 +174,9 @@ def print_result(r: dict[str, Any]) -> None:
         print(f"  no winner   {r.get('why_no_winner', '')}")
         if r.get("stopped") == "time budget reached" and not any(
                 t.get("latency_ms") for t in r.get("tried", [])):
-            print(f"  what to do  the {r['seconds']:.0f} s budget ended before any variant was "
-                  "timed: give a longer --time-budget, or fewer candidates with --only / "
-                  "--backends")
+            print(f"  what to do  the time budget ran out ({r['seconds']:.0f} s in all) before "
+                  "any variant was timed: give a longer --time-budget, or fewer candidates "
+                  "with --only / --backends")
     else:
         sp, lat, drop = b["speedup"], b["latency_ms"], b.get("accuracy_drop")
         print(f"  best        {b['name']} on {b['backend']}: p50 {lat['p50']:.3f} ms "

@@ -579,3 +579,29 @@ def test_a_damaged_cached_baseline_is_measured_again(tmp_path):
         a.write_bytes(a.read_bytes()[:100])
     again = _search(tmp_path, VGG, **kw)
     assert not again["baseline"]["cached"] and again["baseline"]["latency_ms"]
+
+
+def _no_winner_result() -> dict:
+    return {"model": "m.onnx", "objective": "latency", "seconds": 9.0,
+            "budget": {"max_drop": 0.01, "min_cosine": 0.99, "labels": False},
+            "threads": 1, "stopped": "time budget reached",
+            "prediction": {"text": "p"}, "prediction_check": {"text": "c"},
+            "baseline": {"latency_ms": {"p50": 6.0}, "candidate": {"backend": "openvino"}},
+            "best": None, "why_no_winner": "no candidate was measured (time budget reached)",
+            "pareto": ["baseline"], "tried": [{"name": "ort-fp16", "latency_ms": None}],
+            "outputs": {"dir": "out"}, "notes": []}
+
+
+def test_a_budget_too_short_to_time_anything_says_what_to_do(capsys, qtbot, tmp_path):
+    from app.optimize.cli import print_result
+
+    print_result(_no_winner_result())
+    out = capsys.readouterr().out
+    assert "longer --time-budget" in out and "FP32 openvino" in out
+    from app.gui.optimize_panel import OptimizePanel
+    from app.jobs.client import JobOutcome
+
+    panel = OptimizePanel(tmp_path)
+    qtbot.addWidget(panel)
+    panel._on_finished(JobOutcome(status="ok", result=_no_winner_result()))
+    assert "longer Time budget" in panel.best_label.text() and "--" not in panel.best_label.text()
