@@ -282,3 +282,23 @@ def test_throughput_search_on_a_real_model(tmp_path):
             assert t["cosine"] == tried["ov-fp32"]["cosine"]
     best = r["best"]
     assert best is None or best["throughput"]["value"] > r["baseline"]["throughput"]["value"]
+
+
+@pytest.mark.slow
+def test_a_search_cancelled_while_serving_keeps_its_best_so_far(tmp_path):
+    """Cancel as soon as the streams × batch stage starts: the search stops there with the
+    finalist timed one request at a time, and the served points not reached say so."""
+    from app.optimize.search import run_optimize
+
+    seen = []
+    r = run_optimize(_spec(tmp_path), seen.append,
+                     cancelled=lambda: any(e.get("stage") == "throughput" for e in seen))
+    assert r["status"] == "stopped" and r["stopped"] == "cancelled"
+    tried = {t["name"]: t for t in r["tried"]}
+    assert tried["ort-int8-dynamic"]["stage"] == "full"
+    served = [t for t in r["tried"] if t["candidate"].get("batch", 1) > 1
+              or (t["candidate"].get("streams") or 1) > 1]
+    assert served and all(t["throughput"] is None and "not tried" in t["reason"]
+                          for t in served)
+    if r["best"] is not None:  # a finalist measured before the stop
+        assert r["best"]["config"]["batch"] == 1
