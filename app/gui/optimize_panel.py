@@ -59,13 +59,17 @@ class ParetoChart(pg.PlotWidget):
         latency."""
         self.objective = objective
         self.setLabel("bottom", "energy per inference (mJ)" if objective == "energy"
-                      else "latency p50 (ms)")
+                      else "time per sample (ms, 1000 / samples per s)"
+                      if objective == "throughput" else "latency p50 (ms)")
         self._redraw()
 
     def cost(self, p: dict[str, Any]) -> float | None:
         """The point's x: mJ per inference under the energy objective, else p50 ms."""
         if self.objective == "energy":
             return (p.get("energy_mj") or {}).get("value")
+        tp = p.get("throughput")
+        if self.objective == "throughput" and tp:  # served: ms per sample at its serving
+            return 1000.0 / tp["value"]  # (unserved points: p50 = ms per sample one at a time)
         return (p.get("latency_ms") or {}).get("p50")
 
     def count(self) -> int:

@@ -302,3 +302,21 @@ def test_a_search_cancelled_while_serving_keeps_its_best_so_far(tmp_path):
                           for t in served)
     if r["best"] is not None:  # a finalist measured before the stop
         assert r["best"]["config"]["batch"] == 1
+
+
+def test_window_chart_puts_served_points_at_their_time_per_sample(qtbot):
+    from app.gui.optimize_panel import ParetoChart
+
+    chart = ParetoChart()
+    qtbot.addWidget(chart)
+    chart.set_objective("throughput")
+    assert "per sample" in chart.getAxis("bottom").labelText
+    served = {"name": "v-b8", "latency_ms": {"p50": 40.0}, "accuracy": 0.99, "status": "kept",
+              "throughput": {"value": 400.0, "low": 380.0, "high": 420.0}}
+    plain = {"name": "v", "latency_ms": {"p50": 4.0}, "accuracy": 0.99, "status": "kept"}
+    chart.add_point(served)
+    chart.add_point(plain)
+    assert chart.cost(served) == 2.5 and chart.cost(plain) == 4.0  # ms per sample both
+    assert chart.count() == 2
+    chart.set_objective("latency")
+    assert chart.cost(served) == 40.0  # a batch-8 request's latency
