@@ -635,3 +635,28 @@ def test_a_winner_the_confirmation_measures_slower_is_no_winner(tmp_path, monkey
         else:
             assert r["best"]["name"] == "ort-int8"
             assert any("not reliably faster" in n for n in r["notes"])
+
+
+@pytest.mark.slow
+def test_a_build_stops_when_the_budget_ends(tmp_path, monkeypatch):
+    """Builds heed the time budget, not only a cancel: an entropy calibration of
+    PP-OCRv6_rec_small ran 102 s past a 90 s budget. Here the clock passes the budget as the
+    build starts; the build stops and the candidate is left untried."""
+    import app.pipeline as pipeline
+    from app.optimize import search as S
+
+    late = {"now": False}
+    real = pipeline.run_pipeline
+
+    def run_pipeline(spec, emit=lambda e: None, cancelled=lambda: False):
+        late["now"] = True
+        return real(spec, emit, cancelled)
+
+    monkeypatch.setattr(pipeline, "run_pipeline", run_pipeline)
+    monkeypatch.setattr(S.Search, "elapsed", lambda self: 1e6 if late["now"] else 0.0)
+    np.savez(tmp_path / "few.npz", inputs=_digits(32)[0])
+    r = _search(tmp_path, VGG, backends=("onnxruntime",), only=("ort-int8-dynamic",),
+                calib=str(tmp_path / "few.npz"))
+    p = _point(r, "ort-int8-dynamic")
+    assert r["stopped"] == "time budget reached"
+    assert p["path"] is None and "not tried" in p["reason"]
