@@ -336,6 +336,10 @@ def clearly_behind(p: Any, lead: Any) -> str:
 def chart_axis(result: dict[str, Any]) -> tuple[Any, str, str, str]:
     """The Pareto chart's x under this result's objective: (value of a point or None, title
     word, axis label, unit). Energy per inference under the energy objective, else latency."""
+    if result.get("objective") == "throughput":  # ms per sample at each point's serving
+        from app.optimize.throughput import chart_axis as throughput_axis
+
+        return throughput_axis(result)
     if result.get("objective") == "energy":
         src = next((p["energy_mj"]["source"] for p in [result.get("baseline") or {},
                                                        *result.get("tried", [])]
@@ -348,4 +352,8 @@ def chart_axis(result: dict[str, Any]) -> tuple[Any, str, str, str]:
 
 def pareto_cost(objective: str) -> Any:
     """What the Pareto front trades against quality under this objective (None: latency)."""
+    if objective == "throughput":  # ms per sample at each point's serving
+        from app.optimize.throughput import time_per_sample
+
+        return time_per_sample
     return objective_value if objective == "energy" else None

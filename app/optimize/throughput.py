@@ -724,3 +724,19 @@ def profile_suffix(c: Any, feeds: dict[str, np.ndarray]) -> str:
                  f"{serving.streams} threads ({max(1, (c.threads or 1) // serving.streams)} "
                  "intra-op thread(s) each); profile times one request at a time")
     return text
+
+
+def time_per_sample(p: Any) -> float | None:
+    """Under the throughput objective, what the Pareto front and chart trade against quality:
+    ms per sample at the point's serving (1000 / samples/s), or its p50 where it was only
+    timed one request of one sample at a time (the same unit). Takes a Point or its dict."""
+    get = p.get if isinstance(p, dict) else (lambda k: getattr(p, k, None))
+    tp = get("throughput")
+    if tp:
+        return 1000.0 / max(tp["value"], 1e-9)
+    return (get("latency_ms") or {}).get("p50")
+
+
+def chart_axis(_result: dict[str, Any]) -> tuple[Any, str, str, str]:
+    """The HTML chart's x under the throughput objective (see energy.chart_axis)."""
+    return time_per_sample, "Time per sample", "time per sample (ms, 1000 / samples per s)", "ms"
