@@ -400,6 +400,7 @@ class ThroughputStage:
         self.measured: dict[str, tuple[Measured, Measured, Measured, Serving]] = {}
         self.batch_note = ""
         self.plain_batch = 1  # the model's fixed batch where it has one
+        self.parent_of: dict[str, str] = {}  # served variant -> the point it serves
 
     # which configurations ----------------------------------------------------------------
     def plan(self) -> list[tuple[Serving, list[tuple[Any, Any]]]]:
@@ -414,10 +415,14 @@ class ThroughputStage:
         if fixed is not None:
             s.notes.append(f"throughput: {why}")
         cores = usable_cores()
+        # the screening survivors the full stage kept: those judged on the whole set that meet
+        # the budget, and those it did not judge because a faster one (one request of one
+        # sample at a time) met it first: served, another may serve more samples per second
         finalists = [p for p in s.points.values()
-                     if p.name != "baseline" and p.stage == "full" and p.status == "kept"
-                     and p.meets and p.name in s.cands
-                     and (s.cands[p.name].streams or 1) == 1 and s.cands[p.name].batch == 1]
+                     if p.name != "baseline" and p.stage in ("full", "screen")
+                     and p.status == "kept" and p.meets is not False and p.latency_ms
+                     and p.name in s.cands and (s.cands[p.name].streams or 1) == 1
+                     and s.cands[p.name].batch == 1 and not (p.stage == "full" and not p.meets)]
         base_c = s.cands["baseline"]
         groups: dict[Serving, list[tuple[Any, Any]]] = {}
         threads_seen = list(dict.fromkeys(
@@ -452,12 +457,17 @@ class ThroughputStage:
         s = self.s
         s.cands[c.name] = c
         p = s.points.get(c.name) or point_cls(c.name, c.to_dict())
+        self.inherit(p, parent)
+        p.candidate = c.to_dict()
+        s.points[c.name] = p
+        self.parent_of[c.name] = parent.name
+        return p
+
+    @staticmethod
+    def inherit(p: Any, parent: Any) -> None:
         for k in ("path", "format", "size_bytes", "lineage", "accuracy", "accuracy_drop",
                   "agreement", "cosine", "samples", "meets"):
             setattr(p, k, getattr(parent, k))
-        p.candidate = c.to_dict()
-        s.points[c.name] = p
-        return p
 
     # measuring ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -479,6 +489,57 @@ class ThroughputStage:
                 s.notes.append(f"throughput at {serving.label()} not measured: {_short(e)}")
                 for c, p in members:
                     self.conclude(c, p, {"failed": _short(e)}, serving)
+        self.promote()
+
+    def promote(self) -> None:
+        """While the point serving the most samples per second serves a survivor that was not
+        judged on the whole evaluation set, judge that survivor (as the full stage would
+        have); a survivor that then misses the budget takes its served points with it."""
+        s = self.s
+        judged: set[str] = set()
+        while True:
+            pool = [p for p in s.points.values() if p.throughput and p.status == "kept"
+                    and p.meets is not False and p.name != "baseline"]
+            if not pool:
+                return
+            best = min(pool, key=s.objective)
+            parent = s.points.get(self.parent_of.get(best.name, best.name))
+            if parent is None or parent.stage == "full" or parent.name in judged:
+                return
+            judged.add(parent.name)
+            s.check()
+            s.emit({"event": "stage", "stage": STAGE, "message":
+                    f"{best.name} serves the most samples/s: judging {parent.name} on the "
+                    "whole evaluation set"})
+            self.judge(parent)
+            for name, pname in self.parent_of.items():
+                if pname != parent.name or name not in s.points:
+                    continue
+                v = s.points[name]
+                self.inherit(v, parent)
+                v.stage = parent.stage
+                v.reason = v.reason.split("; accuracy from screening")[0]
+                if not (parent.meets and parent.status in ("kept", "best")):
+                    v.status = "rejected"
+                    v.reason = (f"{parent.name}, which it serves, fails on the whole "
+                                f"evaluation set: {parent.reason}")
+                s.publish(v)
+
+    def judge(self, p: Any) -> None:
+        """`p` on the whole evaluation set, as the full stage judges its first survivor (its
+        full-stage rounds are already there)."""
+        from app.optimize.search import measure_job
+
+        s = self.s
+        c = s.cands[p.name]
+        bc = s.search_build(c)
+        run = measure_job(Path(p.path), p.format, c.backend, c.precision, c.threads, s.feeds1)
+        try:
+            s.accuracy(c, bc, p, run, "full")
+        finally:
+            run.close()
+        s.conclude(p, "full")
+        s.remember(bc, p, "full")
 
     def _key(self, serving: Serving, members: list[tuple[Any, Any]], rounds: int) -> str:
         from app.optimize.cache import key_of
@@ -583,7 +644,10 @@ class ThroughputStage:
                 p.reason += f"; {_rate(figs)} one request at a time"
             s.publish(p)
             return
-        p.stage = "full"
+        parent = s.points.get(self.parent_of.get(p.name, ""))
+        # a variant of a survivor not yet judged on the whole set is a screening figure
+        # until promote() judges its parent
+        p.stage = parent.stage if parent is not None and not _is_base_variant(c) else "full"
         vs = figs["vs_baseline"]
         lat = figs.get("request_latency_ms")
         if lat:
@@ -610,6 +674,9 @@ class ThroughputStage:
                            f"request in flight)" if gain else ""))
         if serving.batch == 1 and self.batch_note and "fixed" in self.batch_note:
             p.reason += f"; {self.batch_note}"
+        if p.stage != "full" and p.status == "kept":
+            p.reason += (f"; accuracy from screening ({p.samples} samples): judged on the "
+                         f"whole set if it would win")
         s.publish(p)
 
     # confirming the winner ------------------------------------------------------------------

@@ -329,3 +329,66 @@ def test_window_chart_puts_served_points_at_their_time_per_sample(qtbot):
     assert chart.count() == 2
     chart.set_objective("latency")
     assert chart.cost(served) == 40.0  # a batch-8 request's latency
+
+
+@pytest.mark.slow
+def test_survivors_the_full_stage_did_not_judge_are_served_and_judged_if_they_win(tmp_path):
+    """Two static INT8 variants survive screening; the full stage judges only the faster one
+    at batch 1 (the other cannot win on latency). Under the throughput objective both are
+    served, and whichever serves the most samples/s is judged on the whole set before it may
+    win: a winner never rests on the screening subset."""
+    from app.optimize.search import run_optimize
+
+    r = run_optimize(_spec(tmp_path, calib=str(EVAL), only=("ort-int8", "ort-int8-pertensor"),
+                           max_drop=0.05))
+    tried = {t["name"]: t for t in r["tried"]}
+    parents = [n for n in ("ort-int8", "ort-int8-pertensor") if tried[n]["status"] != "rejected"]
+    for n in parents:  # both survivors served, judged on the whole set or not
+        for suffix in ("-b8", "-s2", "-s2-b8"):
+            v = tried[n + suffix]
+            assert v["throughput"] is not None and v["stage"] == tried[n]["stage"], v["name"]
+            if v["stage"] == "screen" and v["status"] == "kept":
+                assert "accuracy from screening" in v["reason"]
+    best = r["best"]
+    assert best is not None
+    parent = best["name"].split("-s2")[0].split("-b8")[0]
+    assert best["stage"] == "full" and tried.get(parent, r["baseline"])["stage"] == "full"
+    assert best["accuracy"] == tried.get(parent, r["baseline"])["accuracy"]
+
+
+@pytest.mark.slow
+def test_a_survivor_that_serves_best_is_judged_on_the_whole_set_before_it_wins(tmp_path,
+                                                                                monkeypatch):
+    """The survivor the full stage did not judge is made to serve the most samples/s (its
+    measured figures scaled up tenfold; everything else is real): it is judged on the whole
+    evaluation set, its served points take that accuracy, and its best one wins."""
+    from app.optimize import throughput
+    from app.optimize.search import run_optimize
+
+    real = throughput.ThroughputStage.conclude
+    boosted: list[str] = []
+
+    def conclude(self, c, p, figs, serving, cached=False):
+        parent = self.s.points.get(self.parent_of.get(p.name, p.name))
+        if "value" in figs and parent is not None and parent.stage == "screen" \
+                and parent.name != "baseline" and not p.name.startswith("baseline"):
+            figs = {**figs, "value": figs["value"] * 10, "low": figs["low"] * 10,
+                    "high": figs["high"] * 10}
+            boosted.append(p.name)
+        return real(self, c, p, figs, serving, cached)
+
+    monkeypatch.setattr(throughput.ThroughputStage, "conclude", conclude)
+    events = []
+    r = run_optimize(_spec(tmp_path, calib=str(EVAL), only=("ort-int8", "ort-int8-pertensor"),
+                           max_drop=0.05, use_cache=False), events.append)
+    assert boosted, "one survivor was left unjudged by the full stage"
+    parent = next(n for n in ("ort-int8", "ort-int8-pertensor") if n in boosted)
+    tried = {t["name"]: t for t in r["tried"]}
+    assert tried[parent]["stage"] == "full" and tried[parent]["samples"] == 450
+    assert any("judging " + parent in e.get("message", "") for e in events)
+    for suffix in ("-b8", "-s2", "-s2-b8"):
+        v = tried[parent + suffix]
+        assert v["stage"] == "full" and v["samples"] == 450
+        assert v["accuracy_drop"] == tried[parent]["accuracy_drop"]
+        assert "accuracy from screening" not in v["reason"]
+    assert r["best"]["name"].startswith(parent)
