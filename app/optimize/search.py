@@ -48,7 +48,9 @@ from app.optimize.honest import (
     Interval, interleaved_rounds, median_interval, paired_accuracy_drop, paired_agreement,
     speedup_interval,
 )
-from app.optimize.probe import check_prediction, conv_profile, predict_int8, probe_machine
+from app.optimize.probe import (
+    check_prediction, conv_profile, graph_at_run_sizes, predict_int8, probe_machine,
+)
 from converters.errors import Cancelled, ModelDeckError
 
 log = logging.getLogger(__name__)
@@ -312,7 +314,7 @@ class Search:
 
     # --- setup -------------------------------------------------------------------------------
     def prepare(self) -> None:
-        from converters.formats import detect_format, open_model, sha256_of
+        from converters.formats import detect_format, sha256_of
         from converters.passes import ModelFile
 
         spec = self.spec
@@ -324,7 +326,7 @@ class Search:
         self.emit({"event": "stage", "stage": "probe", "message": "reading this machine"})
         self.probe = probe_machine()
         try:
-            self.model_profile = conv_profile(open_model(src))
+            self.model_profile = conv_profile(graph_at_run_sizes(src, self.source.format))
         except Exception as e:  # the prediction then rests on the ISA alone
             log.info("no MAC profile: %s", e)
             self.model_profile = {}
