@@ -361,8 +361,16 @@ def load_data(source: Any, spec: Any, samples: int = 512
         feeds, labels, specs, text, wl = verification_inputs(
             source, eval=spec.eval, calib=spec.calib if not spec.eval else None,
             samples=samples, workload=workload)
-    except ModelDeckError:
+    except DataError:
         raise
+    except ModelDeckError as e:
+        if spec.eval or spec.calib or "size" not in str(e):
+            raise
+        # the workload's advice ("set a smaller size") names an option optimize does not have
+        raise DataError(f"{e}. Optimize takes free input sizes from its data: give inputs at "
+                        "the sizes you run the model (an .npz named after its inputs) as "
+                        "calibration or evaluation data; a size the model itself declares "
+                        "cannot be changed here") from None
     except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
         which = "evaluation" if spec.eval else "calibration"
         raise DataError(f"the {which} data could not be read ({_first_line(e)}): write it "

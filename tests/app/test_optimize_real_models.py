@@ -679,3 +679,19 @@ def test_the_prediction_counts_macs_at_the_sizes_the_model_runs_at(tmp_path):
         assert declared < 1e6 and at_run > 20e6, (model.name, declared, at_run)
     fixed = conv_profile(graph_at_run_sizes(VGG, "onnx"))["macs"]  # nothing free: unchanged
     assert fixed == conv_profile(open_model(VGG))["macs"]
+
+
+def test_a_model_declaring_a_huge_input_is_refused_without_allocating(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 100000, 100000])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              tmp_path / "huge.onnx")
+    code, err = _cli([str(tmp_path / "huge.onnx"), "-o", str(tmp_path / "o"), "--no-cache",
+                      "--quiet", "--backends", "onnxruntime", "--time-budget", "20s"], capsys)
+    assert code == 2 and "120.0 GB" in err and "calibration or evaluation data" in err
