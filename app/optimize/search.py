@@ -15,8 +15,12 @@ Stages, cheapest first, each able to stop with the best so far (cancel, time bud
 6. successive halving: of the better half of the survivors, those whose latency interval
    reaches the leader's get the whole evaluation set and more rounds; a verdict "meets the
    budget" needs the accuracy drop's upper bound within it;
+6b. objective throughput only (app/optimize/throughput.py): the survivors the full stage kept,
+   and FP32 itself, served at streams × batch, samples/s against the baseline served the same;
+   the survivor that serves best is judged on the whole set before it may win;
 7. the winner is measured once more, interleaved with the baseline at its threads (its
-   full-stage rounds count toward this), for the reported speedup.
+   full-stage rounds count toward this), for the reported speedup (samples/s at its serving
+   under the throughput objective).
 
 Candidates of one stage are timed together: interleaved rounds with one baseline slot per
 thread count, not one baseline per candidate.
