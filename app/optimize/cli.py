@@ -64,7 +64,10 @@ def add_parser(sub: Any, limit_args, trust_args) -> None:
     p.add_argument("--min-cosine", type=float, help="fidelity floor against the FP32 outputs "
                    "(default 0.99 without labels)")
     p.add_argument("--objective", default="latency",
-                   choices=["latency", "throughput", "size", "energy"])
+                   choices=["latency", "throughput", "size", "energy"],
+                   help="what the winner minimises or maximises (default latency); throughput: "
+                        "samples/s with 1 or as many requests in flight as cores, at batch 1 "
+                        "and 8 where the model's batch is free, against FP32 served the same")
     p.add_argument("--backends", help="comma-separated: onnxruntime,openvino (default: all "
                    "available)")
     p.add_argument("--threads", type=_count(0), default=1, help="reference threads: 1 (default) also "
