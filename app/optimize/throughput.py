@@ -396,7 +396,6 @@ class ThroughputStage:
         backend = search.cands["baseline"].backend
         self.base_name = "FP32 " + {"onnxruntime": "ONNX Runtime",
                                     "openvino": "OpenVINO"}.get(backend, backend)
-        self.groups: dict[Serving, list[str]] = {}  # serving -> names of points timed there
         self.measured: dict[str, tuple[Measured, Measured, Measured, Serving]] = {}
         self.batch_note = ""
         self.plain_batch = 1  # the model's fixed batch where it has one
@@ -422,7 +421,7 @@ class ThroughputStage:
                      if p.name != "baseline" and p.stage in ("full", "screen")
                      and p.status == "kept" and p.meets is not False and p.latency_ms
                      and p.name in s.cands and (s.cands[p.name].streams or 1) == 1
-                     and s.cands[p.name].batch == 1 and not (p.stage == "full" and not p.meets)]
+                     and s.cands[p.name].batch == 1]
         base_c = s.cands["baseline"]
         groups: dict[Serving, list[tuple[Any, Any]]] = {}
         threads_seen = list(dict.fromkeys(
