@@ -105,13 +105,15 @@ def check_output_shapes(runtime: str, names: list[str],
     """Refuse outputs whose shape contradicts the model's own static dims: the runtime then
     computed something other than the model says (OpenVINO's rfft with an extra axis, packed
     int4 read as bytes), and handing those arrays on would be a silently wrong result.
-    Dynamic dims (str / None) and undeclared or rank-0 shapes are not checked."""
+    Dynamic dims (str / None, or a negative size: Paddle exports declare a free batch as -1)
+    and undeclared or rank-0 shapes are not checked."""
     for name, want, got in zip(names, declared, outputs):
         if not want or not isinstance(got, np.ndarray):
             continue
-        if got.ndim != len(want) or any(isinstance(w, int) and w != g
+        if got.ndim != len(want) or any(isinstance(w, int) and w >= 0 and w != g
                                         for w, g in zip(want, got.shape)):
-            shown = ", ".join("?" if not isinstance(w, int) else str(w) for w in want)
+            shown = ", ".join("?" if not isinstance(w, int) or w < 0 else str(w)
+                              for w in want)
             raise BackendError(f"{runtime} returned output {name!r} with shape "
                                f"{list(got.shape)} where the model declares [{shown}]: "
                                f"{runtime} computes this model differently from its "

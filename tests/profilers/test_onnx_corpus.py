@@ -183,6 +183,7 @@ def test_pack_bits_matches_onnx():
 def test_outputs_contradicting_declared_shape_are_refused():
     check_output_shapes("rt", ["y"], [(1, "n", 2)], [np.zeros((1, 5, 2))])  # dynamic dim: fine
     check_output_shapes("rt", ["y"], [None], [np.zeros((3,))])  # nothing declared
+    check_output_shapes("rt", ["y"], [(-1, 2)], [np.zeros((4, 2))])  # Paddle's free dim: -1
     with pytest.raises(BackendError, match=r"output 'y' with shape \[1, 6, 10, 1, 2\] where "
                                            r"the model declares \[1, 6, 10, 2\]"):
         check_output_shapes("rt", ["y"], [(1, 6, 10, 2)], [np.zeros((1, 6, 10, 1, 2))])
