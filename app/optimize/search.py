@@ -1282,7 +1282,9 @@ class Search:
         limited to dynamic INT8, say), a dynamic or mixed one still measures INT8 kernels."""
         timed = [p for p in self.points.values() if p.speedup and p.latency_ms
                  and self.cands.get(p.name)
-                 and self.cands[p.name].threads == self.thread_counts[0]]
+                 and self.cands[p.name].threads == self.thread_counts[0]
+                 # one request at batch 1, as the prediction is about the kernels
+                 and self.cands[p.name].batch == 1 and (self.cands[p.name].streams or 1) == 1]
         int8: list[Point] = []
         for family in ("int8", "int8-mixed", "int8-dynamic"):
             int8 = [p for p in timed if self.cands[p.name].family == family]
