@@ -968,10 +968,12 @@ class Search:
                     p.status, p.reason = "skipped", why
                     self.publish(p)
                     continue
-                if pending and self.elapsed() > self.spec.time_budget_s / 2:
+                if pending and (self.elapsed() > self.spec.time_budget_s / 4
+                                or c.remedy_for):
                     # time what is built while there is time: a stop discards candidates
                     # built and evaluated but not yet timed (a 17 ms OCR model's 90 s search
-                    # ended with seven evaluated and none timed)
+                    # ended with seven evaluated and none timed; another spent its budget in
+                    # a remedy's entropy calibration with two INT8 builds waiting untimed)
                     flush()
                     self.check()
                 self.progress(0.1 + 0.5 * i / max(len(todo), 1), f"screening {c.name}")

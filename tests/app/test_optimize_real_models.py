@@ -695,3 +695,30 @@ def test_a_model_declaring_a_huge_input_is_refused_without_allocating(tmp_path, 
     code, err = _cli([str(tmp_path / "huge.onnx"), "-o", str(tmp_path / "o"), "--no-cache",
                       "--quiet", "--backends", "onnxruntime", "--time-budget", "20s"], capsys)
     assert code == 2 and "120.0 GB" in err and "calibration or evaluation data" in err
+
+
+@pytest.mark.slow
+def test_what_is_built_is_timed_before_a_costly_remedy_is_built(tmp_path):
+    """A remedy (another calibration method) is built only when its parent misses the budget,
+    and its build can be long (entropy calibration of PP-OCRv6_rec_small: 102 s): the INT8
+    builds waiting to be timed are timed first, so a budget that ends in the remedy's build
+    still has their figures."""
+    from app.optimize.search import OptimizeSpec, run_optimize
+
+    np.savez(tmp_path / "few.npz", inputs=_digits(32)[0])
+    order: list[str] = []
+
+    def emit(e):
+        if e.get("event") == "stage" and e.get("message", "").startswith("screen: "):
+            order.append("build " + e["message"][len("screen: "):])
+        elif e.get("event") == "candidate" and (e["point"].get("latency_ms")):
+            order.append("timed " + e["point"]["name"])
+
+    spec = OptimizeSpec(model=str(VGG), output_dir=str(tmp_path / "out"),
+                        cache_dir=str(tmp_path / "cache"), calib=str(tmp_path / "few.npz"),
+                        min_cosine=1.0, sensitivity_layers=1,  # INT8 misses: a remedy
+                        backends=("onnxruntime",), only=("ort-int8", "ort-int8-entropy"),
+                        **FAST)
+    run_optimize(spec, emit, cancelled=lambda: "build ort-int8-entropy" in order)
+    assert "build ort-int8-entropy" in order, order
+    assert order.index("timed ort-int8") < order.index("build ort-int8-entropy"), order
