@@ -335,6 +335,11 @@ def check_labels_fit(labels: np.ndarray | None, outputs: np.ndarray, source: str
                         "so accuracy cannot be scored: remove 'labels' from the file to judge "
                         "variants by fidelity to the original's outputs (cosine) instead")
     classes = outputs.shape[1]
+    if classes == 1:
+        raise DataError(f"the {source} has labels, but the model's first output holds one "
+                        "score per sample (a binary logit or probability?), so a class cannot "
+                        "be read from it as the highest score: remove 'labels' from the file "
+                        "to judge variants by fidelity to the original's outputs (cosine)")
     top = int(labels.max()) if labels.size else 0
     if top >= classes:
         count = int(np.sum(labels >= classes))

@@ -141,6 +141,8 @@ def test_nan_inputs_and_labels_the_output_cannot_score_are_refused():
     guard.check_labels_fit(y, np.zeros((20, 10), np.float32), "eval data t.npz")
     with pytest.raises(DataError, match="scores 10 classes"):
         guard.check_labels_fit(y + 10, np.zeros((20, 10), np.float32), "eval data t.npz")
+    with pytest.raises(DataError, match="one score per sample"):  # a binary logit
+        guard.check_labels_fit(y % 2, np.zeros((20, 1), np.float32), "eval data t.npz")
     with pytest.raises(DataError, match="not one score per class"):  # OCR / encoder outputs
         guard.check_labels_fit(y, np.zeros((20, 40, 97), np.float32), "eval data t.npz")
 
