@@ -725,3 +725,19 @@ def test_what_is_built_is_timed_before_a_costly_remedy_is_built(tmp_path):
     run_optimize(spec, emit, cancelled=lambda: "build ort-int8-entropy" in order)
     assert "build ort-int8-entropy" in order, order
     assert order.index("timed ort-int8") < order.index("build ort-int8-entropy"), order
+
+
+def test_docked_panel_errors_go_to_the_windows_error_dialog(qtbot, tmp_path):
+    from app.gui.main_window import MainWindow
+
+    w = MainWindow(work_dir=tmp_path / "variants")
+    qtbot.addWidget(w)
+    w.act_optimize.trigger()
+    panel = w.optimize_panel
+    panel.model_path = str(VGG)
+    panel.eval_edit.setText(str(tmp_path / "missing.npz"))
+    assert panel.start() is None
+    assert w.errors and w.errors[-1]["title"] == "Cannot start the search"
+    assert "Evaluation data" in w.errors[-1]["message"]
+    w.last_error_dialog.close()
+    w.close()
