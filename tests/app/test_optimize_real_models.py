@@ -741,3 +741,25 @@ def test_docked_panel_errors_go_to_the_windows_error_dialog(qtbot, tmp_path):
     assert "Evaluation data" in w.errors[-1]["message"]
     w.last_error_dialog.close()
     w.close()
+
+
+def test_fidelity_of_large_outputs_needs_no_float64_copies():
+    """An OCR recogniser's outputs for 512 text lines are 1.5 GB as float32; the cosine took
+    float64 copies of both (6 GB more) and the worker hit its memory limit."""
+    import tracemalloc
+
+    from app.optimize.search import _cosine
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((10, 1_000_000), dtype=np.float32)
+    b = a + np.float32(0.01) * rng.standard_normal(a.shape, dtype=np.float32)
+    ref = float(a.astype(np.float64).ravel() @ b.astype(np.float64).ravel()) / (
+        np.linalg.norm(a.astype(np.float64)) * np.linalg.norm(b.astype(np.float64)))
+    tracemalloc.start()
+    got = _cosine(a, b)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert abs(got - ref) < 1e-9
+    assert peak < a.nbytes, peak  # float64 copies of both would be 4x a.nbytes
+    z = np.zeros((3, 4), np.float32)
+    assert _cosine(z, z) == 1.0 and _cosine(z, z + 1) == 0.0
