@@ -26,6 +26,10 @@ MAX_DATA_BYTES = 2 << 30
 # samples evaluated per variant: enough for a 1-point accuracy interval, and a 50,000-sample
 # test set would otherwise take the whole time budget on the baseline alone
 MAX_EVAL_SAMPLES = 5000
+# the first output of every sample evaluated, held for the baseline and for a variant at once
+# (and briefly twice while batches are joined): an OCR recogniser's 512 text lines are 1.5 GB
+# of [40, 18710] scores each, and the worker peaked at 8.4 GB
+MAX_OUTPUT_BYTES = 512 << 20
 # threads beyond this many per usable core only make runs wait on each other (and 100,000
 # makes a runtime try to start 100,000 threads)
 MAX_THREADS_PER_CORE = 4
@@ -41,7 +45,11 @@ class DataError(ModelDeckError):
 
 
 def _gib(n: float) -> str:
-    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):.1f} GiB"
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.1f} MiB"
+    return f"{n / 1024:.0f} KiB" if n >= 1024 else f"{n:.0f} bytes"
 
 
 # --- the spec ------------------------------------------------------------------------------
@@ -324,6 +332,50 @@ def eval_cap(time_budget_s: float) -> int:
     return int(min(MAX_EVAL_SAMPLES, max(500, time_budget_s * 8)))
 
 
+def output_bytes_per_sample(source: Any, feeds: dict[str, np.ndarray]) -> int | None:
+    """The first output's size for one sample, from one run of the FP32 model (None for a
+    torch program, or when that run fails: the search then says why)."""
+    backend = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "openvino"}.get(
+        source.format)
+    if backend is None:
+        return None
+    from app.optimize.search import measure_job
+
+    one = {k: v[:1] for k, v in feeds.items()}
+    try:
+        run = measure_job(Path(source.path), source.format, backend, None, 1, one)
+    except Exception:  # noqa: BLE001 - the baseline names the problem
+        return None
+    try:
+        out = np.asarray(run.backend.infer(run.feeds1)[0])
+    except Exception:  # noqa: BLE001
+        return None
+    finally:
+        run.close()
+    rows = len(out) if out.ndim else 1
+    return int(out.nbytes // max(rows, 1))
+
+
+def limit_by_output_size(source: Any, feeds: dict[str, np.ndarray], labels: np.ndarray | None,
+                         text: str, seed: int = 0, budget: int = MAX_OUTPUT_BYTES
+                         ) -> tuple[dict[str, np.ndarray], np.ndarray | None, str | None]:
+    """Fewer samples when the model's outputs are large, so the search's memory stays bounded
+    (one extra load and run of the model; only when there are many samples)."""
+    n = len(next(iter(feeds.values())))
+    if n <= 64:
+        return feeds, labels, None
+    per = output_bytes_per_sample(source, feeds)
+    if not per or n * per <= budget:
+        return feeds, labels, None
+    cap = max(32, int(budget // per))
+    if cap >= n:
+        return feeds, labels, None
+    feeds, labels, _ = limit_samples(feeds, labels, text, cap, seed)
+    return feeds, labels, (f"the model's first output holds {_gib(per)} per sample, and the "
+                           f"search keeps the original's and a variant's at once: it evaluates "
+                           f"{cap:,} of the {n:,} samples of the {text}, drawn at random (seeded)")
+
+
 def check_labels_fit(labels: np.ndarray | None, outputs: np.ndarray, source: str) -> None:
     """Labels the model's first output can be scored against: one score per class, and every
     label one of those classes (else accuracy is silently 0 % or silently not checked)."""
@@ -396,6 +448,9 @@ def load_data(source: Any, spec: Any, samples: int = 512
                                             seed=spec.seed)
         if note:
             notes.append(note)
+    feeds, labels, note = limit_by_output_size(source, feeds, labels, text, spec.seed)
+    if note:
+        notes.append(note)
     if spec.calib and spec.eval and spec.calib not in ("random",):
         from profilers.verify import load_calibration
 

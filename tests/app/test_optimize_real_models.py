@@ -763,3 +763,21 @@ def test_fidelity_of_large_outputs_needs_no_float64_copies():
     assert peak < a.nbytes, peak  # float64 copies of both would be 4x a.nbytes
     z = np.zeros((3, 4), np.float32)
     assert _cosine(z, z) == 1.0 and _cosine(z, z + 1) == 0.0
+
+
+def test_samples_are_limited_by_the_size_of_the_models_outputs():
+    """The search holds the original's outputs and a variant's for every sample evaluated;
+    PP-OCRv6_rec_small's 2.9 MiB per text line put the worker at 8.4 GB for 512 lines (4.7 GB
+    once limited to 179). Here the budget is scaled down to the sample's 40 bytes a sample."""
+    from converters.passes import ModelFile
+
+    d = np.load(VGG_TEST)
+    feeds, labels = {"input": d["inputs"]}, d["labels"]
+    source = ModelFile(VGG, "onnx")
+    assert guard.output_bytes_per_sample(source, feeds) == 40  # 10 float32 scores
+    kept, kept_labels, note = guard.limit_by_output_size(source, feeds, labels, "eval data t",
+                                                         budget=40 * 100)
+    assert len(kept["input"]) == len(kept_labels) == 100 and "40 bytes per sample" in note
+    assert "evaluates 100 of the 450 samples" in note
+    same, _, none = guard.limit_by_output_size(source, feeds, labels, "eval data t")
+    assert none is None and len(same["input"]) == 450
