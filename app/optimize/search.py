@@ -1342,6 +1342,10 @@ class Search:
             shutil.copyfile(lin, target)
             recipes.append(str(target))
         model = _q(self.spec.model)
+        # free dims at the data's sizes: without them convert checks the calibration data
+        # against default sizes (an OCR line 48x192 against 224x224) and profile times those
+        sizes = "".join(f" --shape {_q(k + '=' + 'x'.join(map(str, v)))}"
+                        for k, v in (getattr(self, "data_shapes", None) or {}).items())
         cmds = []
         if c.passes and c.passes[0][0] == cands.ACCURACY_CONTROL:
             # NNCF picks the layers it returns to float from the evaluation data: rebuilt by
@@ -1351,10 +1355,11 @@ class Search:
             first = out_dir / f"{self.source.path.stem}-{c.convert_first}.xml"
             cmds.append(f"modeldeck convert {model} --to {c.convert_first} -o {_q(first)}")
             cmds.append(f"modeldeck convert {_q(first)} --recipe {_q(recipes[-1])} "
-                        f"-o {_q(dest)}")
+                        f"-o {_q(dest)}{sizes}")
         elif recipes:
-            cmds.append(f"modeldeck convert {model} --recipe {_q(recipes[-1])} -o {_q(dest)}")
-        prof = f"modeldeck profile {_q(dest)} --backend {c.backend}"
+            cmds.append(f"modeldeck convert {model} --recipe {_q(recipes[-1])} -o {_q(dest)}"
+                        f"{sizes}")
+        prof = f"modeldeck profile {_q(dest)} --backend {c.backend}{sizes}"
         if c.threads:
             prof += f" --threads {c.threads}"
         if c.precision and c.backend == "openvino":

@@ -781,3 +781,29 @@ def test_samples_are_limited_by_the_size_of_the_models_outputs():
     assert "evaluates 100 of the 450 samples" in note
     same, _, none = guard.limit_by_output_size(source, feeds, labels, "eval data t")
     assert none is None and len(same["input"]) == 450
+
+
+@pytest.mark.slow
+def test_rebuild_line_of_a_free_size_model_carries_the_datas_sizes(tmp_path, capsys):
+    """The printed `convert --recipe` line must rebuild the winner: for the OCR classifier
+    ([N, 3, ?, ?]) calibrated on 48x192 lines it needs --shape x=1x3x48x192, or convert
+    checks the calibration data against 224x224 and refuses it."""
+    import shlex
+
+    from app.cli import main
+    from tests.real_models import wheel_member
+
+    model = wheel_member("rapidocr", "3.10.0",
+                         "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx")
+    x, y = _text_lines(64, 192, turned=True)
+    np.savez(tmp_path / "lines.npz", x=x, labels=y)
+    r = _search(tmp_path, model, eval=str(tmp_path / "lines.npz"),
+                calib=str(tmp_path / "lines.npz"), backends=("onnxruntime",),
+                only=("ort-int8",), objective="size", max_drop=0.5)  # INT8: the smallest
+    assert r["best"] and r["best"]["name"] == "ort-int8", r.get("why_no_winner")
+    rebuild, profile = r["best"]["commands"]
+    assert rebuild.endswith("--shape x=1x3x48x192") and "--shape x=1x3x48x192" in profile
+    argv = shlex.split(rebuild)[1:]
+    argv[argv.index("-o") + 1] = str(tmp_path / "rebuilt.onnx")
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "rebuilt.onnx").exists()
