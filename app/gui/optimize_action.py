@@ -28,10 +28,17 @@ def attach(window: Any, menu: Any) -> None:
             dock.setObjectName("dock_optimize")
             dock.setWidget(panel)
             window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+            charts = getattr(window, "dock_charts", None)
+            if charts is not None and not charts.isFloating():
+                # a tab beside the live charts: the whole bottom area, not half of it
+                window.tabifyDockWidget(charts, dock)
             window.optimize_panel, window.dock_optimize = panel, dock
         panel.set_model(window.root_path or window.model_path)
         window.dock_optimize.show()
         window.dock_optimize.raise_()
+        if not window.dock_optimize.isFloating():  # room for the form and the chart
+            window.resizeDocks([window.dock_optimize], [max(300, int(window.height() * 0.42))],
+                               Qt.Orientation.Vertical)
 
     window.act_optimize = menu.addAction("&Optimize…")
     window.act_optimize.triggered.connect(show)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
+from app.gui.layout import scrollable
 from app.gui.jobs import WorkerJob
 
 log = logging.getLogger(__name__)
@@ -187,13 +188,29 @@ class OptimizePanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_btn)
         buttons.addWidget(self.stop_btn)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.chart, 1)
-        layout.addWidget(self.best_label)
+        # two columns: settings and words on the left, the chart beside them with the whole
+        # height (stacked, a 1366x768 screen left the chart ~60 px tall and squeezed the form)
+        left = QVBoxLayout()
+        left.addLayout(form)
+        left.addLayout(buttons)
+        left.addWidget(self.progress)
+        left.addWidget(self.status)
+        left.addStretch(1)
+        for label in (self.status, self.best_label):
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        column = QWidget()
+        column.setLayout(left)
+        # the form keeps its rows' heights and scrolls in a low dock instead of squeezing them
+        area = scrollable(column, min_width=300)
+        area.setMaximumWidth(440)
+        self.chart.setMinimumSize(260, 160)
+        right = QVBoxLayout()  # the chart and, under it, the best so far
+        right.addWidget(self.chart, 1)
+        right.addWidget(self.best_label)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(area)
+        layout.addLayout(right, 1)
         self.start_btn.clicked.connect(self.start)
         self.stop_btn.clicked.connect(self.stop)
 

@@ -98,3 +98,33 @@ def test_window_has_the_optimize_action(qtbot, tmp_path):
     assert w.optimize_panel.start() is None  # no model open: told so, nothing started
     assert "Open a model" in w.optimize_panel.status.text()
     w.close()
+
+
+def test_optimize_dock_fits_a_1366x768_window(qtbot, tmp_path):
+    """Opened on a 1366x768 window, the dock takes a tab beside the live charts (the whole
+    bottom area) and a usable height: the Pareto chart at least 160 px tall beside the form,
+    whose rows keep their heights (stacked, the chart was ~60 px and the form rows cut)."""
+    from PySide6.QtWidgets import QAbstractSpinBox, QComboBox
+
+    from app.gui.main_window import MainWindow
+
+    w = MainWindow(work_dir=tmp_path / "variants")
+    qtbot.addWidget(w)
+    w.resize(1366, 740)
+    w.show()
+    qtbot.waitUntil(lambda: w.devices_job is None, timeout=120_000)
+    with qtbot.waitSignal(w.sig_model_opened, timeout=120_000):
+        w.open_model(str(SAMPLES / "digits_vgg.onnx"))
+    w.show_optimize()
+    qtbot.wait(200)
+    panel = w.optimize_panel
+    assert w.dock_optimize in w.tabifiedDockWidgets(w.dock_charts)
+    assert panel.chart.height() >= 160 and panel.chart.width() >= 260
+    assert panel.chart.geometry().left() > panel.drop_spin.mapTo(panel, panel.drop_spin.rect()
+                                                                 .topRight()).x()  # beside
+    fields = (panel.findChildren(QAbstractSpinBox) + panel.findChildren(QComboBox)
+              + [panel.eval_edit, panel.calib_edit])
+    assert len(fields) >= 5
+    for field in fields:
+        assert field.height() >= field.minimumSizeHint().height(), field
+    w.close()
