@@ -195,17 +195,11 @@ def _lineage(parent_sha: str, step: dict[str, Any], output: ModelFile) -> dict[s
 
 
 def _place(result_model: ModelFile, dest: Path) -> ModelFile:
-    """Move a finished model to `dest` atomically (IR: .bin before .xml, so an .xml never
-    points at a missing or half-written .bin)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    pairs = [(result_model.path, dest)]
-    if result_model.format == "openvino":
-        pairs.insert(0, (result_model.path.with_suffix(".bin"), dest.with_suffix(".bin")))
-    for src, dst in pairs:
-        tmp = dst.with_name(f".{dst.name}.partial")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
-    return ModelFile(dest, result_model.format)
+    """Copy a finished model to `dest` atomically, with its weights (IR: .bin before .xml;
+    ONNX external data renamed with it and the graph's references rewritten)."""
+    from converters.passes._common import copy_model
+
+    return copy_model(result_model, dest)
 
 
 def cleanup_unfinished(output: str | Path, remove_steps: bool = False,
@@ -219,7 +213,7 @@ def cleanup_unfinished(output: str | Path, remove_steps: bool = False,
     steps_dir, work_dir = work_paths(output)
     removed: list[Path] = []
     candidates = [work_dir] + ([steps_dir] if remove_steps else [])
-    for name in (output.name, output.with_suffix(".bin").name):
+    for name in (output.name, output.with_suffix(".bin").name, output.name + ".data"):
         candidates.append(output.with_name(f".{name}.partial"))
     if steps_dir.is_dir() and not remove_steps:
         candidates += sorted(steps_dir.glob(".*.partial"))

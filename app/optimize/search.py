@@ -1343,12 +1343,11 @@ class Search:
         if p.name == "baseline":  # no winner: a copy of the source named "-optimized" would
             return {"dir": str(out_dir), "recipes": [], "commands": [],  # be taken for one
                     "optimize_command": self.cli_line()}
+        from converters.passes._common import copy_model
+
         src = ModelFile(Path(p.path), p.format)
-        suffix = Path(p.path).suffix
-        dest = out_dir / f"{self.source.path.stem}-optimized{suffix}"
-        for f in src.files():
-            if f.exists():
-                shutil.copyfile(f, dest.with_suffix(f.suffix) if f.suffix != suffix else dest)
+        dest = out_dir / f"{self.source.path.stem}-optimized{Path(p.path).suffix}"
+        copy_model(src, dest)  # with its weights (ONNX external data renamed with it)
         recipes = []
         for i, lin in enumerate(p.lineage):
             target = out_dir / (f"recipe-{i + 1}.lineage.json" if len(p.lineage) > 1

@@ -97,6 +97,64 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> None:
                     all_tensors_to_one_file=True, location=path.name + ".data")
 
 
+def copy_model(src: ModelFile, dest: Path) -> ModelFile:
+    """Copy a model to `dest` with the weights it points at, each file written under a
+    temporary name and renamed, weights first, so a model file never points at a missing or
+    half-written weights file. IR: the .bin beside the .xml. ONNX with external data: the data
+    goes to '<dest name>.data' (one file per location the source names) and the copy's
+    references are rewritten to it (a renamed graph otherwise pointed at its old data name:
+    'External data path does not exist'). A location outside the model's folder is refused,
+    never read."""
+    import shutil
+
+    def put(a: Path, b: Path) -> None:
+        tmp = b.with_name(f".{b.name}.partial")
+        shutil.copyfile(a, tmp)
+        tmp.replace(b)
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if src.format == "openvino":
+        put(src.path.with_suffix(".bin"), dest.with_suffix(".bin"))
+    elif src.format == "onnx":
+        proto = load_onnx(src.path, with_weights=False)
+        tensors = _external_tensors(proto)
+        if tensors:
+            home = src.path.parent.resolve()
+            locations = sorted({_location(t) for t in tensors})
+            names = {loc: dest.name + ".data" if len(locations) == 1
+                     else f"{dest.name}.{i + 1}.data" for i, loc in enumerate(locations)}
+            for loc, name in names.items():
+                path = (home / loc).resolve()
+                if home not in path.parents or not path.is_file():
+                    raise PassError(f"{src.path.name} points at external data {loc!r} outside "
+                                    "its folder or missing: not copied")
+                put(path, dest.with_name(name))
+            for t in tensors:
+                for entry in t.external_data:
+                    if entry.key == "location":
+                        entry.value = names[entry.value]
+            import onnx
+
+            tmp = dest.with_name(f".{dest.name}.partial")
+            onnx.save_model(proto, str(tmp))
+            tmp.replace(dest)
+            return ModelFile(dest, src.format)
+    put(src.path, dest)
+    return ModelFile(dest, src.format)
+
+
+def _external_tensors(proto: onnx.ModelProto) -> list[Any]:
+    """Every tensor of the model (initializers, attributes, subgraphs) stored outside it."""
+    from onnx import TensorProto
+    from onnx.external_data_helper import _get_all_tensors
+
+    return [t for t in _get_all_tensors(proto) if t.data_location == TensorProto.EXTERNAL]
+
+
+def _location(tensor: Any) -> str:
+    return next((e.value for e in tensor.external_data if e.key == "location"), "")
+
+
 def is_large_onnx(path: Path) -> bool:
     """True when the model keeps its weights in external data, or is too big not to: what a
     tool writing it again must be told (save_as_external_data / use_external_data_format)."""
