@@ -361,3 +361,25 @@ def test_cli_bad_model_is_a_clear_message(tmp_path, capsys):
     code = main(["optimize", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "o")])
     assert code == 2
     assert "missing.onnx" in capsys.readouterr().err
+
+
+def test_a_histogram_remedy_is_not_started_without_time_for_it(tmp_path):
+    """Entropy/percentile calibration costs ~10x the min-max build and ORT's entropy step does
+    not check cancel: a remedy is not started when the budget left is shorter than that."""
+    from app.optimize import candidates as cands
+    from app.optimize.search import OptimizeSpec, Point, Search
+
+    entropy = cands.Candidate("ort-int8-entropy", "int8", "onnxruntime", remedy_for="ort-int8",
+                              passes=(cands._step("int8-static", method="entropy"),))
+    other = cands.Candidate("ort-int8-qop", "int8", "onnxruntime",
+                            passes=(cands._step("int8-static", method="minmax"),))
+    parent = Point("ort-int8", {}, build_s=3.0)
+    short = Search(OptimizeSpec(model="m.onnx", output_dir=str(tmp_path), time_budget_s=20))
+    why = short.remedy_too_slow(entropy, parent)
+    assert why and "~30 s" in why and "ort-int8's build" in why
+    assert short.remedy_too_slow(other, parent) is None  # min-max: no histogram
+    long = Search(OptimizeSpec(model="m.onnx", output_dir=str(tmp_path), time_budget_s=600))
+    assert long.remedy_too_slow(entropy, parent) is None
+    sweep = Search(OptimizeSpec(model="m.onnx", output_dir=str(tmp_path), time_budget_s=20,
+                                exhaustive=True))
+    assert sweep.remedy_too_slow(entropy, parent) is None  # the sweep builds everything
