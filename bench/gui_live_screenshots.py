@@ -22,6 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.gui_harness import pause, start_app, wait  # noqa: E402
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,27 +36,11 @@ def main() -> int:
         raise SystemExit("no DISPLAY: run under xvfb-run (see the docstring)")
     tmp = Path(tempfile.mkdtemp(prefix="modeldeck-live-"))
 
-    from PySide6.QtCore import QEventLoop, QSettings, QTimer
-    from PySide6.QtWidgets import QApplication
-
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "cfg"))
-    app = QApplication(sys.argv[:1])
-    app.setApplicationDisplayName("ModelDeck")
+    app = start_app(tmp / "cfg")
     from app.gui.layout import overlaps
     from app.gui.main_window import MainWindow
 
-    def wait(cond, timeout_s: float = 300.0, what: str = "") -> None:
-        deadline = time.monotonic() + timeout_s
-        while not cond():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"timed out waiting for {what}")
-            loop = QEventLoop()
-            QTimer.singleShot(30, loop.quit)
-            loop.exec()
 
-    def pause(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        wait(lambda: time.monotonic() >= end, seconds + 5)
 
     screen = app.primaryScreen().availableGeometry()
     w = MainWindow(work_dir=tmp / "variants")

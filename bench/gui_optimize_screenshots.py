@@ -24,6 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.gui_harness import pause, start_app, wait  # noqa: E402
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,23 +36,10 @@ def main() -> int:
         raise SystemExit("no DISPLAY: run under xvfb-run (see the docstring)")
     tmp = Path(tempfile.mkdtemp(prefix="modeldeck-optimize-shot-"))
 
-    from PySide6.QtCore import QEventLoop, QSettings, QTimer
-    from PySide6.QtWidgets import QApplication
-
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "cfg"))
-    app = QApplication(sys.argv[:1])
-    app.setApplicationDisplayName("ModelDeck")
+    app = start_app(tmp / "cfg")
     from app.gui.layout import overlaps
     from app.gui.main_window import MainWindow
 
-    def wait(cond, timeout_s: float = 900.0, what: str = "") -> None:
-        deadline = time.monotonic() + timeout_s
-        while not cond():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"timed out waiting for {what}")
-            loop = QEventLoop()
-            QTimer.singleShot(30, loop.quit)
-            loop.exec()
 
     screen = app.primaryScreen().availableGeometry()
     w = MainWindow(work_dir=tmp / "variants")
@@ -76,9 +65,7 @@ def main() -> int:
     w.grab().save(str(out / f"optimize_running_{size}.png"))
     print(f"running: {panel.chart.count()} points; {panel.best_label.text()!r}")
     wait(lambda: finished, what="the search")
-    loop = QEventLoop()
-    QTimer.singleShot(500, loop.quit)
-    loop.exec()
+    pause(0.5)
     w.grab().save(str(out / f"optimize_done_{size}.png"))
     print(f"done: window {w.width()}x{w.height()}, {panel.chart.count()} points; best line "
           f"{panel.best_label.text()!r}; status {panel.status.text()!r}; overlapping docks: "

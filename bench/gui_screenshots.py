@@ -22,6 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.gui_harness import pause, start_app, wait  # noqa: E402
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,30 +40,16 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="modeldeck-shots-"))
 
-    from PySide6.QtCore import QEventLoop, QMimeData, QPointF, QSettings, Qt, QTimer, QUrl
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
     from PySide6.QtGui import QDropEvent
-    from PySide6.QtWidgets import QApplication
 
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "cfg"))
-    app = QApplication(sys.argv[:1])
-    app.setApplicationDisplayName("ModelDeck")
+    app = start_app(tmp / "cfg")
     if args.dark:
         _dark_palette(app)
     from app.gui.main_window import MainWindow
     from tests.conftest import SAMPLE_ONNX
 
-    def wait(cond, timeout_s: float = 180.0, what: str = "") -> None:
-        deadline = time.monotonic() + timeout_s
-        while not cond():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"timed out waiting for {what}")
-            loop = QEventLoop()
-            QTimer.singleShot(30, loop.quit)
-            loop.exec()
 
-    def pause(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        wait(lambda: time.monotonic() >= end, seconds + 5)
 
     def shot(name: str) -> None:
         pause(0.3)  # let the charts' timer and the layout settle
