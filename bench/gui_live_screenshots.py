@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.gui_harness import pause, start_app, wait  # noqa: E402
+from bench.gui_harness import open_model, pause, show_window, start_app, wait  # noqa: E402
 
 
 def main() -> int:
@@ -38,22 +38,11 @@ def main() -> int:
 
     app = start_app(tmp / "cfg")
     from app.gui.layout import overlaps
-    from app.gui.main_window import MainWindow
-
-
 
     screen = app.primaryScreen().availableGeometry()
-    w = MainWindow(work_dir=tmp / "variants")
-    ready: list[int] = []
-    w.sig_ready.connect(lambda: ready.append(1))
-    w.show()
-    wait(lambda: ready, what="window")
-    wait(lambda: w.devices_job is None, what="the devices probe")
+    w = show_window(tmp / "variants")
     print(f"screen {screen.width()}x{screen.height()}; window at start {w.width()}x{w.height()}")
-    opened: list[str] = []
-    w.sig_model_opened.connect(opened.append)
-    w.open_model(args.model)
-    wait(lambda: opened, what="the model to open")
+    open_model(w, args.model)
     pause(0.5)
     w.graph_view.fit() if hasattr(w.graph_view, "fit") else None
     print(f"after opening: {w.width()}x{w.height()}; sizes "

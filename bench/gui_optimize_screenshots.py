@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.gui_harness import pause, start_app, wait  # noqa: E402
+from bench.gui_harness import open_model, pause, show_window, start_app, wait  # noqa: E402
 
 
 def main() -> int:
@@ -38,20 +38,10 @@ def main() -> int:
 
     app = start_app(tmp / "cfg")
     from app.gui.layout import overlaps
-    from app.gui.main_window import MainWindow
-
 
     screen = app.primaryScreen().availableGeometry()
-    w = MainWindow(work_dir=tmp / "variants")
-    ready: list[int] = []
-    w.sig_ready.connect(lambda: ready.append(1))
-    w.show()
-    wait(lambda: ready, what="window")
-    wait(lambda: w.devices_job is None, what="the devices probe")
-    opened: list[str] = []
-    w.sig_model_opened.connect(opened.append)
-    w.open_model(args.model)
-    wait(lambda: opened, what="the model to open")
+    w = show_window(tmp / "variants")
+    open_model(w, args.model)
     w.show_optimize()
     panel = w.optimize_panel
     panel.extra = {"cache_dir": str(tmp / "cache")}

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.gui_harness import pause, start_app, wait  # noqa: E402
+from bench.gui_harness import open_model, pause, show_window, start_app, wait  # noqa: E402
 
 
 def main() -> int:
@@ -46,10 +46,7 @@ def main() -> int:
     app = start_app(tmp / "cfg")
     if args.dark:
         _dark_palette(app)
-    from app.gui.main_window import MainWindow
     from tests.conftest import SAMPLE_ONNX
-
-
 
     def shot(name: str) -> None:
         pause(0.3)  # let the charts' timer and the layout settle
@@ -57,23 +54,14 @@ def main() -> int:
         w.grab().save(str(path))
         print(f"wrote {path}")
 
-    w = MainWindow(work_dir=tmp / "variants")
     width, height = (int(v) for v in args.size.split("x"))
-    w.resize(width, height)
-    ready = []
-    w.sig_ready.connect(lambda: ready.append(1))
-    w.show()
-    wait(lambda: ready, what="window")
-    wait(lambda: w.devices_job is None, what="the devices probe")
+    w = show_window(tmp / "variants", (width, height))
     w.resizeDocks([w.dock_passes], [380], Qt.Orientation.Horizontal)
     w.resizeDocks([w.dock_details], [430], Qt.Orientation.Horizontal)
     w.resizeDocks([w.dock_charts], [300], Qt.Orientation.Vertical)
 
     w.ensure_charts().set_log_latency(True)  # a shared, busy machine: spikes 30x the median
-    opened = []
-    w.sig_model_opened.connect(opened.append)
-    w.open_model(str(SAMPLE_ONNX))
-    wait(lambda: opened, what="the sample to open")
+    open_model(w, SAMPLE_ONNX)
 
     # 1. graph with the per-layer time overlay
     b = w.backend

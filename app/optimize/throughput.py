@@ -593,12 +593,7 @@ class ThroughputStage:
                     continue
                 runners.append(srv)
                 mine.append(srv)
-            t0 = time.monotonic()
-            try:
-                got = interleaved_throughput(runners, rounds, s.spec.round_ms / 2,
-                                             check=s.check)
-            finally:
-                s.spent["time_s"] += time.monotonic() - t0
+            got = self.timed(runners, rounds)
         finally:
             for srv in opened:
                 srv.close()
@@ -615,6 +610,15 @@ class ThroughputStage:
             figs_all.append(figs)
             self.conclude(c, p, figs, serving)
         s.cache.put(key, {"figures": figs_all})
+
+    def timed(self, servers: list[Server], rounds: int) -> list[Measured]:
+        """`servers` timed in interleaved rounds, the time counted as the search's timing."""
+        s = self.s
+        t0 = time.monotonic()
+        try:
+            return interleaved_throughput(servers, rounds, s.spec.round_ms / 2, check=s.check)
+        finally:
+            s.spent["time_s"] += time.monotonic() - t0
 
     def open(self, c: Any, path: Path, fmt: str, serving: Serving, opened: list[Server]
              ) -> Server:
@@ -717,12 +721,7 @@ class ThroughputStage:
                 cand = (base if _is_base_variant(c) or p.name == "baseline" else
                         self.open(c, Path(p.path), p.format, serving, opened))
                 runners = list(dict.fromkeys([plain, base, cand]))
-                t0 = time.monotonic()
-                try:
-                    got = interleaved_throughput(runners, more, s.spec.round_ms / 2,
-                                                 check=s.check)
-                finally:
-                    s.spent["time_s"] += time.monotonic() - t0
+                got = self.timed(runners, more)
             finally:
                 for srv in opened:
                     srv.close()
